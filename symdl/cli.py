@@ -1,0 +1,195 @@
+"""The ``symdl`` command: generate, list, show, verify, sheet."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+from .codegen import FormulaModule, builtin_modules, file_modules, render, write
+from .formula import FormulaError
+
+
+def _modules(args: argparse.Namespace) -> list[FormulaModule]:
+    return file_modules(args.formulas) if args.formulas else builtin_modules()
+
+
+def _sheet_name(args: argparse.Namespace) -> str:
+    return Path(args.formulas).stem if args.formulas else "symdl"
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    _progress("symdl: deriving and printing formulas ...")
+    files = render(_modules(args), sheet_name=_sheet_name(args))
+    out = Path(args.out or "generated")
+    report = write(files, out, check=args.check)
+    if args.check:
+        if report.stale:
+            for diff in report.stale.values():
+                sys.stdout.write(diff)
+            print(f"\nsymdl generate --check: {len(report.stale)} stale file(s) in {out}/:")
+            for rel in report.stale:
+                print(f"  {out / rel}")
+            print("Run `symdl generate` to update them (never edit generated/ by hand).")
+            return 1
+        print(f"symdl generate --check: {len(report.unchanged)} file(s) in {out}/ up to date.")
+        return 0
+    for rel in report.written:
+        print(f"wrote {out / rel}")
+    print(f"{len(report.written)} written, {len(report.unchanged)} unchanged "
+          f"({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for m in _modules(args):
+        print(f"{m.title}  ({m.source})")
+        for f in m.formulas:
+            tag = f"  [derived from {f.derived_from}]" if f.derived_from else ""
+            print(f"  {f.name:<28} {f.kind:<12} {f.title}{tag}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .lowering import plan
+    from .stable import stabilize
+
+    for m in _modules(args):
+        for f in m.formulas:
+            if f.name != args.name:
+                continue
+            print(f"{f.name}: {f.title} ({f.kind}, section {m.title!r}, from {m.source})")
+            print(f"  {f.doc}")
+            print("definition:" if not f.derived_from else f"derived from {f.derived_from}:")
+            for k, e in f.expressions().items():
+                print(f"  {k} = {e}")
+                s = stabilize(e)
+                if s != e:
+                    print(f"  {k} (as computed) = {s}")
+            derived = [g for g in m.formulas if g.derived_from == f.name]
+            for g in derived:
+                print(f"derived ({g.name}):")
+                for k, e in g.expressions().items():
+                    print(f"  {k} = {e}")
+            k = plan(f)
+            print("generated statements (per element):")
+            for s in k.body:
+                print(f"  {s.target} = {s.value}")
+            print(f"content hash: {k.hash}")
+            return 0
+    print(f"symdl show: no formula named {args.name!r} (see `symdl list`)", file=sys.stderr)
+    return 2
+
+
+def _load_kernels(out: str | None, module: str):
+    """The generated module: symdl.kernels for the built-in library, else from --out."""
+    if out is None:
+        return importlib.import_module(f"symdl.kernels.{module}")
+    path = Path(out) / "kernels" / f"{module}.py"
+    if not path.exists():
+        raise FormulaError(f"{path} does not exist: run `symdl generate` first")
+    spec = importlib.util.spec_from_file_location(f"symdl_verify_{module}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    failed = 0
+    seen = set()
+    print(f"{'kernel':<28} {'dtype':<8} {'max error':>12} {'tolerance':>10}  result")
+    for m in _modules(args):
+        formulas = [f for f in m.formulas if not args.names or f.name in args.names]
+        if not formulas:
+            continue
+        _progress(f"symdl verify: {m.name} (compiling kernels, evaluating in mpmath) ...")
+        kernels = _load_kernels(args.out if args.formulas or args.out else None, m.name)
+        for r in verify(formulas, kernels):
+            seen.add(r.name)
+            status = "ok" if r.ok else "FAIL"
+            failed += not r.ok
+            unit = "ULP" if r.tolerance != 1.0 else "x bound"
+            print(f"{r.name:<28} {r.dtype:<8} {r.max_ulp:>8.2f} {unit:<3} {r.tolerance:>10}  "
+                  f"{status}")
+    missing = set(args.names) - seen
+    if missing:
+        print(f"symdl verify: unknown formula(s): {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
+
+
+def cmd_sheet(args: argparse.Namespace) -> int:
+    from .sheet import build_pdf
+
+    files = render(_modules(args), sheet_name=_sheet_name(args))
+    out = Path(args.out or "generated")
+    write({k: v for k, v in files.items() if k.startswith("sheet/")}, out)
+    tex = out / "sheet" / f"{_sheet_name(args)}.tex"
+    print(f"LaTeX source: {tex}")
+    try:
+        _progress("symdl sheet: running latexmk ...")
+        pdf = build_pdf(tex)
+    except RuntimeError as err:
+        print(err, file=sys.stderr)
+        return 1 if args.pdf else 0
+    print(f"PDF: {pdf}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symdl", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp_: argparse.ArgumentParser) -> None:
+        sp_.add_argument("--formulas", metavar="FILE",
+                         help="a formula file (default: the built-in library)")
+        sp_.add_argument("--out", metavar="DIR", default=None,
+                         help="output directory (default: generated; for verify, the "
+                              "installed symdl.kernels)")
+
+    g = sub.add_parser("generate", help="print kernels and the sheet from the formulas")
+    common(g)
+    g.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 and list stale files if DIR is out of date")
+    g.set_defaults(func=cmd_generate)
+    ls = sub.add_parser("list", help="list the formulas")
+    common(ls)
+    ls.set_defaults(func=cmd_list)
+    sh = sub.add_parser("show", help="show a formula, its derivatives and generated code")
+    common(sh)
+    sh.add_argument("name")
+    sh.set_defaults(func=cmd_show)
+    v = sub.add_parser("verify", help="check generated kernels against SymPy in mpmath")
+    common(v)
+    v.add_argument("names", nargs="*", metavar="NAME")
+    v.set_defaults(func=cmd_verify)
+    s = sub.add_parser("sheet", help="write the LaTeX sheet and build its PDF")
+    common(s)
+    s.add_argument("--pdf", action="store_true", help="fail if the PDF cannot be built")
+    s.set_defaults(func=cmd_sheet)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``symdl`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FormulaError as err:
+        print(f"symdl: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

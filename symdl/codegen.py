@@ -1,0 +1,173 @@
+"""Generation: formula modules -> files (kernel modules and the sheet), written atomically.
+
+Pipeline: load formulas (``symdl/library`` or a user file) -> derive (``derive``) ->
+lower to kernel plans (``lowering``) -> render Jinja templates (``templates/``) ->
+compare with what is on disk, write only what changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from .derive import expand_formulas
+from .formula import Formula, FormulaError, check_identifier
+from .lowering import KernelPlan, plan
+from .sheet import entry
+
+#: Named settings printed into each generated module (user-overridable at run time).
+PARALLEL_THRESHOLD = 1 << 15
+REDUCTION_BLOCK = 1 << 13
+
+
+@dataclass
+class FormulaModule:
+    """One formula file: a section of the sheet and one generated kernel module."""
+
+    name: str
+    title: str
+    source: str
+    formulas: list[Formula]
+    kernels: list[KernelPlan] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_identifier(self.name, "module name")
+        self.formulas = expand_formulas(self.formulas)
+        names = [f.name for f in self.formulas]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise FormulaError(f"{self.source}: duplicate formula names {dupes}")
+
+
+def templates_dir() -> Path:
+    """Templates ship inside the package as ``symdl.templates`` (see pyproject.toml)."""
+    try:
+        spec = importlib.util.find_spec("symdl.templates")
+        if spec and spec.submodule_search_locations:
+            path = Path(list(spec.submodule_search_locations)[0])
+            if (path / "numba").is_dir():
+                return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@cache
+def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
+    loader = jinja2.FileSystemLoader(str(templates_dir()))
+    strict = dict(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                  keep_trailing_newline=True, autoescape=False)
+    code = jinja2.Environment(loader=loader, **strict)
+    code.filters["add_prefix"] = lambda s, prefix: prefix + s
+    # LaTeX is full of braces and percent signs: use LaTeX-looking delimiters instead.
+    tex = jinja2.Environment(loader=loader, block_start_string=r"\BLOCK{",
+                             block_end_string="}", variable_start_string=r"\VAR{",
+                             variable_end_string="}", comment_start_string=r"\#{",
+                             comment_end_string="}", **strict)
+    return code, tex
+
+
+def _module_from_python(mod, name: str, source: str) -> FormulaModule:
+    formulas = getattr(mod, "FORMULAS", None)
+    if formulas is None:
+        formulas = [v for v in vars(mod).values() if isinstance(v, Formula)]
+    if not formulas:
+        raise FormulaError(f"{source}: defines no formulas (set FORMULAS = [...])")
+    title = getattr(mod, "SECTION", formulas[0].section)
+    return FormulaModule(name, title, source, list(formulas))
+
+
+def builtin_modules() -> list[FormulaModule]:
+    """The built-in library, one module per sheet section."""
+    from .library import MODULES
+
+    mods = []
+    for name in MODULES:
+        mod = importlib.import_module(f"symdl.library.{name}")
+        mods.append(_module_from_python(mod, name, f"symdl/library/{name}.py"))
+    return mods
+
+
+def file_modules(path: str | os.PathLike) -> list[FormulaModule]:
+    """A user's formula file, loaded as one module named after the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormulaError(f"formula file {path} does not exist")
+    name = path.stem
+    check_identifier(name, "formula file name")
+    spec = importlib.util.spec_from_file_location(f"symdl_user_formulas_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return [_module_from_python(mod, name, path.name)]
+
+
+def render(modules: list[FormulaModule], sheet_name: str = "symdl",
+           title: str = "symdl formula sheet") -> dict[str, str]:
+    """All output files, relative path -> text. Pure: same formulas, same bytes."""
+    code, tex = _environments()
+    files = {}
+    sections = []
+    for m in modules:
+        m.kernels = [plan(f) for f in m.formulas]
+        module_hash = hashlib.sha256("".join(k.hash for k in m.kernels).encode()).hexdigest()
+        files[f"kernels/{m.name}.py"] = code.get_template("numba/module.py.j2").render(
+            title=m.title, source=m.source, kernels=m.kernels, module=m.name,
+            module_hash=module_hash[:16],
+            parallel_threshold=PARALLEL_THRESHOLD, reduction_block=REDUCTION_BLOCK)
+        derived = {}
+        for f in m.formulas:
+            if f.derived_from:
+                derived.setdefault(f.derived_from, []).append(f)
+        sections.append({"title": m.title, "entries": [
+            entry(f, derived.get(f.name, [])) for f in m.formulas if not f.derived_from]})
+    files["kernels/__init__.py"] = code.get_template("numba/init.py.j2").render(modules=modules)
+    sources = ", ".join(m.source for m in modules)
+    files[f"sheet/{sheet_name}.tex"] = tex.get_template("latex/sheet.tex.j2").render(
+        title=title, source=sources, sections=sections)
+    return files
+
+
+@dataclass
+class Report:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    stale: dict[str, str] = field(default_factory=dict)  # path -> unified diff
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(files: dict[str, str], out: Path, check: bool = False) -> Report:
+    """Write (or, with check, compare) the files under out; touch only what changed."""
+    report = Report()
+    for rel, text in sorted(files.items()):
+        path = out / rel
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old == text:
+            report.unchanged.append(rel)
+        elif check:
+            diff = difflib.unified_diff((old or "").splitlines(True), text.splitlines(True),
+                                        f"{rel} (on disk)", f"{rel} (from the formulas)")
+            report.stale[rel] = "".join(diff)
+        else:
+            _atomic_write(path, text)
+            report.written.append(rel)
+    return report

@@ -1,0 +1,262 @@
+"""The declarative formula API: what a formula *is*, with no word on how it runs.
+
+A formula file (built-in ones live in ``symdl/library/``) builds these objects from
+SymPy expressions. ``symdl.derive`` turns them into derived formulas (gradients) and
+``symdl.codegen`` prints them through the templates. Nothing here knows about loops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+# Names the generated code reserves for itself: arrays are passed to cores as
+# ``a_<name>``, scalars as ``p_<name>``, temporaries are ``_c<k>``. A user name that
+# starts with an underscore could collide with them, so it is refused.
+RESERVED_NAMES = frozenset({"T", "F", "i", "b", "n", "out", "np", "math", "numba", "prange"})
+
+#: Input domains a wrapper checks before calling a kernel (name -> meaning).
+DOMAINS = {
+    "real": "any real number",
+    "binary": "labels 0/1 (or bool)",
+    "probability": "probabilities in [0, 1]",
+}
+
+#: Scalar parameter checks (name -> meaning), enforced by the generated wrapper.
+PARAM_CHECKS = {
+    "any": "any real number",
+    "positive": "> 0",
+    "nonnegative": ">= 0",
+    "unit_interval": "in [0, 1]",
+    "unit_interval_open": "in [0, 1)",
+    "step": "an integer >= 1",
+}
+
+
+class FormulaError(ValueError):
+    """A formula definition is malformed (bad name, unknown symbol, ...)."""
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Return ``name`` if it is a safe Python identifier for generated code, else raise.
+
+    Names flow into templates as identifiers; validating them here is what keeps a
+    formula file from injecting code into a generated module.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise FormulaError(f"{what} {name!r} is not a valid Python identifier")
+    if name.startswith("_") or name in RESERVED_NAMES:
+        raise FormulaError(f"{what} {name!r} is reserved by the code generator")
+    return name
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scalar parameter of a kernel (a learning rate, an epsilon, a step count)."""
+
+    name: str
+    default: float | int | None = None
+    check: str = "any"
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        check_identifier(self.name, "parameter")
+        if self.check not in PARAM_CHECKS:
+            raise FormulaError(f"parameter {self.name!r}: unknown check {self.check!r}")
+
+    @property
+    def symbol(self) -> sp.Symbol:
+        return sp.Symbol(self.name, real=True)
+
+
+@dataclass(frozen=True)
+class Formula:
+    """What every formula has: identity, sheet text and the SymPy objects it is made of.
+
+    Subclasses say what shape of computation it is (elementwise, reduction, index
+    contraction); ``symdl.codegen`` picks the template from that.
+    """
+
+    name: str
+    section: str
+    title: str
+    doc: str
+    notes: tuple[str, ...] = field(default=(), kw_only=True)
+    derived_from: str | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        check_identifier(self.name, "formula name")
+
+    # -- what subclasses provide -------------------------------------------------
+    kind: str = field(default="", init=False)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        """The defining expressions, by name (for hashing, showing and printing)."""
+        raise NotImplementedError
+
+    def argument_names(self) -> list[str]:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------
+    def content_hash(self) -> str:
+        """A stable hash of everything that determines the generated code."""
+        parts = [self.kind, self.name, repr(self.argument_names())]
+        parts += [f"{k}={sp.srepr(v)}" for k, v in self.expressions().items()]
+        parts += [repr(p) for p in getattr(self, "params", ())]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _symbols(items: Sequence[sp.Symbol], what: str) -> tuple[sp.Symbol, ...]:
+    out = []
+    for s in items:
+        if not isinstance(s, sp.Symbol):
+            raise FormulaError(f"{what} must be SymPy Symbols, got {s!r}")
+        check_identifier(s.name, what)
+        out.append(s)
+    return tuple(out)
+
+
+def _exprs(mapping: Mapping[str, sp.Expr], what: str) -> dict[str, sp.Expr]:
+    if not mapping:
+        raise FormulaError(f"a formula needs at least one {what}")
+    return {check_identifier(k, what): sp.sympify(v) for k, v in mapping.items()}
+
+
+def _check_free(exprs: Mapping[str, sp.Expr], allowed: set[sp.Symbol], where: str) -> None:
+    for k, e in exprs.items():
+        unknown = e.free_symbols - allowed
+        if unknown:
+            names = ", ".join(sorted(s.name for s in unknown))
+            raise FormulaError(f"{where} {k!r} uses undeclared symbol(s): {names}")
+
+
+@dataclass(frozen=True)
+class Elementwise(Formula):
+    """Outputs computed element by element from same-shaped array inputs.
+
+    ``outputs`` maps each output name to its expression in the inputs and params.
+    ``updates`` instead names *inputs* that the kernel overwrites in place (an
+    optimizer step). ``backward=True`` asks SymPy for the gradient kernel
+    ``<name>_backward(y, dy)``, with the derivative rewritten in terms of the output y.
+    """
+
+    inputs: tuple[sp.Symbol, ...] = ()
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    updates: Mapping[str, sp.Expr] = field(default_factory=dict)
+    backward: bool = False
+    domains: Mapping[str, str] = field(default_factory=dict)
+    plot: tuple[float, float] | None = None
+    kind: str = field(default="elementwise", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
+        object.__setattr__(self, "params", tuple(self.params))
+        if bool(self.outputs) == bool(self.updates):
+            raise FormulaError(f"{self.name}: give either outputs or in-place updates")
+        if self.outputs:
+            object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        else:
+            object.__setattr__(self, "updates", _exprs(self.updates, "update"))
+            names = {s.name for s in self.inputs}
+            for k in self.updates:
+                if k not in names:
+                    raise FormulaError(f"{self.name}: update {k!r} is not an input")
+        allowed = set(self.inputs) | {p.symbol for p in self.params}
+        _check_free(self.results(), allowed, f"{self.name}: expression")
+        for k, d in self.domains.items():
+            if d not in DOMAINS or k not in {s.name for s in self.inputs}:
+                raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
+        if self.backward and (len(self.inputs) != 1 or len(self.outputs) != 1 or self.params):
+            raise FormulaError(f"{self.name}: backward=True needs one input, one output")
+
+    def results(self) -> dict[str, sp.Expr]:
+        return dict(self.outputs or self.updates)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return self.results()
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in self.inputs] + [p.name for p in self.params]
+
+
+@dataclass(frozen=True)
+class Reduction(Formula):
+    """Scalar results from sums over 1-D arrays of one length.
+
+    ``sums`` maps a sum's name to its per-element summand; ``outputs`` are
+    expressions in those sum symbols and ``n`` (the number of elements), for example
+    precision = tp / n_pred. Sums are taken in fixed-size blocks combined in a fixed
+    order, so the result does not depend on the thread count.
+    """
+
+    inputs: tuple[sp.Symbol, ...] = ()
+    sums: Mapping[str, sp.Expr] = field(default_factory=dict)
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    domains: Mapping[str, str] = field(default_factory=dict)
+    kind: str = field(default="reduction", init=False)
+
+    #: the element-count symbol available to ``outputs``
+    count = sp.Symbol("count", integer=True, positive=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
+        object.__setattr__(self, "sums", _exprs(self.sums, "sum"))
+        object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        _check_free(self.sums, set(self.inputs), f"{self.name}: sum")
+        sum_syms = {sp.Symbol(k, real=True) for k in self.sums} | {self.count}
+        _check_free(self.outputs, sum_syms, f"{self.name}: output")
+        for k, d in self.domains.items():
+            if d not in DOMAINS or k not in {s.name for s in self.inputs}:
+                raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
+
+    def sum_symbols(self) -> list[sp.Symbol]:
+        return [sp.Symbol(k, real=True) for k in self.sums]
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {**{f"sum_{k}": v for k, v in self.sums.items()}, **self.outputs}
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+
+@dataclass(frozen=True)
+class Contraction(Formula):
+    """An output array defined in index notation, e.g. y[i] = Sum(A[i, j] * x[j], j).
+
+    ``output`` is an Indexed object (``y[i]``), ``expr`` its value with ``sp.Sum``
+    over the summation indices. Every index is an ``sp.Idx`` with a symbolic range,
+    which is what ties array shapes together; the wrapper checks them.
+    """
+
+    output: sp.Indexed | None = None
+    expr: sp.Expr | None = None
+    arg_order: tuple[str, ...] = ()
+    kind: str = field(default="contraction", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.output, sp.Indexed):
+            raise FormulaError(f"{self.name}: output must be an Indexed object like y[i]")
+        check_identifier(self.output.base.name, "output")
+        for base in self.input_bases():
+            check_identifier(base.name, "input")
+        names = [b.name for b in self.input_bases()]
+        if sorted(self.arg_order) != sorted(names):
+            raise FormulaError(f"{self.name}: arg_order must list the inputs {names}")
+
+    def input_bases(self) -> list[sp.IndexedBase]:
+        bases = {ix.base for ix in self.expr.atoms(sp.Indexed)}
+        return sorted(bases, key=lambda b: b.name)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {self.output.base.name: self.expr}
+
+    def argument_names(self) -> list[str]:
+        return list(self.arg_order)

@@ -1,0 +1,116 @@
+"""The two printers: SymPy expression -> Numba source, and -> LaTeX.
+
+Modelled on ``sympy/printing/``: one class per target, one ``_print_<Node>`` method
+per node type that the target prints differently from its parent printer.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.pycode import PythonCodePrinter
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Scalar code valid inside a Numba ``prange`` body.
+
+    - Constants are printed as ``T(c)``, where the kernel binds ``T`` to the dtype
+      of its output: a float32 kernel then computes in float32 instead of being
+      promoted to float64 by a Python float literal.
+    - Piecewise is a conditional expression (never ``numpy.select``).
+    - Small integer powers are multiplications; ``x**-1`` is ``T(1)/x``.
+    """
+
+    printmethod = "_numbacode"
+    language = "Numba"
+
+    def __init__(self, settings: dict | None = None) -> None:
+        super().__init__({"fully_qualified_modules": True, **(settings or {})})
+
+    def _print_Number(self, expr: sp.Number) -> str:
+        # The sign stays outside T(...), so that the parent's Add printer sees it.
+        value = int(expr) if expr.is_Integer else float(expr)
+        return f"-T({-value!r})" if value < 0 else f"T({value!r})"
+
+    _print_Float = _print_Rational = _print_Integer = _print_Number
+    _print_Half = _print_Zero = _print_One = _print_NegativeOne = _print_Number
+
+    def _print_Exp1(self, expr: sp.Expr) -> str:
+        return f"T({float(sp.E)!r})"
+
+    def _print_Pi(self, expr: sp.Expr) -> str:
+        return f"T({float(sp.pi)!r})"
+
+    def _print_Infinity(self, expr: sp.Expr) -> str:
+        return "T(math.inf)"
+
+    def _print_NegativeInfinity(self, expr: sp.Expr) -> str:
+        return "T(-math.inf)"
+
+    def _print_BooleanTrue(self, expr: sp.Expr) -> str:
+        return "True"
+
+    def _print_BooleanFalse(self, expr: sp.Expr) -> str:
+        return "False"
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, e = expr.base, expr.exp
+        if e.is_Integer and 2 <= abs(int(e)) <= 4:
+            prod = "*".join([self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])]
+                            * abs(int(e)))
+            return prod if e > 0 else f"(T(1)/({prod}))"
+        if e == -1:
+            return f"(T(1)/{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Mul'])})"
+        if e == sp.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        if e == -sp.S.Half:
+            return f"(T(1)/math.sqrt({self._print(base)}))"
+        if e.is_Integer:
+            return f"{self.parenthesize(base, 60)}**{int(e)}"
+        return super()._print_Pow(expr, rational)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        subscripts = ", ".join(IndexPrinter().doprint(i) for i in expr.indices)
+        return f"a_{expr.base.name}[{subscripts}]"
+
+    def _print_Idx(self, expr: sp.Idx) -> str:
+        return expr.label.name
+
+
+class SheetLatexPrinter(LatexPrinter):
+    """LaTeX for the formula sheet: SymPy's printer, with gradient names shown as such.
+
+    A symbol ``dy`` (the incoming gradient of y) prints as ``\\mathrm{d}y``.
+    """
+
+    def __init__(self, gradient_names: frozenset[str] = frozenset(), **settings) -> None:
+        super().__init__(settings)
+        self._gradient_names = gradient_names
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr.name in self._gradient_names:
+            return r"\mathrm{d}" + super()._print_Symbol(sp.Symbol(expr.name[1:]))
+        return super()._print_Symbol(expr, style)
+
+
+def numba_code(expr: sp.Expr) -> str:
+    """Print one scalar expression for a Numba kernel body."""
+    return NumbaPrinter().doprint(expr)
+
+
+def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset()) -> str:
+    """Print one expression for the sheet."""
+    return SheetLatexPrinter(gradient_names).doprint(expr)
+
+
+class IndexPrinter(NumbaPrinter):
+    """Integer index arithmetic (loop bounds, subscripts): numbers stay Python ints."""
+
+    def _print_Number(self, expr: sp.Number) -> str:
+        return str(int(expr))
+
+    _print_Float = _print_Rational = _print_Integer = _print_Number
+    _print_Half = _print_Zero = _print_One = _print_NegativeOne = _print_Number
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        return f"{self.parenthesize(expr.base, 60)}**{self._print(expr.exp)}"

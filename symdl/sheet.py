@@ -1,0 +1,124 @@
+"""The formula sheet: SymPy objects -> LaTeX context, and the PDF build.
+
+The template ``templates/latex/sheet.tex.j2`` holds the layout; every equation and
+every plotted point comes from here, printed or evaluated from SymPy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+
+from .formula import Contraction, Elementwise, Formula, Reduction
+from .printers import latex
+from .stable import stabilize
+
+TEX_INSTALL_HINT = (
+    "TeX is not installed, so the PDF cannot be built. On Debian/Ubuntu:\n"
+    "  sudo apt-get install -y texlive-latex-base texlive-latex-recommended "
+    "texlive-pictures latexmk\n"
+    "The LaTeX source is ready to compile elsewhere."
+)
+
+PLOT_SAMPLES = 49
+
+
+@dataclass
+class Equation:
+    lhs: str
+    rhs: str
+
+
+@dataclass
+class Entry:
+    title: str
+    doc: str
+    definitions: list[Equation] = field(default_factory=list)
+    derived: list[Equation] = field(default_factory=list)
+    stable: list[Equation] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plot: dict | None = None
+
+
+def tex_escape(text: str) -> str:
+    """Escape prose (formula docs and notes) for LaTeX; math is printed, not escaped."""
+    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+             "^": r"\textasciicircum{}"}
+    return "".join(table.get(c, c) for c in text)
+
+
+def _sym(name: str, grads: frozenset[str]) -> str:
+    return latex(sp.Symbol(name), grads)
+
+
+def _points(expr: sp.Expr, x: sp.Symbol, lo: float, hi: float) -> str:
+    """Sample points of expr, evaluated by SymPy (deterministic text)."""
+    pts = []
+    for k in range(PLOT_SAMPLES):
+        xv = sp.Rational(lo) + (sp.Rational(hi) - sp.Rational(lo)) * k / (PLOT_SAMPLES - 1)
+        pts.append(f"({float(xv):.4f},{float(expr.subs(x, xv).evalf(20)):.6f})")
+    return " ".join(pts)
+
+
+def _equations(f: Formula, grads: frozenset[str], stable: bool) -> list[Equation]:
+    if isinstance(f, Contraction):
+        exprs = {latex(f.output): f.expr}
+    elif isinstance(f, Reduction):
+        i = sp.Symbol("i")
+        exprs = {_sym(k, grads): sp.Sum(e.subs({s: sp.Indexed(s.name, i) for s in f.inputs}),
+                                        (i, 1, f.count)) for k, e in f.sums.items()}
+        exprs |= {_sym(k, grads): e for k, e in f.outputs.items()}
+    else:
+        exprs = {_sym(k, grads): e for k, e in f.expressions().items()}
+    out = []
+    for lhs, e in exprs.items():
+        if stable:
+            s = stabilize(e)
+            if s == e:
+                continue
+            e = s
+        out.append(Equation(lhs, latex(e, grads)))
+    return out
+
+
+def entry(f: Formula, derived: list[Formula]) -> Entry:
+    """The sheet entry of a formula and the formulas derived from it."""
+    grads = frozenset(s.name for d in derived for s in getattr(d, "inputs", ())
+                      if s.name.startswith("d")) | frozenset(
+        k for d in derived for k in d.expressions() if k.startswith("d"))
+    e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    e.definitions = _equations(f, grads, stable=False)
+    for d in derived:
+        e.derived += _equations(d, grads, stable=False)
+    for g in [f, *derived]:
+        e.stable += _equations(g, grads, stable=True)
+    if isinstance(f, Elementwise) and f.plot:
+        (x,) = f.inputs
+        ((yname, fx),) = f.outputs.items()
+        lo, hi = f.plot
+        e.plot = {"x": latex(x), "curves": [
+            {"label": _sym(yname, grads), "style": "blue", "points": _points(fx, x, lo, hi)},
+            {"label": rf"\partial {_sym(yname, grads)} / \partial {latex(x)}",
+             "style": "red, dashed", "points": _points(sp.diff(fx, x), x, lo, hi)},
+        ]}
+    return e
+
+
+def build_pdf(tex_path: Path, quiet: bool = True) -> Path:
+    """Compile the sheet with latexmk; raises RuntimeError with a plain message."""
+    if shutil.which("latexmk") is None or shutil.which("pdflatex") is None:
+        raise RuntimeError(TEX_INSTALL_HINT)
+    build = tex_path.parent / "build"
+    build.mkdir(exist_ok=True)
+    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error",
+           f"-outdir={build}", tex_path.name]
+    run = subprocess.run(cmd, cwd=tex_path.parent, capture_output=True, text=True)
+    if run.returncode != 0:
+        tail = "\n".join(run.stdout.splitlines()[-25:])
+        raise RuntimeError(f"latexmk failed on {tex_path}:\n{tail}")
+    return build / (tex_path.stem + ".pdf")

@@ -1,0 +1,82 @@
+"""Numerically stable rewrites, applied to an expression just before it is printed.
+
+The sheet prints the formula as defined; the kernels print the rewritten form. Every
+rule is a SymPy -> SymPy rewrite (no string substitution), so the tests can check
+that the rewrite is the same function as the definition.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.rewriting import optimize, optims_c99
+
+
+def _logistic(expr: sp.Expr) -> sp.Expr:
+    """1/(1 + exp(u)) -> a branch whose exp never overflows.
+
+    For u > 0, exp(u) overflows long before the result underflows; with
+    z = exp(-|u|) the same function is z/(1 + z) for u > 0 and 1/(1 + z) otherwise.
+    """
+
+    def is_logistic(e: sp.Expr) -> bool:
+        if not (e.is_Pow and e.exp == -1 and e.base.is_Add and len(e.base.args) == 2):
+            return False
+        one, ex = sorted(e.base.args, key=lambda a: not a.is_Number)
+        return one == 1 and isinstance(ex, sp.exp)
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        u = next(a for a in e.base.args if isinstance(a, sp.exp)).args[0]
+        z = sp.exp(-sp.Abs(u))  # in (0, 1]: one exp, never overflows
+        return sp.Piecewise((z / (1 + z), u > 0), (1 / (1 + z), True))
+
+    return expr.replace(is_logistic, rewrite)
+
+
+def _softplus(expr: sp.Expr) -> sp.Expr:
+    """log(1 + exp(u)) -> softplus without overflow (softplus, log-sigmoid).
+
+    Runs before SymPy's c99 optimizations, which would otherwise turn
+    -log(1 + exp(-x)) into x - log1p(exp(x)): a cancellation for large x.
+    """
+
+    def is_softplus(e: sp.Expr) -> bool:
+        if isinstance(e, log1p):
+            return isinstance(e.args[0], sp.exp)
+        if isinstance(e, sp.log) and e.args[0].is_Add and len(e.args[0].args) == 2:
+            one, ex = sorted(e.args[0].args, key=lambda a: not a.is_Number)
+            return one == 1 and isinstance(ex, sp.exp)
+        return False
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        u = next(a for a in sp.preorder_traversal(e) if isinstance(a, sp.exp)).args[0]
+        return sp.Max(u, 0) + log1p(sp.exp(-sp.Abs(u)))
+
+    return expr.replace(is_softplus, rewrite)
+
+
+def _factor_in(expr: sp.Expr) -> sp.Expr:
+    """Factor the polynomial factors of a product, to evaluate them without cancellation.
+
+    1 - y**2 loses all its digits as y -> 1; (1 - y)*(1 + y) keeps them, because
+    1 - y is exact there (Sterbenz).
+    """
+    if expr.is_Mul:
+        return sp.Mul(*[_factor_in(a) for a in expr.args])
+    syms = expr.free_symbols
+    if syms and expr.is_Add and expr.is_polynomial(*syms):
+        if sp.Poly(expr, *sorted(syms, key=sp.default_sort_key)).total_degree() >= 2:
+            return sp.factor(expr)
+    return expr
+
+
+def stabilize(expr: sp.Expr) -> sp.Expr:
+    """The form of ``expr`` that the kernels print: same function, better rounding."""
+    expr = _factor_in(expr)
+    expr = _softplus(expr)
+    expr = optimize(expr, optims_c99)  # log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x)
+    expr = _logistic(expr)
+    return expr
+
+
+__all__ = ["stabilize", "expm1", "log1p"]
