@@ -201,14 +201,17 @@ class Reduction(Formula):
     domains: Mapping[str, str] = field(default_factory=dict)
     kind: str = field(default="reduction", init=False)
 
-    #: the element-count symbol available to ``outputs``
-    count = sp.Symbol("count", integer=True, positive=True)
+    #: the element-count symbol available to ``outputs`` (m, as on the cheat sheet)
+    count = sp.Symbol("m", integer=True, positive=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
         object.__setattr__(self, "sums", _exprs(self.sums, "sum"))
         object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        taken = {s.name for s in self.inputs} & ({self.count.name} | set(self.sums))
+        if taken:
+            raise FormulaError(f"{self.name}: input name(s) {sorted(taken)} clash with sums")
         _check_free(self.sums, set(self.inputs), f"{self.name}: sum")
         sum_syms = {sp.Symbol(k, real=True) for k in self.sums} | {self.count}
         _check_free(self.outputs, sum_syms, f"{self.name}: output")

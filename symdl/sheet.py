@@ -67,7 +67,10 @@ def _points(expr: sp.Expr, x: sp.Symbol, lo: float, hi: float) -> str:
 
 def _equations(f: Formula, grads: frozenset[str], stable: bool) -> list[Equation]:
     if isinstance(f, Contraction):
-        exprs = {latex(f.output): f.expr}
+        # Show i, j rather than SymPy's Idx with its range attached.
+        plain = {ix: sp.Symbol(ix.label.name) for ix in f.expr.atoms(sp.Idx) | set(
+            f.output.indices)}
+        exprs = {latex(f.output.xreplace(plain)): f.expr.xreplace(plain)}
     elif isinstance(f, Reduction):
         i = sp.Symbol("i")
         exprs = {_sym(k, grads): sp.Sum(e.subs({s: sp.Indexed(s.name, i) for s in f.inputs}),
@@ -94,6 +97,12 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
+        if isinstance(f, Elementwise) and f.backward:
+            # The local derivative dy/dx, read off the backward formula dx = dy * (dy/dx).
+            ((xname, dx),) = d.outputs.items()
+            y, dy = d.inputs
+            e.derived.append(Equation(rf"\frac{{\partial {latex(y)}}}{{\partial {xname[1:]}}}",
+                                      latex(dx / dy)))
         e.derived += _equations(d, grads, stable=False)
     for g in [f, *derived]:
         e.stable += _equations(g, grads, stable=True)
@@ -113,6 +122,7 @@ def build_pdf(tex_path: Path, quiet: bool = True) -> Path:
     """Compile the sheet with latexmk; raises RuntimeError with a plain message."""
     if shutil.which("latexmk") is None or shutil.which("pdflatex") is None:
         raise RuntimeError(TEX_INSTALL_HINT)
+    tex_path = tex_path.resolve()
     build = tex_path.parent / "build"
     build.mkdir(exist_ok=True)
     cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error",

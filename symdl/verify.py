@@ -19,6 +19,13 @@ from .formula import Contraction, Elementwise, Formula, Reduction
 
 DIGITS = 50
 
+
+def reference_digits(dtype: np.dtype) -> int:
+    """Working precision for references in dtype: 50 digits plus the decimal exponent of
+    the smallest subnormal, so that a formula such as log(1 + exp(x)) keeps 50 good
+    digits wherever its result is representable (1 + 1e-320 needs 320 digits)."""
+    return DIGITS + int(-math.log10(float(np.finfo(dtype).smallest_subnormal))) + 1
+
 #: Allowed max error in ULPs of the kernel's dtype, per formula kind. Elementwise
 #: kernels are a few correctly-rounded operations (each <= 0.5 ULP) plus libm's exp,
 #: log1p, tanh (<= 1 ULP each): 4 ULP bounds the sum. Sums of n terms may lose up to
@@ -53,11 +60,12 @@ def ulp_error(got: np.ndarray, exact: list, dtype: np.dtype) -> np.ndarray:
         if mpmath.isinf(e) or math.isinf(g):
             errs[k] = 0.0 if float(e) == g else math.inf
             continue
-        e_rounded = dtype.type(float(e))
         if abs(float(e)) > float(info.max):
             errs[k] = 0.0 if math.isinf(g) else math.inf
             continue
-        spacing = float(np.spacing(np.abs(e_rounded))) or float(info.smallest_subnormal)
+        e_rounded = dtype.type(float(e))
+        with np.errstate(over="ignore"):  # the spacing at the largest finite value
+            spacing = float(np.spacing(np.abs(e_rounded))) or float(info.smallest_subnormal)
         errs[k] = float(abs(mpmath.mpf(g) - e) / spacing)
     return errs
 
@@ -98,7 +106,7 @@ def _inputs_for(f: Elementwise, formulas: dict[str, Formula], dtype, rng, n):
         (x,) = fwd.inputs
         (fx,) = fwd.outputs.values()
         fmp = _mp(fx, [x])
-        with mpmath.workdps(DIGITS):
+        with mpmath.workdps(reference_digits(np.dtype(dtype))):
             ys = [float(fmp(_mpf(float(v)))) for v in xs]
         ys = np.array(ys, dtype=np.float64).astype(dtype)
         dys = np.concatenate([np.ones(len(edge_values(dtype))),
@@ -113,7 +121,7 @@ def verify_elementwise(f: Elementwise, kernel, formulas, dtype, rng, n) -> Resul
     got = [kernel(*args, **params)] if len(f.outputs) == 1 else list(kernel(*args, **params))
     errs = []
     syms = list(f.inputs) + [p.symbol for p in f.params]
-    with mpmath.workdps(DIGITS):
+    with mpmath.workdps(reference_digits(np.dtype(dtype))):
         for expr, g in zip(f.outputs.values(), got, strict=True):
             fn = _mp(expr, syms)
             exact = [fn(*[_mpf(float(a[k])) for a in args],

@@ -15,6 +15,7 @@ elements run on the parallel core, smaller ones on the serial core.
 import math  # noqa: F401  (used by the printed expressions)
 import os
 import sys
+import types
 
 import numba
 import numpy as np
@@ -27,13 +28,13 @@ REDUCTION_BLOCK = 8192
 """Reductions sum fixed blocks of this many elements and combine the block sums in
 a fixed order, so a result is bit-identical for any thread count."""
 
-# Numba's on-disk cache records the module name of each core and re-imports it on
-# load: a module imported under two names (symdl.kernels.x, or x from a path) would
-# break the cache. The cores therefore live under one canonical name, which also
-# carries the content hash of the formulas.
-_CANONICAL = "_symdl_activations_500bc23626429183"
-if __name__ in sys.modules:
-    sys.modules.setdefault(_CANONICAL, sys.modules[__name__])
+# Numba's on-disk cache pickles each core's globals by module name and re-imports
+# that name on load: a module imported under two names (symdl.kernels.x, or x from a
+# path) would break the cache. So the cores get their own namespace under one
+# canonical name, which carries the content hash of the formulas.
+_CORES = types.ModuleType("_symdl_cores_activations_500bc23626429183")
+_CORES.__dict__.update(math=math, np=np, numba=numba)
+_CORES = sys.modules.setdefault(_CORES.__name__, _CORES)
 
 
 def _jit(parallel):
@@ -41,7 +42,7 @@ def _jit(parallel):
     keeps IEEE semantics for inf/nan; numpy's error model lets divisions vectorize."""
 
     def decorate(fn):
-        fn.__module__ = _CANONICAL
+        fn = types.FunctionType(fn.__code__, _CORES.__dict__, fn.__name__)
         return numba.njit(cache=True, nogil=True, parallel=parallel, error_model="numpy",
                           fastmath={"contract"})(fn)
 

@@ -8,7 +8,7 @@ SECTION = "Precision and recall"
 
 t = sp.Symbol("y_true", real=True)
 p = sp.Symbol("y_pred", real=True)
-tp, n_pred, n_true = sp.symbols("true_positives n_selected n_relevant", real=True)
+tp, n_pred, n_true = sp.symbols("tp n_selected n_relevant", real=True)
 
 precision_recall = Reduction(
     "precision_recall",
@@ -17,7 +17,7 @@ precision_recall = Reduction(
     "Precision: how many selected items are relevant? "
     "Recall: how many relevant items are selected?",
     inputs=[t, p],
-    sums={"true_positives": t * p, "n_selected": p, "n_relevant": t},
+    sums={"tp": t * p, "n_selected": p, "n_relevant": t},
     outputs={
         # An empty denominator (nothing selected, nothing relevant) gives 0.0,
         # as scikit-learn's zero_division=0 does.

@@ -1,0 +1,46 @@
+"""Bad input gets a clear error that names the argument; nothing crashes."""
+
+import numpy as np
+import pytest
+
+
+def test_mismatched_shapes(kernels):
+    with pytest.raises(ValueError, match="'dy'"):
+        kernels.sigmoid_backward(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="'x'"):
+        kernels.matvec(np.ones((3, 4)), np.ones(5))
+    with pytest.raises(ValueError, match="'A'"):
+        kernels.matvec(np.ones(4), np.ones(4))
+    with pytest.raises(ValueError, match="'y_pred'"):
+        kernels.precision_recall(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="'y_true'"):
+        kernels.precision_recall(np.ones((2, 2)), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("bad", [np.array(["a", "b"]), np.ones(3, complex), [object()]])
+def test_non_real_dtype(kernels, bad):
+    with pytest.raises(TypeError, match="'x'"):
+        kernels.sigmoid(bad)
+
+
+def test_bad_labels(kernels):
+    with pytest.raises(ValueError, match="'y_true'.*0/1"):
+        kernels.precision_recall([0, 2, 1], [0, 1, 1])
+    with pytest.raises(ValueError, match="'y_pred'"):
+        kernels.precision_recall([0, 1, 1], [0, 0.5, 1])
+    with pytest.raises(ValueError, match="'y_pred'"):
+        kernels.precision_recall([0, 1, 1], [0, np.nan, 1])
+
+
+def test_bad_out(kernels):
+    x = np.ones(4)
+    with pytest.raises(ValueError, match="'out'.*shape"):
+        kernels.sigmoid(x, out=np.empty(5))
+    with pytest.raises(TypeError, match="'out'.*dtype"):
+        kernels.sigmoid(x, out=np.empty(4, np.float32))
+    with pytest.raises(TypeError, match="'out'"):
+        kernels.sigmoid(x, out=[0.0] * 4)
+    ro = np.empty(4)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="'out'.*read-only"):
+        kernels.sigmoid(x, out=ro)

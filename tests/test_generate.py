@@ -1,0 +1,152 @@
+"""symdl generate: up to date, deterministic, guarded by --check, and following edits."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symdl.cli import main
+from symdl.codegen import builtin_modules, render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _import(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_check_passes_on_the_checkout(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["generate", "--check"]) == 0
+
+
+def test_check_fails_after_a_hand_edit(tmp_path, capsys):
+    out = tmp_path / "gen"
+    shutil.copytree(ROOT / "generated", out, ignore=shutil.ignore_patterns("build"))
+    target = out / "kernels" / "activations.py"
+    target.write_text(target.read_text().replace("math.tanh(x)", "math.tanh(x) * T(1.0001)"))
+    assert main(["generate", "--check", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "kernels/activations.py" in printed and "symdl generate" in printed
+    assert "-        a_y[i] = math.tanh(x) * T(1.0001)" in printed  # a unified diff
+    assert main(["generate", "--out", str(out)]) == 0
+    assert main(["generate", "--check", "--out", str(out)]) == 0
+
+
+def test_render_is_deterministic_across_processes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        env = {**os.environ, "PYTHONHASHSEED": str(len(str(d)))}
+        subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--out", str(d)],
+                       check=True, env=env, capture_output=True)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    assert render(builtin_modules()) == render(builtin_modules())
+
+
+def test_generate_rewrites_only_what_changed(tmp_path, capsys):
+    out = tmp_path / "gen"
+    assert main(["generate", "--out", str(out)]) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.py")}
+    capsys.readouterr()
+    assert main(["generate", "--out", str(out)]) == 0
+    assert "0 written" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("*.py")}
+
+
+def test_editing_a_formula_changes_kernel_derivative_and_sheet(tmp_path):
+    """The edit test of the foundation issue: sigmoid -> 1/(1+exp(-2x))."""
+    src = (ROOT / "symdl/library/activations.py").read_text()
+    edited = src.replace('outputs={"y": 1 / (1 + sp.exp(-x))}',
+                         'outputs={"y": 1 / (1 + sp.exp(-2 * x))}')
+    assert edited != src
+    formulas = tmp_path / "my_activations.py"
+    formulas.write_text(edited)
+    out = tmp_path / "mypkg"
+    assert main(["generate", "--formulas", str(formulas), "--out", str(out)]) == 0
+    mod = _import(out / "kernels" / "my_activations.py", "edited_activations")
+    x = np.linspace(-5, 5, 41)
+    y = mod.sigmoid(x)
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-2 * x)), rtol=1e-15)
+    np.testing.assert_allclose(mod.sigmoid_backward(y, np.ones_like(y)), 2 * y * (1 - y),
+                               rtol=1e-15)
+    sheet = (out / "sheet" / "my_activations.tex").read_text()
+    assert r"e^{- 2 x}" in sheet
+    assert r"2 y \left(1 - y\right)" in sheet
+    # The untouched formula (tanh) comes out exactly as in the built-in module.
+    builtin = (ROOT / "generated/kernels/activations.py").read_text()
+    tanh_block = builtin[builtin.index("# ---- tanh (map)"):builtin.index("# ---- tanh_backward")]
+    assert tanh_block in (out / "kernels" / "my_activations.py").read_text()
+
+
+USER_FORMULAS = '''
+import sympy as sp
+from symdl.formula import Elementwise
+
+x = sp.Symbol("x", real=True)
+softplus = Elementwise("softplus", "Mine", "Softplus", "A smooth ReLU.", inputs=[x],
+                       outputs={"y": sp.log(1 + sp.exp(x))}, backward=True)
+FORMULAS = [softplus]
+'''
+
+
+def test_user_formula_file_gives_a_standalone_module(tmp_path):
+    (tmp_path / "mine.py").write_text(USER_FORMULAS)
+    out = tmp_path / "out"
+    assert main(["generate", "--formulas", str(tmp_path / "mine.py"), "--out", str(out)]) == 0
+    path = out / "kernels" / "mine.py"
+    imports = {line.split()[1] for line in path.read_text().splitlines()
+               if line.startswith(("import ", "from "))}
+    assert imports == {"math", "os", "sys", "types", "numba", "numpy"}
+    mod = _import(path, "user_mine")
+    x = np.array([-1e4, -30.0, 0.0, 30.0, 1e4])
+    y = mod.softplus(x)
+    assert np.all(np.isfinite(y)) and y[-1] == 1e4 and y[0] == 0.0
+    dx = mod.softplus_backward(y, np.ones_like(y))
+    np.testing.assert_allclose(dx, 1 / (1 + np.exp(-x)), rtol=1e-15, atol=0)
+    assert main(["verify", "--formulas", str(tmp_path / "mine.py"), "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize("bad_name", ['x"); import os; ("', "_private", "class", "T"])
+def test_formula_names_cannot_inject_code(tmp_path, bad_name, capsys):
+    text = USER_FORMULAS.replace('Elementwise("softplus"', f"Elementwise({bad_name!r}")
+    (tmp_path / "bad.py").write_text(text)
+    assert main(["generate", "--formulas", str(tmp_path / "bad.py"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "identifier" in err or "reserved" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_list_and_show(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "sigmoid_backward" in listed and "derived from sigmoid" in listed
+    assert main(["show", "sigmoid"]) == 0
+    shown = capsys.readouterr().out
+    assert "y = 1/(1 + exp(-x))" in shown and "dx = dy*y*(1 - y)" in shown
+    assert main(["show", "nonexistent"]) == 2
+
+
+def test_verify_exits_nonzero_on_a_wrong_kernel(tmp_path, capsys):
+    out = tmp_path / "gen"
+    (tmp_path / "mine.py").write_text(USER_FORMULAS)
+    assert main(["generate", "--formulas", str(tmp_path / "mine.py"), "--out", str(out)]) == 0
+    target = out / "kernels" / "mine.py"
+    text = target.read_text()
+    assert "math.log1p(" in text
+    target.write_text(text.replace("math.log1p(", "T(1.000001)*math.log1p("))
+    assert main(["verify", "--formulas", str(tmp_path / "mine.py"), "--out", str(out)]) == 1
+    assert "FAIL" in capsys.readouterr().out

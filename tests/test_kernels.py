@@ -1,0 +1,181 @@
+"""The generated kernels: accuracy against SymPy in mpmath, gradients, dtypes, layouts."""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from symdl.codegen import builtin_modules
+from symdl.verify import ulp_error, verify
+
+MODULES = {m.name: m for m in builtin_modules()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_kernel_within_tolerance_of_mpmath(module):
+    import importlib
+
+    kernels = importlib.import_module(f"symdl.kernels.{module}")
+    results = verify(MODULES[module].formulas, kernels, n=600)
+    assert results
+    bad = [(r.name, r.dtype, r.max_ulp) for r in results if not r.ok]
+    assert not bad
+
+
+def _sigmoid_exact(v):
+    with mpmath.workdps(50):
+        return 1 / (1 + mpmath.exp(-mpmath.mpf(v)))
+
+
+finite = st.floats(allow_nan=False, allow_infinity=True, width=64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.float64, st.integers(1, 50), elements=finite))
+def test_sigmoid_property_4ulp(kernels, xs):
+    got = kernels.sigmoid(xs)
+    errs = ulp_error(got, [_sigmoid_exact(v) for v in xs], np.dtype(np.float64))
+    assert errs.max() <= 4
+    assert np.all(np.isfinite(got))
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float64, st.integers(1, 50), elements=st.floats(-1, 1)))
+def test_tanh_backward_property_4ulp(kernels, ys):
+    dy = np.linspace(-2, 2, ys.size)
+    got = kernels.tanh_backward(ys, dy)
+    with mpmath.workdps(50):
+        exact = [mpmath.mpf(d) * (1 - mpmath.mpf(v) ** 2) for v, d in zip(ys, dy, strict=True)]
+    assert ulp_error(got, exact, np.dtype(np.float64)).max() <= 4
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_backward_matches_finite_differences(kernels, name):
+    fwd = getattr(kernels, name)
+    bwd = getattr(kernels, name + "_backward")
+    x = np.linspace(-6, 6, 1001)
+    h = 1e-6
+    fd = (fwd(x + h) - fwd(x - h)) / (2 * h)
+    got = bwd(fwd(x), np.ones_like(x))
+    # Central differences: truncation O(h^2 f''') ~ 1e-12, rounding eps/h ~ 1e-10.
+    np.testing.assert_allclose(got, fd, rtol=0, atol=1e-9)
+
+
+def test_extremes_are_finite_without_warnings(kernels):
+    x = np.array([-np.inf, -1e4, -745.0, -710.0, 0.0, 710.0, 1e4, np.inf])
+    with np.errstate(all="raise"):
+        for name in ["sigmoid", "tanh"]:
+            y = getattr(kernels, name)(x)
+            assert np.all(np.isfinite(y))
+            assert np.all(np.isfinite(getattr(kernels, name + "_backward")(y, np.ones_like(y))))
+    assert kernels.sigmoid(np.array([np.nan]))[0] != kernels.sigmoid(np.array([np.nan]))[0]
+
+
+@pytest.mark.parametrize("dtype, expect", [(np.float32, np.float32), (np.float64, np.float64),
+                                           (np.int32, np.float64), (np.bool_, np.float64)])
+def test_dtype_is_kept_or_promoted(kernels, dtype, expect):
+    x = np.arange(6).astype(dtype)
+    assert kernels.sigmoid(x).dtype == expect
+    assert kernels.tanh(x).dtype == expect
+
+
+def test_any_shape_and_non_contiguous_inputs(kernels):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 8, 5))
+    view = x[:, ::2, 1:4].transpose(2, 0, 1)
+    # Accuracy is tested against mpmath elsewhere; here the layout must not change a bit.
+    got = kernels.sigmoid(view)
+    assert got.shape == view.shape
+    np.testing.assert_array_equal(got, kernels.sigmoid(view.copy()))
+    out = np.empty((10, 10))[::2, ::2].T  # a strided out=
+    res = kernels.tanh(x[:5, 0, :], out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, kernels.tanh(x[:5, 0, :].copy()))
+    assert kernels.sigmoid(np.float64(0.0)).shape == ()
+    assert kernels.sigmoid(np.empty((0, 3))).shape == (0, 3)
+
+
+def test_out_is_written_in_place(kernels):
+    x = np.linspace(-3, 3, 100)
+    out = np.empty_like(x)
+    assert kernels.sigmoid(x, out=out) is out
+    np.testing.assert_array_equal(out, kernels.sigmoid(x))
+
+
+def test_serial_and_parallel_cores_agree_bitwise(kernels):
+    from symdl.kernels import activations, metrics
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(100_000)
+    labels = rng.integers(0, 2, (2, 100_000))
+    big = activations.PARALLEL_THRESHOLD
+    try:
+        results = []
+        for threshold in (0, 10**12):
+            activations.PARALLEL_THRESHOLD = metrics.PARALLEL_THRESHOLD = threshold
+            results.append((kernels.sigmoid(x), kernels.precision_recall(*labels)))
+    finally:
+        activations.PARALLEL_THRESHOLD = metrics.PARALLEL_THRESHOLD = big
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]
+
+
+def test_matvec_against_exact_sum(kernels):
+    rng = np.random.default_rng(3)
+    for m, n in [(1, 1), (5, 3), (300, 200)]:
+        A = rng.standard_normal((m, n))
+        x = rng.standard_normal(n)
+        got = kernels.matvec(A, x)
+        with mpmath.workdps(40):
+            for i in range(m):
+                exact = mpmath.fsum(mpmath.mpf(A[i, j]) * mpmath.mpf(x[j]) for j in range(n))
+                bound = n * 2.0**-53 * float(np.abs(A[i] * x).sum())
+                assert abs(float(got[i] - exact)) <= bound
+    assert kernels.matvec(np.ones((3, 0)), np.ones(0)).tolist() == [0.0, 0.0, 0.0]
+    At = rng.standard_normal((7, 4)).T  # non-contiguous
+    np.testing.assert_allclose(kernels.matvec(At, np.ones(7)), At.sum(axis=1), rtol=1e-14)
+
+
+def test_precision_recall_counts(kernels):
+    t = np.array([1, 1, 0, 0, 1, 0], dtype=np.int8)
+    p = np.array([1, 0, 1, 0, 1, 0], dtype=bool)
+    prec, rec = kernels.precision_recall(t, p)
+    assert (prec, rec) == (2 / 3, 2 / 3)
+    assert kernels.precision_recall([0, 0, 0], [0, 0, 0]) == (0.0, 0.0)
+    assert kernels.precision_recall([1, 1], [0, 0]) == (0.0, 0.0)
+    assert kernels.precision_recall([0, 0], [1, 1]) == (0.0, 0.0)
+    assert kernels.precision_recall([], []) == (0.0, 0.0)
+
+
+def test_precision_recall_against_a_plain_count():
+    from symdl.kernels import precision_recall
+
+    rng = np.random.default_rng(4)
+    t = rng.integers(0, 2, 123_457)
+    p = rng.integers(0, 2, 123_457)
+    tp = int(np.sum(t & p))
+    assert precision_recall(t, p) == (tp / int(p.sum()), tp / int(t.sum()))
+
+
+def test_generated_formula_hash_is_in_the_header(root):
+    from symdl.library import activations
+
+    text = (root / "generated/kernels/activations.py").read_text()
+    assert f"sigmoid: {activations.sigmoid.content_hash()}" in text
+    assert "DO NOT EDIT" in text.splitlines()[1]
+
+
+def test_sympy_is_the_reference_for_backward():
+    """The verify reference is the derived expression, not a copy of the kernel."""
+    from symdl.derive import backward_formula
+    from symdl.library import activations
+
+    (dx,) = backward_formula(activations.tanh).outputs.values()
+    y, dy = sp.symbols("y dy", real=True)
+    assert sp.simplify(dx - dy * (1 - sp.tanh(sp.atanh(y)) ** 2)) == 0
+    assert math.isclose(float(dx.subs({y: 0.5, dy: 2})), 1.5)

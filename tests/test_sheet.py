@@ -1,0 +1,46 @@
+"""The formula sheet: printed from SymPy, and it compiles to a PDF."""
+
+import os
+import shutil
+
+import pytest
+
+from symdl.cli import main
+from symdl.codegen import builtin_modules, render
+
+
+def test_sheet_holds_definitions_and_derived_results():
+    tex = render(builtin_modules())["sheet/symdl.tex"]
+    assert r"y = \frac{1}{1 + e^{- x}}" in tex
+    assert r"\frac{\partial y}{\partial x} = y \left(1 - y\right) \derived" in tex
+    assert r"\frac{\partial y}{\partial x} = 1 - y^{2} \derived" in tex
+    assert r"{y}_{i} = \sum_{j=0}^{n - 1} {A}_{i,j} {x}_{j}" in tex
+    assert tex.count(r"\addplot") == 4  # sigmoid, tanh and their derivatives
+
+
+def test_plot_points_come_from_the_formula():
+    import math
+
+    tex = render(builtin_modules())["sheet/symdl.tex"]
+    line = next(ln for ln in tex.splitlines() if ln.startswith(r"\addplot[thick, blue]"))
+    first = line.split("{", 1)[1].split(")")[0].lstrip("(")
+    x, y = map(float, first.split(","))
+    assert x == -6.0 and abs(y - 1 / (1 + math.exp(6))) < 1e-6
+
+
+def test_sheet_compiles_to_pdf(tmp_path, capsys):
+    have_tex = shutil.which("latexmk") and shutil.which("pdflatex")
+    if not have_tex:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install TeX (see .ci/run): the sheet test may not skip there")
+        pytest.skip("TeX is not installed (apt-get install texlive-latex-base latexmk ...)")
+    assert main(["sheet", "--pdf", "--out", str(tmp_path)]) == 0
+    pdf = tmp_path / "sheet" / "build" / "symdl.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert pdf.stat().st_size > 20_000
+
+
+def test_sheet_without_tex_says_how_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no latexmk on this PATH
+    assert main(["sheet", "--pdf", "--out", str(tmp_path)]) == 1
+    assert "apt-get install" in capsys.readouterr().err
