@@ -66,8 +66,10 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
     loader = jinja2.FileSystemLoader(str(templates_dir()))
     strict = dict(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                   keep_trailing_newline=True, autoescape=False)
-    code = jinja2.Environment(loader=loader, **strict)
+    code = jinja2.Environment(loader=loader, extensions=["jinja2.ext.do"], **strict)
     code.filters["add_prefix"] = lambda s, prefix: prefix + s
+    code.filters["param_signature"] = lambda p: (
+        p.name if p.default is None else f"{p.name}={p.default!r}")
     # LaTeX is full of braces and percent signs: use LaTeX-looking delimiters instead.
     tex = jinja2.Environment(loader=loader, block_start_string=r"\BLOCK{",
                              block_end_string="}", variable_start_string=r"\VAR{",

@@ -24,6 +24,9 @@ DOMAINS = {
     "real": "any real number",
     "binary": "labels 0/1 (or bool)",
     "probability": "probabilities in [0, 1]",
+    # Optimizer state such as Adam's v: assumed, not checked (a check would cost a pass
+    # over memory in every step); verify samples it so.
+    "nonnegative": "values >= 0",
 }
 
 #: Scalar parameter checks (name -> meaning), enforced by the generated wrapper.
@@ -34,6 +37,7 @@ PARAM_CHECKS = {
     "unit_interval": "in [0, 1]",
     "unit_interval_open": "in [0, 1)",
     "step": "an integer >= 1",
+    "batch_size": "an integer >= 2",
 }
 
 
@@ -140,7 +144,10 @@ class Elementwise(Formula):
 
     ``outputs`` maps each output name to its expression in the inputs and params.
     ``updates`` instead names *inputs* that the kernel overwrites in place (an
-    optimizer step). ``backward=True`` asks SymPy for the gradient kernel
+    optimizer step); all updates are computed from the old values. ``steps`` are
+    named intermediate results, in order (Adam's bias-corrected moments), that later
+    steps and the results may use; the sheet lists them as an algorithm, the kernels
+    substitute them. ``backward=True`` asks SymPy for the gradient kernel
     ``<name>_backward(y, dy)``, with the derivative rewritten in terms of the output y.
     """
 
@@ -148,6 +155,7 @@ class Elementwise(Formula):
     outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     updates: Mapping[str, sp.Expr] = field(default_factory=dict)
+    steps: Mapping[str, sp.Expr] = field(default_factory=dict)
     backward: bool = False
     domains: Mapping[str, str] = field(default_factory=dict)
     plot: tuple[float, float] | None = None
@@ -168,18 +176,30 @@ class Elementwise(Formula):
                 if k not in names:
                     raise FormulaError(f"{self.name}: update {k!r} is not an input")
         allowed = set(self.inputs) | {p.symbol for p in self.params}
-        _check_free(self.results(), allowed, f"{self.name}: expression")
+        object.__setattr__(self, "steps", _exprs(self.steps, "step") if self.steps else {})
+        for k, e in self.steps.items():
+            _check_free({k: e}, allowed, f"{self.name}: step")
+            allowed.add(sp.Symbol(k, real=True))
+        _check_free(self.defined_results(), allowed, f"{self.name}: expression")
         for k, d in self.domains.items():
             if d not in DOMAINS or k not in {s.name for s in self.inputs}:
                 raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
         if self.backward and (len(self.inputs) != 1 or len(self.outputs) != 1 or self.params):
             raise FormulaError(f"{self.name}: backward=True needs one input, one output")
 
-    def results(self) -> dict[str, sp.Expr]:
+    def defined_results(self) -> dict[str, sp.Expr]:
+        """The results as written, possibly in terms of the steps."""
         return dict(self.outputs or self.updates)
 
+    def results(self) -> dict[str, sp.Expr]:
+        """The results in terms of inputs and params alone (steps substituted)."""
+        out = self.defined_results()
+        for k, e in reversed(list(self.steps.items())):
+            out = {n: r.xreplace({sp.Symbol(k, real=True): e}) for n, r in out.items()}
+        return out
+
     def expressions(self) -> dict[str, sp.Expr]:
-        return self.results()
+        return {**self.steps, **self.defined_results()}
 
     def argument_names(self) -> list[str]:
         return [s.name for s in self.inputs] + [p.name for p in self.params]

@@ -39,18 +39,67 @@ class KernelPlan:
     updates: list[str] = field(default_factory=list)
     domains: dict[str, str] = field(default_factory=dict)
     body: list[Statement] = field(default_factory=list)
+    pre: list[Statement] = field(default_factory=list)  # loop-invariant, before the loop
     finish: list[Statement] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
 
 def _cse_statements(named: dict[str, sp.Expr], target) -> list[Statement]:
     """Stabilize, then common-subexpression-eliminate, then print."""
+    pre, body = _hoisted_statements(named, target, invariant=set())
+    return pre + body
+
+
+def _hoisted_statements(named: dict[str, sp.Expr], target, invariant: set[sp.Symbol],
+                        prefix: str = "_c") -> tuple[list[Statement], list[Statement]]:
+    """CSE'd statements split into (loop-invariant, per-element).
+
+    A temporary whose value depends only on ``invariant`` symbols (the scalar
+    parameters, say 1 - beta1**t in Adam) is computed once before the loop instead of
+    once per element.
+    """
     names = list(named)
     exprs = [stabilize(e) for e in named.values()]
-    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_c"), order="canonical")
-    body = [Statement(str(s), numba_code(e)) for s, e in temps]
+    pre, exprs = _extract_invariants(exprs, invariant, prefix + "p")
+    known = set(invariant) | {sp.Symbol(s.target) for s in pre}
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="canonical")
+    body = []
+    for sym, e in temps:
+        if e.free_symbols <= known:
+            known.add(sym)
+            pre.append(Statement(str(sym), numba_code(e)))
+        else:
+            body.append(Statement(str(sym), numba_code(e)))
     body += [Statement(target(n), numba_code(e)) for n, e in zip(names, reduced, strict=True)]
-    return body
+    return pre, body
+
+
+def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix: str
+                        ) -> tuple[list[Statement], list[sp.Expr]]:
+    """Replace the largest subexpressions that depend only on ``invariant`` symbols
+    (not bare symbols or numbers) by temporaries, computed once before the loop."""
+    if not invariant:
+        return [], exprs
+    found: dict[sp.Expr, sp.Symbol] = {}
+
+    def visit(e: sp.Expr) -> sp.Expr:
+        if e.is_Atom or isinstance(e, sp.logic.boolalg.Boolean) and not e.free_symbols:
+            return e
+        if e.free_symbols and e.free_symbols <= invariant and not isinstance(
+                e, sp.Piecewise | sp.logic.boolalg.Boolean):
+            if e not in found:
+                found[e] = sp.Symbol(f"{prefix}{len(found)}")
+            return found[e]
+        if e.is_Mul or e.is_Add:
+            # 2*lr*m/(1 - beta1**t): the invariant factors together form one temporary.
+            inv = [a for a in e.args if a.free_symbols and a.free_symbols <= invariant]
+            if len(inv) >= 2:
+                rest = [a for a in e.args if a not in inv]
+                return e.func(visit(e.func(*inv)), *[visit(a) for a in rest])
+        return e.func(*[visit(a) for a in e.args])
+
+    out = [visit(e) for e in exprs]
+    return [Statement(str(s), numba_code(e)) for e, s in found.items()], out
 
 
 def _docstring(f: Formula, signature_note: str) -> str:
@@ -62,6 +111,8 @@ def _docstring(f: Formula, signature_note: str) -> str:
 
 def plan_elementwise(f: Elementwise) -> KernelPlan:
     kind = "update" if f.updates else "map"
+    pre, body = _hoisted_statements(f.results(), lambda n: f"a_{n}[i]",
+                                    invariant={p.symbol for p in f.params})
     return KernelPlan(
         name=f.name,
         kind=kind,
@@ -73,7 +124,8 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         outputs=list(f.outputs),
         updates=list(f.updates),
         domains=dict(f.domains),
-        body=_cse_statements(f.results(), lambda n: f"a_{n}[i]"),
+        pre=pre,
+        body=body,
     )
 
 

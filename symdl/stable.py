@@ -55,6 +55,28 @@ def _softplus(expr: sp.Expr) -> sp.Expr:
     return expr.replace(is_softplus, rewrite)
 
 
+def _one_minus_power(expr: sp.Expr) -> sp.Expr:
+    """1 - b**t -> -expm1(t*log(b)) for a symbolic exponent t.
+
+    Adam's bias correction 1 - beta2**t: beta2**t is near 1 for small t, and the
+    subtraction turns its rounding error into tens of ULPs; expm1 keeps full accuracy
+    (and b = 0 still gives 1, through log(0) = -inf).
+    """
+
+    def is_match(e: sp.Expr) -> bool:
+        if not (e.is_Add and len(e.args) == 2 and sp.S.One in e.args):
+            return False
+        other = next(a for a in e.args if a != 1)
+        coeff, rest = other.as_coeff_Mul()
+        return coeff == -1 and rest.is_Pow and not rest.exp.is_Number
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        power = next(a for a in e.args if a != 1).as_coeff_Mul()[1]
+        return -expm1(power.exp * sp.log(power.base))
+
+    return expr.replace(is_match, rewrite)
+
+
 def _factor_in(expr: sp.Expr) -> sp.Expr:
     """Factor the polynomial factors of a product, to evaluate them without cancellation.
 
@@ -66,7 +88,9 @@ def _factor_in(expr: sp.Expr) -> sp.Expr:
     syms = expr.free_symbols
     if syms and expr.is_Add and expr.is_polynomial(*syms):
         if sp.Poly(expr, *sorted(syms, key=sp.default_sort_key)).total_degree() >= 2:
-            return sp.factor(expr)
+            factored = sp.factor(expr)
+            # Keep the definition's form unless factoring really splits it.
+            return factored if factored.is_Mul or factored.is_Pow else expr
     return expr
 
 
@@ -75,6 +99,8 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
     expr = _factor_in(expr)
     expr = _softplus(expr)
     expr = optimize(expr, optims_c99)  # log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x)
+    # After SymPy's optimizations, which would restructure a product holding log(b).
+    expr = _one_minus_power(expr)
     expr = _logistic(expr)
     return expr
 

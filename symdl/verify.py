@@ -131,6 +131,62 @@ def verify_elementwise(f: Elementwise, kernel, formulas, dtype, rng, n) -> Resul
                   TOLERANCE_ULP["elementwise"])
 
 
+#: Values for parameters without a default (a step number, a batch size).
+SAMPLE_PARAM = {"step": [1, 2, 10, 1000], "batch_size": [2, 64]}
+
+
+def _magnitude(expr: sp.Expr) -> sp.Expr:
+    """expr with each sum in a numerator replaced by the sum of its terms' magnitudes.
+
+    An optimizer step theta - delta cancels by design when theta ~ delta; no kernel can
+    be more accurate than the rounding of its terms, so updates are measured in ULPs of
+    this magnitude (the scale of the terms), not of the possibly tiny difference.
+    Denominators and function arguments are left alone (growing them would shrink it).
+    """
+    if expr.is_Add:
+        return sp.Add(*[sp.Abs(_magnitude(a)) for a in expr.args])
+    if expr.is_Mul:
+        return sp.Mul(*[a if (a.is_Pow and a.exp.is_negative) else _magnitude(a)
+                        for a in expr.args])
+    return expr
+
+
+def verify_update(f: Elementwise, kernel, dtype, rng, n) -> Result:
+    """In-place kernels: run on copies, compare every updated array with mpmath."""
+    worst, count = 0.0, 0
+    dtype = np.dtype(dtype)
+    syms = list(f.inputs) + [p.symbol for p in f.params]
+    free_params = [p for p in f.params if p.default is None]
+    for value in SAMPLE_PARAM[free_params[0].check] if free_params else [None]:
+        size = max(n // 4, 1)
+        args = [random_values(rng, size, dtype) for _ in f.inputs]
+        for k, s in enumerate(f.inputs):
+            if f.domains.get(s.name) == "nonnegative":
+                args[k] = np.abs(args[k])
+        params = {p.name: (value if p.default is None else p.default) for p in f.params}
+        work = [a.copy() for a in args]
+        kernel(*work, **params)
+        updated = {s.name: w for s, w in zip(f.inputs, work, strict=True)}
+        # The kernel computes with its parameters rounded to its dtype: so does the reference.
+        pvals = [mpmath.mpf(float(dtype.type(v))) for v in params.values()]
+        with mpmath.workdps(reference_digits(dtype)):
+            for name, expr in f.results().items():
+                fn, mag = _mp(expr, syms), _mp(_magnitude(expr), syms)
+                for k in range(size):
+                    point = [_mpf(float(a[k])) for a in args] + pvals
+                    exact, scale = fn(*point), mag(*point)
+                    got = float(updated[name][k])
+                    if not mpmath.isfinite(exact) or not math.isfinite(got):
+                        err = float(ulp_error(np.array([got], dtype), [exact], dtype)[0])
+                    else:
+                        unit = float(np.spacing(dtype.type(float(scale)))) or float(
+                            np.finfo(dtype).smallest_subnormal)
+                        err = float(abs(mpmath.mpf(got) - exact)) / unit
+                    worst = max(worst, err)
+                count += size
+    return Result(f.name, dtype.name, worst, count, TOLERANCE_ULP["elementwise"])
+
+
 def verify_reduction(f: Reduction, kernel, dtype, rng, n) -> Result:
     worst = 0.0
     syms = list(f.inputs)
@@ -184,6 +240,8 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
             rng = np.random.default_rng(seed)
             if isinstance(f, Elementwise) and f.outputs:
                 results.append(verify_elementwise(f, kernel, by_name, dtype, rng, n))
+            elif isinstance(f, Elementwise):
+                results.append(verify_update(f, kernel, dtype, rng, n))
             elif isinstance(f, Reduction):
                 results.append(verify_reduction(f, kernel, dtype, rng, n))
             elif isinstance(f, Contraction):

@@ -140,6 +140,61 @@ def _bind_shape(kernel, name, a, dims, sizes):
         sizes.setdefault(dim, a.shape[axis])
 
 
+def _check_param(kernel, name, value, check):
+    """A scalar parameter, checked: a clear error instead of a NaN in every element."""
+    if check == "step" or check == "batch_size":
+        least = 1 if check == "step" else 2
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{kernel}(): argument '{name}' must be an integer, got {value!r}")
+        if value < least:
+            raise ValueError(f"{kernel}(): argument '{name}' must be >= {least}, got {value}")
+        return int(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{kernel}(): argument '{name}' must be a real number, "
+                        f"got {value!r}") from None
+    ok = {"any": math.isfinite(v), "positive": v > 0, "nonnegative": v >= 0,
+          "unit_interval": 0 <= v <= 1, "unit_interval_open": 0 <= v < 1}[check]
+    if not (ok and math.isfinite(v)):
+        bounds = {"any": "finite", "positive": "> 0", "nonnegative": ">= 0",
+                  "unit_interval": "in [0, 1]", "unit_interval_open": "in [0, 1)"}[check]
+        raise ValueError(f"{kernel}(): argument '{name}' must be {bounds}, got {value!r}")
+    return v
+
+
+def _inplace_arrays(kernel, names, arrays):
+    """Arrays a kernel updates in place: writeable float arrays of one dtype, no overlap."""
+    for name, a in zip(names, arrays):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array (it is "
+                            f"updated in place), got {type(a).__name__}")
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{kernel}(): argument '{name}' must be float32 or float64 (it "
+                            f"is updated in place), got {a.dtype}")
+        if a.dtype != arrays[0].dtype:
+            raise TypeError(f"{kernel}(): argument '{name}' has dtype {a.dtype}, but "
+                            f"'{names[0]}' has {arrays[0].dtype}")
+        if not a.flags.writeable:
+            raise ValueError(f"{kernel}(): argument '{name}' is read-only")
+    for k, a in enumerate(arrays):
+        for name, b in zip(names[k + 1:], arrays[k + 1:]):
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{kernel}(): argument '{name}' overlaps '{names[k]}'")
+    return arrays[0].dtype
+
+
+def _inplace_flat(a):
+    """A flat view of an array updated in place (a contiguous copy if it is strided)."""
+    return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+
+
+def _write_back(a, flat):
+    """Copy a strided array's result back (a contiguous one was updated directly)."""
+    if not a.flags.c_contiguous:
+        a[...] = flat.reshape(a.shape)
+
+
 # ---- matvec (contraction) -------------------------------------------
 @_jit(parallel=False)
 def _matvec_ser(a_A, a_x, a_y):
