@@ -27,6 +27,7 @@ from .sheet import entry
 #: Named settings printed into each generated module (user-overridable at run time).
 PARALLEL_THRESHOLD = 1 << 15
 REDUCTION_BLOCK = 1 << 13
+BATCH_BLOCK = 1 << 14
 
 
 @dataclass
@@ -124,7 +125,8 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
         files[f"kernels/{m.name}.py"] = code.get_template("numba/module.py.j2").render(
             title=m.title, source=m.source, kernels=m.kernels, module=m.name,
             module_hash=module_hash[:16],
-            parallel_threshold=PARALLEL_THRESHOLD, reduction_block=REDUCTION_BLOCK)
+            parallel_threshold=PARALLEL_THRESHOLD, reduction_block=REDUCTION_BLOCK,
+            batch_block=BATCH_BLOCK)
         derived = {}
         for f in m.formulas:
             if f.derived_from:

@@ -12,11 +12,16 @@ import random
 
 import sympy as sp
 
-from .formula import Elementwise, FormulaError
+from .formula import Batch, BatchGradient, Elementwise, FormulaError
 
 
 class DerivationError(FormulaError):
     """SymPy could not derive what a formula asks for."""
+
+
+def backward_name(name: str) -> str:
+    """sigmoid -> sigmoid_backward; batchnorm_forward -> batchnorm_backward."""
+    return name.removesuffix("_forward") + "_backward"
 
 
 def _agrees(candidate: sp.Expr, target: sp.Expr, x: sp.Symbol, y: sp.Symbol, f: sp.Expr) -> bool:
@@ -65,12 +70,72 @@ def backward_formula(fwd: Elementwise) -> Elementwise:
     dfdx = sp.diff(f, x)
     local = in_terms_of_output(dfdx, x, f, y)
     return Elementwise(
-        name=f"{fwd.name}_backward",
+        name=backward_name(fwd.name),
         section=fwd.section,
         title=f"{fwd.title}: backward",
         doc=f"Gradient of {fwd.name} from its output: d{x.name} = d{yname} * d{yname}/d{x.name}.",
         inputs=(y, dy),
         outputs={"d" + x.name: dy * local},
+        derived_from=fwd.name,
+    )
+
+
+def batch_backward_formula(fwd: Batch) -> BatchGradient:
+    """Reverse-mode chain rule through the batch means of a ``Batch`` formula.
+
+    With loss L = Sum_i Sum_o dO_i * o_i and stats s_k = (1/m) Sum_i g_k(x_i, s_<k):
+      adjoint of s_k:  S_k = Sum_i Sum_o dO_i do_i/ds_k + Sum_{l>k} S_l (1/m) Sum_i dg_l/ds_k
+      dx_i = Sum_o dO_i do_i/dx + Sum_k S_k (1/m) dg_k/dx
+      dfeature = Sum_i Sum_o dO_i do_i/dfeature
+    Every partial derivative is SymPy's; the sums become one reduction pass.
+    """
+    m = Batch.count
+    stats = fwd.stat_symbols()
+    douts = {o: sp.Symbol("d" + o, real=True) for o in fwd.outputs}
+    seed = sp.Add(*[douts[o] * e for o, e in fwd.outputs.items()])  # Sum_o dO * o
+    reductions: dict[str, sp.Expr] = {}
+    finish: dict[str, sp.Expr] = {}
+    adjoint = {s: sp.Symbol(f"adj_{s.name}", real=True) for s in stats}
+    # Stats in reverse order: a later stat's adjoint feeds the earlier ones'.
+    for k in reversed(range(len(stats))):
+        s = stats[k]
+        direct = sp.diff(seed, s)
+        total = 0
+        if direct != 0:
+            reductions[f"r_{s.name}"] = direct
+            total += sp.Symbol(f"r_{s.name}", real=True)
+        for later, g in list(zip(stats, fwd.stats.values(), strict=True))[k + 1:]:
+            dg = sp.diff(g, s)
+            if dg != 0:
+                name = f"r_{later.name}_{s.name}"
+                reductions[name] = dg
+                total += adjoint[later] * sp.Symbol(name, real=True) / m
+        finish[adjoint[s].name] = total
+    for feat in fwd.features:
+        d = sp.diff(seed, feat)
+        reductions[f"r_{feat.name}"] = d
+        finish["d" + feat.name] = sp.Symbol(f"r_{feat.name}", real=True)
+    outputs = {}
+    for x in fwd.inputs:
+        dx = sp.diff(seed, x)
+        for s, g in zip(stats, fwd.stats.values(), strict=True):
+            dx += adjoint[s] * sp.diff(g, x) / m
+        outputs["d" + x.name] = dx
+    used = set().union(*[e.free_symbols for e in (*reductions.values(), *outputs.values())])
+    features = [f for f in fwd.features if f in used] + stats
+    return BatchGradient(
+        name=backward_name(fwd.name),
+        section=fwd.section,
+        title=f"{fwd.title}: backward",
+        doc=f"Gradients of {fwd.name} with respect to its inputs and features, derived by "
+            "SymPy through the batch means.",
+        arrays=(*douts.values(), *fwd.inputs),
+        features=tuple(features),
+        params=fwd.params,
+        reductions=reductions,
+        finish=finish,
+        outputs=outputs,
+        feature_outputs=tuple("d" + f.name for f in fwd.features),
         derived_from=fwd.name,
     )
 
@@ -82,4 +147,6 @@ def expand_formulas(formulas: list) -> list:
         out.append(f)
         if isinstance(f, Elementwise) and f.backward:
             out.append(backward_formula(f))
+        elif isinstance(f, Batch) and f.backward:
+            out.append(batch_backward_formula(f))
     return out

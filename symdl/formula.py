@@ -17,7 +17,8 @@ import sympy as sp
 # Names the generated code reserves for itself: arrays are passed to cores as
 # ``a_<name>``, scalars as ``p_<name>``, temporaries are ``_c<k>``. A user name that
 # starts with an underscore could collide with them, so it is refused.
-RESERVED_NAMES = frozenset({"T", "F", "i", "b", "n", "out", "np", "math", "numba", "prange"})
+RESERVED_NAMES = frozenset({"T", "F", "i", "b", "c", "n", "np", "math", "numba", "prange",
+                            "shape", "dtype", "core", "result", "partials", "block", "sizes"})
 
 #: Input domains a wrapper checks before calling a kernel (name -> meaning).
 DOMAINS = {
@@ -175,6 +176,8 @@ class Elementwise(Formula):
             for k in self.updates:
                 if k not in names:
                     raise FormulaError(f"{self.name}: update {k!r} is not an input")
+        if "out" in self.argument_names():
+            raise FormulaError(f"{self.name}: 'out' is the name of the output argument")
         allowed = set(self.inputs) | {p.symbol for p in self.params}
         object.__setattr__(self, "steps", _exprs(self.steps, "step") if self.steps else {})
         for k, e in self.steps.items():
@@ -283,3 +286,85 @@ class Contraction(Formula):
 
     def argument_names(self) -> list[str]:
         return list(self.arg_order)
+
+
+@dataclass(frozen=True)
+class Batch(Formula):
+    """Per-feature statistics over the batch axis, then per-element outputs (batch norm).
+
+    Inputs have shape (m, C): row i is a sample, column c a feature. ``features`` are
+    (C,) arrays (gamma, beta), ``params`` scalars. ``stats`` are batch means, in order:
+    stat_k = (1/m) * Sum_i expr_k, where expr_k may use the inputs, params and earlier
+    stats. ``outputs`` are per-element expressions. The kernel returns the outputs,
+    then the stats. ``backward=True`` asks SymPy for ``<name>_backward``, derived by the
+    chain rule through the batch means (``symdl.derive.batch_backward_formula``).
+    """
+
+    inputs: tuple[sp.Symbol, ...] = ()
+    features: tuple[sp.Symbol, ...] = ()
+    params: tuple[Param, ...] = ()
+    stats: Mapping[str, sp.Expr] = field(default_factory=dict)
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    backward: bool = False
+    domains: Mapping[str, str] = field(default_factory=dict)
+    kind: str = field(default="batch", init=False)
+
+    #: the batch-size symbol (number of rows)
+    count = sp.Symbol("m", integer=True, positive=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
+        object.__setattr__(self, "features", _symbols(self.features, "feature"))
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "stats", _exprs(self.stats, "stat") if self.stats else {})
+        object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        allowed = set(self.inputs) | {p.symbol for p in self.params}
+        for k, e in self.stats.items():
+            _check_free({k: e}, allowed, f"{self.name}: stat")  # stats: no features
+            allowed.add(sp.Symbol(k, real=True))
+        allowed |= set(self.features)
+        _check_free(self.outputs, allowed, f"{self.name}: output")
+
+    def stat_symbols(self) -> list[sp.Symbol]:
+        return [sp.Symbol(k, real=True) for k in self.stats]
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        i = sp.Symbol("i")
+        means = {k: sp.Sum(e.subs({s: sp.Indexed(s.name, i) for s in self.inputs}),
+                           (i, 1, self.count)) / self.count for k, e in self.stats.items()}
+        return {**means, **self.outputs}
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in (*self.inputs, *self.features)] + [p.name for p in self.params]
+
+
+@dataclass(frozen=True)
+class BatchGradient(Formula):
+    """The backward pass of a ``Batch`` formula, as SymPy derived it.
+
+    One pass sums ``reductions`` (per-element terms) per feature; ``finish`` turns
+    those sums into the stats' adjoints and the feature gradients (per feature, in
+    order); a second pass computes ``outputs`` per element. Built by
+    ``symdl.derive.batch_backward_formula``, not written by hand.
+    """
+
+    arrays: tuple[sp.Symbol, ...] = ()  # per-element arrays (incoming gradients, inputs)
+    features: tuple[sp.Symbol, ...] = ()  # per-feature arrays (features used, stats)
+    params: tuple[Param, ...] = ()
+    reductions: Mapping[str, sp.Expr] = field(default_factory=dict)
+    finish: Mapping[str, sp.Expr] = field(default_factory=dict)
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    feature_outputs: tuple[str, ...] = ()
+    kind: str = field(default="batch_gradient", init=False)
+
+    count = Batch.count
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        i = sp.Symbol("i")
+        sums = {k: sp.Sum(e.subs({s: sp.Indexed(s.name, i) for s in self.arrays}),
+                          (i, 1, self.count)) for k, e in self.reductions.items()}
+        return {**sums, **self.finish, **self.outputs}
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in (*self.arrays, *self.features)] + [p.name for p in self.params]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Param, Reduction
+from .formula import Batch, BatchGradient, Contraction, Elementwise, Formula, Param, Reduction
 from .printers import IndexPrinter, numba_code
 from .stable import stabilize
 
@@ -58,20 +58,40 @@ def _hoisted_statements(named: dict[str, sp.Expr], target, invariant: set[sp.Sym
     parameters, say 1 - beta1**t in Adam) is computed once before the loop instead of
     once per element.
     """
+    (pre,), body = _leveled_statements(named, target, [invariant], prefix)
+    return pre, body
+
+
+def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.Symbol]],
+                        prefix: str = "_c") -> tuple[list[list[Statement]], list[Statement]]:
+    """Like _hoisted_statements, with nested levels of invariance.
+
+    levels[0] holds the scalars (computed once), levels[1] adds per-feature values
+    (computed once per feature column), and so on; the rest is per element.
+    """
     names = list(named)
     exprs = [stabilize(e) for e in named.values()]
-    pre, exprs = _extract_invariants(exprs, invariant, prefix + "p")
-    known = set(invariant) | {sp.Symbol(s.target) for s in pre}
+    pres: list[list[Statement]] = []
+    known_at: list[set[sp.Symbol]] = []
+    known: set[sp.Symbol] = set()
+    for k, inv in enumerate(levels):
+        known |= inv
+        pre, exprs = _extract_invariants(exprs, known, f"{prefix}{'pfgh'[k]}")
+        known |= {sp.Symbol(st.target) for st in pre}
+        pres.append(pre)
+        known_at.append(set(known))
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="canonical")
     body = []
     for sym, e in temps:
-        if e.free_symbols <= known:
-            known.add(sym)
-            pre.append(Statement(str(sym), numba_code(e)))
-        else:
+        level = next((k for k, kn in enumerate(known_at) if e.free_symbols <= kn), None)
+        if level is None:
             body.append(Statement(str(sym), numba_code(e)))
+        else:
+            pres[level].append(Statement(str(sym), numba_code(e)))
+            for kn in known_at[level:]:
+                kn.add(sym)
     body += [Statement(target(n), numba_code(e)) for n, e in zip(names, reduced, strict=True)]
-    return pre, body
+    return pres, body
 
 
 def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix: str
@@ -102,6 +122,11 @@ def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix:
     return [Statement(str(s), numba_code(e)) for e, s in found.items()], out
 
 
+def _checked(domains: dict[str, str]) -> dict[str, str]:
+    """The input domains a wrapper checks (optimizer state is assumed, see formula.py)."""
+    return {k: d for k, d in domains.items() if d != "nonnegative"}
+
+
 def _docstring(f: Formula, signature_note: str) -> str:
     lines = [f"{f.title}. {f.doc}", "", signature_note]
     for k, e in f.expressions().items():
@@ -123,7 +148,7 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         params=list(f.params),
         outputs=list(f.outputs),
         updates=list(f.updates),
-        domains=dict(f.domains),
+        domains=_checked(f.domains),
         pre=pre,
         body=body,
     )
@@ -139,7 +164,7 @@ def plan_reduction(f: Reduction) -> KernelPlan:
         hash=f.content_hash(),
         arrays=[s.name for s in f.inputs],
         outputs=list(f.outputs),
-        domains=dict(f.domains),
+        domains=_checked(f.domains),
         body=_cse_statements(dict(f.sums), lambda n: f"s_{n}"),
         finish=_cse_statements(dict(f.outputs), lambda n: n),
         extra={"sums": sums, "count": f.count.name},
@@ -188,8 +213,73 @@ def plan_contraction(f: Contraction) -> KernelPlan:
     )
 
 
+def _batch_pass_reduce(sums: dict[str, sp.Expr], finish: dict[str, sp.Expr],
+                       scalars: set, features: set) -> dict:
+    """A pass that sums per-element terms per feature, then finishes per feature."""
+    (scalar_pre, feature_pre), body = _leveled_statements(
+        {f"_term{k}": e for k, e in enumerate(sums.values())}, lambda n: n,
+        [scalars, features], prefix="_r")
+    feature_pre = scalar_pre + feature_pre  # per feature: cheap, and keeps one loop
+    return {"kind": "reduce", "feature_pre": feature_pre, "body": body,
+            "sums": list(sums), "finish": _cse_statements(finish, lambda n: n),
+            "stores": list(finish)}
+
+
+def _batch_pass_map(outputs: dict[str, sp.Expr], scalars: set, features: set) -> dict:
+    """A pass that computes per-element outputs, row by row."""
+    (scalar_pre, feature_pre), body = _leveled_statements(
+        outputs, lambda n: f"a_{n}[i, c]", [scalars, features], prefix="_m")
+    feature_pre = scalar_pre + feature_pre  # per feature: cheap, and keeps one loop
+    return {"kind": "map", "feature_pre": feature_pre, "body": body}
+
+
+def _batch_plan(f: Formula, elem_in, feat_in, elem_out, feat_out, locals_, passes,
+                scalar_pre, note: str) -> KernelPlan:
+    return KernelPlan(
+        name=f.name, kind=f.kind, template="numba/batch.py.j2",
+        doc=_docstring(f, note), hash=f.content_hash(), arrays=elem_in + feat_in,
+        params=list(f.params), outputs=elem_out + feat_out, pre=scalar_pre,
+        extra={"elem_in": elem_in, "feat_in": feat_in, "elem_out": elem_out,
+               "feat_out": feat_out, "locals": locals_, "passes": passes,
+               "max_sums": max([len(p["sums"]) for p in passes if p["kind"] == "reduce"],
+                               default=0)},
+    )
+
+
+def plan_batch(f: Batch) -> KernelPlan:
+    """Forward: one reduction pass per statistic (each may use the earlier ones), then
+    the outputs. The per-feature parts are hoisted out of the row loops."""
+    scalars = {p.symbol for p in f.params} | {f.count}
+    feats = set(f.features)
+    passes = []
+    for stat, term in f.stats.items():
+        passes.append(_batch_pass_reduce({f"r_{stat}": term},
+                                         {stat: sp.Symbol(f"r_{stat}", real=True) / f.count},
+                                         scalars, feats))
+        feats.add(sp.Symbol(stat, real=True))
+    passes.append(_batch_pass_map(dict(f.outputs), scalars, feats))
+    return _batch_plan(f, [s.name for s in f.inputs], [s.name for s in f.features],
+                       list(f.outputs), list(f.stats), [], passes, [],
+                       "x of shape (m, C); per feature (column), over the batch (rows):")
+
+
+def plan_batch_gradient(f: BatchGradient) -> KernelPlan:
+    """Backward: one pass for every sum the chain rule needs, the per-feature finish
+    (adjoints of the statistics, feature gradients), then the input gradients."""
+    scalars = {p.symbol for p in f.params} | {f.count}
+    feats = set(f.features)
+    reduce = _batch_pass_reduce(dict(f.reductions), dict(f.finish), scalars, feats)
+    adjoints = [k for k in f.finish if k not in f.feature_outputs]
+    feats |= {sp.Symbol(k, real=True) for k in adjoints}
+    passes = [reduce, _batch_pass_map(dict(f.outputs), scalars, feats)]
+    return _batch_plan(f, [s.name for s in f.arrays], [s.name for s in f.features],
+                       list(f.outputs), list(f.feature_outputs), adjoints, passes, [],
+                       "Derived by SymPy (chain rule through the batch means):")
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
-            "contraction": plan_contraction}
+            "contraction": plan_contraction, "batch": plan_batch,
+            "batch_gradient": plan_batch_gradient}
 
 
 def plan(f: Formula) -> KernelPlan:

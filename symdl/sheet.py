@@ -31,6 +31,7 @@ PLOT_SAMPLES = 49
 class Equation:
     lhs: str
     rhs: str
+    op: str = "="
 
 
 @dataclass
@@ -78,6 +79,8 @@ def _equations(f: Formula, grads: frozenset[str], stable: bool) -> list[Equation
         exprs |= {_sym(k, grads): e for k, e in f.outputs.items()}
     else:
         exprs = {_sym(k, grads): e for k, e in f.expressions().items()}
+    # An in-place update is an assignment, in the order the algorithm performs it.
+    op = r"\leftarrow" if isinstance(f, Elementwise) and f.updates else "="
     out = []
     for lhs, e in exprs.items():
         if stable:
@@ -85,7 +88,7 @@ def _equations(f: Formula, grads: frozenset[str], stable: bool) -> list[Equation
             if s == e:
                 continue
             e = s
-        out.append(Equation(lhs, latex(e, grads)))
+        out.append(Equation(lhs, latex(e, grads), op))
     return out
 
 

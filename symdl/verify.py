@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Reduction
+from .formula import Batch, BatchGradient, Contraction, Elementwise, Formula, Reduction
 
 DIGITS = 50
 
@@ -135,19 +135,26 @@ def verify_elementwise(f: Elementwise, kernel, formulas, dtype, rng, n) -> Resul
 SAMPLE_PARAM = {"step": [1, 2, 10, 1000], "batch_size": [2, 64]}
 
 
-def _magnitude(expr: sp.Expr) -> sp.Expr:
+def _magnitude(expr: sp.Expr, mags: dict | None = None) -> sp.Expr:
     """expr with each sum in a numerator replaced by the sum of its terms' magnitudes.
 
     An optimizer step theta - delta cancels by design when theta ~ delta; no kernel can
     be more accurate than the rounding of its terms, so updates are measured in ULPs of
     this magnitude (the scale of the terms), not of the possibly tiny difference.
     Denominators and function arguments are left alone (growing them would shrink it).
+    ``mags`` maps symbols of intermediate results (a sum, a statistic) to symbols for
+    their own magnitudes, used where they stand in a numerator.
     """
+    mags = mags or {}
+    if expr.is_Symbol:
+        return mags.get(expr, expr)
     if expr.is_Add:
-        return sp.Add(*[sp.Abs(_magnitude(a)) for a in expr.args])
+        return sp.Add(*[sp.Abs(_magnitude(a, mags)) for a in expr.args])
     if expr.is_Mul:
-        return sp.Mul(*[a if (a.is_Pow and a.exp.is_negative) else _magnitude(a)
+        return sp.Mul(*[a if (a.is_Pow and a.exp.is_negative) else _magnitude(a, mags)
                         for a in expr.args])
+    if expr.is_Pow and expr.exp.is_positive:
+        return sp.Pow(_magnitude(expr.base, mags), expr.exp)
     return expr
 
 
@@ -185,6 +192,123 @@ def verify_update(f: Elementwise, kernel, dtype, rng, n) -> Result:
                     worst = max(worst, err)
                 count += size
     return Result(f.name, dtype.name, worst, count, TOLERANCE_ULP["elementwise"])
+
+
+#: Batch kernels subtract the mean and sum terms that cancel (the backward pass famously
+#: does), so their error counts in ULPs of the magnitude of the terms (see _magnitude):
+#: a few roundings per element, float64 partial sums, and the statistics rounded once
+#: to the dtype, as the API returns and takes them.
+TOLERANCE_BATCH_ULP = 4.0
+
+BATCH_SHAPES = [(2, 1), (7, 3), (64, 5), (300, 4)]
+
+
+def _batch_exact(f, arrays: dict, params: dict, m: int, c: int) -> tuple[dict, dict]:
+    """Evaluate a Batch or BatchGradient formula for feature column c in mpmath.
+
+    Returns (exact values, magnitudes): the magnitude of each result is its _magnitude,
+    with the intermediate results' own magnitudes where they stand in a numerator; it
+    is the scale against which the kernel's error counts.
+    """
+    per_elem = list(f.inputs if isinstance(f, Batch) else f.arrays)
+    if isinstance(f, Batch):
+        stages = [("mean", f.stats), ("each", f.outputs)]
+    else:
+        stages = [("sum", f.reductions), ("once", f.finish), ("each", f.outputs)]
+    derived = [k for _, exprs in stages for k in exprs]
+    mags = {sp.Symbol(k, real=True): sp.Symbol(f"{k}__mag", real=True) for k in derived}
+    names = [*params, *[s.name for s in f.features], *[s.name for s in per_elem],
+             *derived, *[str(v) for v in mags.values()]]
+    syms = tuple([sp.Symbol(k, real=True) for k in names] + [f.count])
+    env = {k: mpmath.mpf(float(v)) for k, v in params.items()}
+    env.update({s.name: mpmath.mpf(float(arrays[s.name][c])) for s in f.features
+                if s.name in arrays})
+    cols = {s.name: [mpmath.mpf(float(v)) for v in arrays[s.name][:, c]] for s in per_elem}
+
+    def at(expr, i):
+        point = dict(env)
+        point.update({k: v[i] for k, v in cols.items()})
+        return _cached_mp(expr, syms)(*[point.get(k, 0) for k in names], m)
+
+    exact, scale = {}, {}
+    for how, exprs in stages:
+        for k, e in exprs.items():
+            mag = _magnitude(e, mags)
+            if how == "each":
+                exact[k] = [at(e, i) for i in range(m)]
+                scale[k] = [abs(at(mag, i)) for i in range(m)]
+                continue
+            if how == "once":
+                value, size = at(e, 0), abs(at(mag, 0))
+            else:
+                value = mpmath.fsum(at(e, i) for i in range(m))
+                size = mpmath.fsum(abs(at(mag, i)) for i in range(m))
+                if how == "mean":
+                    value, size = value / m, size / m
+            env[k], env[f"{k}__mag"] = value, size
+            exact[k], scale[k] = [value], [size]
+    return exact, scale
+
+
+_MP_CACHE: dict = {}
+
+
+def _cached_mp(expr: sp.Expr, syms: tuple):
+    key = (expr, syms)
+    if key not in _MP_CACHE:
+        _MP_CACHE[key] = _mp(expr, list(syms))
+    return _MP_CACHE[key]
+
+
+def verify_batch(f, kernel, formulas, dtype, rng) -> Result:
+    """Batch forward/backward kernels against mpmath, normwise per feature column."""
+    dtype = np.dtype(dtype)
+    worst = 0.0
+    fwd = formulas.get(f.derived_from) if f.derived_from else f
+    for m, n_feat in BATCH_SHAPES:  # noqa: B007 (m is used by the reference)
+        offset = rng.choice([0.0, 3.0, -50.0, 1e3], n_feat)
+        x = {s.name: (rng.standard_normal((m, n_feat)) * rng.uniform(0.1, 4, n_feat)
+                      + offset).astype(dtype) for s in fwd.inputs}
+        feats = {s.name: rng.standard_normal(n_feat).astype(dtype) for s in fwd.features}
+        for k, d in getattr(fwd, "domains", {}).items():
+            if d == "nonnegative":
+                feats[k] = np.abs(feats[k])
+        params = {p.name: float(dtype.type(p.default)) for p in f.params}
+        if isinstance(f, Batch):
+            arrays = {**x, **feats}
+            names = f.argument_names()[:len(f.inputs) + len(f.features)]
+        else:
+            stats = fwd_kernel_stats(fwd, x, feats, params, dtype)
+            douts = {s.name: rng.standard_normal((m, n_feat)).astype(dtype)
+                     for s in f.arrays if s.name not in x}
+            arrays = {**douts, **x, **feats, **stats}
+            names = [s.name for s in (*f.arrays, *f.features)]
+        got = kernel(*[arrays[k] for k in names], **params)
+        got = got if isinstance(got, tuple) else (got,)
+        out_names = list(f.outputs) + list(f.stats if isinstance(f, Batch) else
+                                           f.feature_outputs)
+        tiny = float(np.finfo(dtype).smallest_subnormal)
+        with mpmath.workdps(DIGITS):
+            for c in range(n_feat):
+                exact, scale = _batch_exact(f, arrays, params, m, c)
+                for name, g in zip(out_names, got, strict=True):
+                    col = g[:, c] if g.ndim == 2 else g[c:c + 1]
+                    for a, r, sc in zip(col, exact[name], scale[name], strict=True):
+                        unit = float(np.spacing(dtype.type(float(sc)))) or tiny
+                        worst = max(worst, float(abs(mpmath.mpf(float(a)) - r)) / unit)
+    return Result(f.name, dtype.name, worst, len(BATCH_SHAPES), TOLERANCE_BATCH_ULP)
+
+
+def fwd_kernel_stats(fwd: Batch, x: dict, feats: dict, params: dict, dtype) -> dict:
+    """The statistics a backward kernel receives: the exact ones, rounded to dtype."""
+    m, n_feat = next(iter(x.values())).shape
+    stats = {k: np.empty(n_feat, dtype) for k in fwd.stats}
+    with mpmath.workdps(DIGITS):
+        for c in range(n_feat):
+            exact, _ = _batch_exact(fwd, {**x, **feats}, params, m, c)
+            for k in fwd.stats:
+                stats[k][c] = float(exact[k][0])
+    return stats
 
 
 def verify_reduction(f: Reduction, kernel, dtype, rng, n) -> Result:
@@ -244,6 +368,8 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_update(f, kernel, dtype, rng, n))
             elif isinstance(f, Reduction):
                 results.append(verify_reduction(f, kernel, dtype, rng, n))
+            elif isinstance(f, Batch | BatchGradient):
+                results.append(verify_batch(f, kernel, by_name, dtype, rng))
             elif isinstance(f, Contraction):
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
     return results

@@ -21,6 +21,9 @@ PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 32768))
 """Element count from which the parallel core is used (override with the
 SYMDL_PARALLEL_THRESHOLD environment variable, or assign this attribute)."""
 
+BATCH_BLOCK = 16384
+"""Batch kernels sum blocks of about this many elements (whole rows) per thread."""
+
 REDUCTION_BLOCK = 8192
 """Reductions sum fixed blocks of this many elements and combine the block sums in
 a fixed order, so a result is bit-identical for any thread count."""
@@ -193,6 +196,22 @@ def _write_back(a, flat):
     """Copy a strided array's result back (a contiguous one was updated directly)."""
     if not a.flags.c_contiguous:
         a[...] = flat.reshape(a.shape)
+
+
+def _check_batch(kernel, elem_names, elems, feat_names, feats):
+    """(m, C) batch arrays with m >= 1, and (C,) per-feature arrays."""
+    for name, a in zip(elem_names, elems):
+        if a.ndim != 2:
+            raise ValueError(f"{kernel}(): argument '{name}' must be 2-D (batch, features), "
+                             f"got shape {a.shape}")
+    _same_shape(kernel, elem_names, elems)
+    m, n_features = elems[0].shape
+    if m == 0:
+        raise ValueError(f"{kernel}(): argument '{elem_names[0]}' holds an empty batch")
+    for name, a in zip(feat_names, feats):
+        if a.shape != (n_features,):
+            raise ValueError(f"{kernel}(): argument '{name}' must have shape ({n_features},) "
+                             f"(one value per feature), got {a.shape}")
 
 
 # ---- precision_recall (reduction) -----------------------------------

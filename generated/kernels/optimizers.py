@@ -22,6 +22,9 @@ PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 32768))
 """Element count from which the parallel core is used (override with the
 SYMDL_PARALLEL_THRESHOLD environment variable, or assign this attribute)."""
 
+BATCH_BLOCK = 16384
+"""Batch kernels sum blocks of about this many elements (whole rows) per thread."""
+
 REDUCTION_BLOCK = 8192
 """Reductions sum fixed blocks of this many elements and combine the block sums in
 a fixed order, so a result is bit-identical for any thread count."""
@@ -196,6 +199,22 @@ def _write_back(a, flat):
         a[...] = flat.reshape(a.shape)
 
 
+def _check_batch(kernel, elem_names, elems, feat_names, feats):
+    """(m, C) batch arrays with m >= 1, and (C,) per-feature arrays."""
+    for name, a in zip(elem_names, elems):
+        if a.ndim != 2:
+            raise ValueError(f"{kernel}(): argument '{name}' must be 2-D (batch, features), "
+                             f"got shape {a.shape}")
+    _same_shape(kernel, elem_names, elems)
+    m, n_features = elems[0].shape
+    if m == 0:
+        raise ValueError(f"{kernel}(): argument '{elem_names[0]}' holds an empty batch")
+    for name, a in zip(feat_names, feats):
+        if a.shape != (n_features,):
+            raise ValueError(f"{kernel}(): argument '{name}' must have shape ({n_features},) "
+                             f"(one value per feature), got {a.shape}")
+
+
 # ---- adam_step (update) ---------------------------------------------
 @_jit(parallel=False)
 def _adam_step_ser(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps):
@@ -266,7 +285,6 @@ def adam_step(theta, grad, m, v, t, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     dtype = _inplace_arrays("adam_step", ['theta', 'm', 'v'], [theta, m, v])
     grad = _float_array("adam_step", "grad", grad)
     _same_shape("adam_step", ['theta', 'grad', 'm', 'v'], [theta, grad, m, v])
-    _check_domain("adam_step", "v", v, "nonnegative")
     shape = theta.shape
     flat_theta = _inplace_flat(theta)
     flat_m = _inplace_flat(m)
@@ -337,7 +355,6 @@ def rmsprop_step(theta, grad, square_avg, momentum_buf, lr=0.01, alpha=0.99, eps
     dtype = _inplace_arrays("rmsprop_step", ['theta', 'square_avg', 'momentum_buf'], [theta, square_avg, momentum_buf])
     grad = _float_array("rmsprop_step", "grad", grad)
     _same_shape("rmsprop_step", ['theta', 'grad', 'square_avg', 'momentum_buf'], [theta, grad, square_avg, momentum_buf])
-    _check_domain("rmsprop_step", "square_avg", square_avg, "nonnegative")
     shape = theta.shape
     flat_theta = _inplace_flat(theta)
     flat_square_avg = _inplace_flat(square_avg)
