@@ -78,19 +78,38 @@ class NumbaPrinter(PythonCodePrinter):
 
 
 class SheetLatexPrinter(LatexPrinter):
-    """LaTeX for the formula sheet: SymPy's printer, with gradient names shown as such.
+    """LaTeX for the formula sheet: SymPy's printer, with code names made readable.
 
-    A symbol ``dy`` (the incoming gradient of y) prints as ``\\mathrm{d}y``.
+    - ``dy`` (the incoming gradient of y) prints as ``\\mathrm{d}y``;
+    - ``adj_var`` (the adjoint of a statistic) as an overlined ``var``;
+    - a word such as ``grad`` or ``square_avg`` upright (``\\mathrm``), not as a
+      product of italic letters; ``eps`` as epsilon.
     """
+
+    WORDS = {"eps": r"\epsilon"}
 
     def __init__(self, gradient_names: frozenset[str] = frozenset(), **settings) -> None:
         super().__init__(settings)
         self._gradient_names = gradient_names
 
+    def _word(self, name: str) -> str:
+        if name in self.WORDS:
+            return self.WORDS[name]
+        plain = super()._print_Symbol(sp.Symbol(name))
+        if len(name) > 1 and plain == name:  # not a Greek letter, not a single letter
+            return rf"\mathrm{{{name}}}"
+        return plain
+
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
-        if expr.name in self._gradient_names:
-            return r"\mathrm{d}" + super()._print_Symbol(sp.Symbol(expr.name[1:]))
-        return super()._print_Symbol(expr, style)
+        name = expr.name
+        if name in self._gradient_names:
+            return r"\mathrm{d}" + self._print_Symbol(sp.Symbol(name[1:]))
+        if name.startswith("adj_"):
+            return rf"\overline{{{self._print_Symbol(sp.Symbol(name[4:]))}}}"
+        base, _, sub = name.partition("_")
+        if not sub or not base:
+            return self._word(name)
+        return f"{self._word(base)}_{{{','.join(self._word(p) for p in sub.split('_'))}}}"
 
 
 def numba_code(expr: sp.Expr) -> str:
