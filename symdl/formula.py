@@ -263,3 +263,120 @@ class Contraction(Formula):
 
     def argument_names(self) -> list[str]:
         return list(self.arg_order)
+
+
+#: Checks on the arguments of a scalar function (name -> meaning), enforced by the
+#: generated wrapper. The integer checks refuse bools and non-integers with TypeError.
+ARG_CHECKS = {
+    "natural": "an integer >= 0",
+    "positive_int": "an integer >= 1",
+    "odd": "an odd integer >= 1",
+    "finite": "a finite real number",
+    "finite_nonnegative": "a finite real number >= 0",
+}
+
+
+#: Names a generated scalar function needs for itself (modules, helpers, results).
+SCALAR_RESERVED = frozenset({"np", "math", "numba", "prange", "collections", "diagnosis",
+                             "advice"})
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A scalar argument of a ``ScalarFunction``: the Python name and the sheet's symbol.
+
+    ``symbol`` is what the expressions use (``p`` for ``padding``, as on the sheet);
+    the generated function calls it ``name``.
+    """
+
+    name: str
+    symbol: sp.Symbol
+    default: float | int | None = None
+    check: str = "finite"
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        # A scalar function has no Numba core, so only the module names it uses are
+        # off limits (n is a fine name for an input size here).
+        if self.name in SCALAR_RESERVED:
+            raise FormulaError(f"argument {self.name!r} is reserved by the code generator")
+        if self.name not in RESERVED_NAMES:
+            check_identifier(self.name, "argument")
+        elif not self.name.isidentifier():
+            raise FormulaError(f"argument {self.name!r} is not a valid Python identifier")
+        if not isinstance(self.symbol, sp.Symbol):
+            raise FormulaError(f"argument {self.name!r}: symbol must be a SymPy Symbol")
+        if self.check not in ARG_CHECKS:
+            raise FormulaError(f"argument {self.name!r}: unknown check {self.check!r}")
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One decision of a recipe: when ``condition`` holds, give ``advice`` (and stop)."""
+
+    question: str
+    condition: sp.Basic
+    diagnosis: str
+    advice: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScalarFunction(Formula):
+    """A plain Python function of scalar arguments (no arrays, no Numba).
+
+    ``outputs`` maps each result's name to its expression in the argument symbols.
+    With ``integer=True`` the arithmetic is exact integer arithmetic: ``floor`` of a
+    quotient prints as ``//`` and any output that SymPy cannot prove to be an integer
+    is floored. ``requires`` holds (condition, message) pairs in the arguments and
+    outputs; the wrapper raises ValueError(message) when one fails. ``cases`` are
+    substitutions shown on the sheet as special cases derived by SymPy, e.g.
+    ("valid", {p: 0, s: 1}). ``branches`` make it a recipe: the result then also
+    carries the ``diagnosis`` and ``advice`` of the first branch whose condition
+    holds (or of ``otherwise``), and the sheet draws the branches as a flowchart.
+    """
+
+    args: tuple[Arg, ...] = ()
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    requires: tuple[tuple[sp.Basic, str], ...] = ()
+    integer: bool = False
+    cases: tuple[tuple[str, Mapping[sp.Symbol, sp.Expr]], ...] = ()
+    branches: tuple[Branch, ...] = ()
+    otherwise: tuple[str, tuple[str, ...]] = ("", ())
+    kind: str = field(default="scalar", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        names = [a.name for a in self.args] + list(self.outputs)
+        if len(set(names)) != len(names):
+            raise FormulaError(f"{self.name}: argument and output names must be distinct")
+        syms = {a.symbol for a in self.args}
+        _check_free(self.outputs, syms, f"{self.name}: output")
+        allowed = syms | set(self.output_symbols().values())
+        conditions = {f"requires[{k}]": c for k, (c, _) in enumerate(self.requires)}
+        conditions |= {f"branch {b.question!r}": b.condition for b in self.branches}
+        _check_free(conditions, allowed, f"{self.name}:")
+        for label, subs in self.cases:
+            if set(subs) - syms:
+                raise FormulaError(f"{self.name}: case {label!r} substitutes unknown symbols")
+
+    def output_symbols(self) -> dict[str, sp.Symbol]:
+        """The symbol of each output, for conditions and the sheet (n_out -> n_{out})."""
+        return {k: sp.Symbol(k, integer=True) if self.integer else sp.Symbol(k, real=True)
+                for k in self.outputs}
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        exprs = dict(self.outputs)
+        exprs |= {f"requires_{k}": c for k, (c, _) in enumerate(self.requires)}
+        exprs |= {f"branch_{k}": b.condition for k, b in enumerate(self.branches)}
+        return exprs
+
+    def argument_names(self) -> list[str]:
+        return [a.name for a in self.args]
+
+    def content_hash(self) -> str:
+        extra = repr((self.args, [m for _, m in self.requires], self.integer,
+                      [(b.question, b.diagnosis, b.advice) for b in self.branches],
+                      self.otherwise))
+        return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]

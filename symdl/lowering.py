@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Param, Reduction
-from .printers import IndexPrinter, numba_code
+from .formula import (
+    ARG_CHECKS,
+    Contraction,
+    Elementwise,
+    Formula,
+    Param,
+    Reduction,
+    ScalarFunction,
+)
+from .printers import IndexPrinter, numba_code, scalar_code
 from .stable import stabilize
 
 
@@ -136,8 +144,42 @@ def plan_contraction(f: Contraction) -> KernelPlan:
     )
 
 
+def plan_scalar(f: ScalarFunction) -> KernelPlan:
+    """A plain Python function: argument checks, printed outputs, conditions, branches."""
+    to_args = {a.symbol: sp.Symbol(a.name, **a.symbol.assumptions0) for a in f.args}
+    outputs = {}
+    for k, e in f.outputs.items():
+        if f.integer and not e.is_integer:
+            e = sp.floor(e)  # exact when the argument checks make it an integer
+        outputs[k] = e.xreplace(to_args)
+    fields = list(f.outputs) + (["diagnosis", "advice"] if f.branches else [])
+    result = "".join(w.capitalize() for w in f.name.split("_")) + "Result"
+    return KernelPlan(
+        name=f.name,
+        kind="scalar",
+        template="numba/scalar.py.j2",
+        doc=_docstring(f, "Computed in plain Python (exact integers):" if f.integer
+                       else "Computed in plain Python:"),
+        hash=f.content_hash(),
+        arrays=[],
+        outputs=list(f.outputs),
+        body=[Statement(k, scalar_code(e)) for k, e in outputs.items()],
+        extra={
+            "args": [{"name": a.name, "default": None if a.default is None else repr(a.default),
+                      "check": a.check, "meaning": ARG_CHECKS[a.check]} for a in f.args],
+            "requires": [(scalar_code(c.xreplace(to_args)), repr(m)) for c, m in f.requires],
+            "branches": [(scalar_code(b.condition.xreplace(to_args)), repr(b.diagnosis),
+                          repr(tuple(b.advice))) for b in f.branches],
+            "otherwise": (repr(f.otherwise[0]), repr(tuple(f.otherwise[1]))),
+            "fields": fields,
+            "result": result if len(fields) > 1 else None,
+            "names": [a.name for a in f.args] + list(f.outputs),
+        },
+    )
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
-            "contraction": plan_contraction}
+            "contraction": plan_contraction, "scalar": plan_scalar}
 
 
 def plan(f: Formula) -> KernelPlan:

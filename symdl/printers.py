@@ -114,3 +114,42 @@ class IndexPrinter(NumbaPrinter):
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         return f"{self.parenthesize(expr.base, 60)}**{self._print(expr.exp)}"
+
+
+class ScalarPrinter(NumbaPrinter):
+    """Plain Python for scalar functions (shape formulas, recipes): no ``T(...)``.
+
+    Integers stay Python ints; ``floor(a/b)`` of integers is ``a // b`` (exact, where
+    ``math.floor(a / b)`` would round through a float).
+    """
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return str(int(expr))
+
+    _print_Zero = _print_One = _print_NegativeOne = _print_Integer
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return repr(float(expr))
+
+    _print_Half = _print_Float = _print_Rational
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Integer and expr.exp > 0:
+            return f"{self.parenthesize(expr.base, 60)}**{int(expr.exp)}"
+        return PythonCodePrinter._print_Pow(self, expr, rational)
+
+    def _print_Exp1(self, expr: sp.Expr) -> str:
+        return repr(float(expr))
+
+    _print_Pi = _print_Exp1
+
+    def _print_floor(self, expr: sp.floor) -> str:
+        num, den = sp.fraction(sp.together(expr.args[0]))
+        if den == 1:
+            return f"math.floor({self._print(num)})"
+        return f"({self._print(num)}) // ({self._print(den)})"
+
+
+def scalar_code(expr: sp.Basic) -> str:
+    """Print one expression (or condition) of a scalar function as plain Python."""
+    return ScalarPrinter().doprint(expr)

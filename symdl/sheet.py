@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Reduction
+from .formula import Contraction, Elementwise, Formula, Reduction, ScalarFunction
 from .printers import latex
 from .stable import stabilize
 
@@ -31,6 +31,7 @@ PLOT_SAMPLES = 49
 class Equation:
     lhs: str
     rhs: str
+    label: str = ""
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Entry:
     stable: list[Equation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plot: dict | None = None
+    conditions: list[str] = field(default_factory=list)
+    flowchart: dict | None = None
 
 
 def tex_escape(text: str) -> str:
@@ -95,6 +98,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
                       if s.name.startswith("d")) | frozenset(
         k for d in derived for k in d.expressions() if k.startswith("d"))
     e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    if isinstance(f, ScalarFunction):
+        return _scalar_entry(f, e)
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
@@ -115,6 +120,29 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
             {"label": rf"\partial {_sym(yname, grads)} / \partial {latex(x)}",
              "style": "red, dashed", "points": _points(sp.diff(fx, x), x, lo, hi)},
         ]}
+    return e
+
+
+def _scalar_entry(f: ScalarFunction, e: Entry) -> Entry:
+    """Definitions, the special cases SymPy derives by substitution, conditions, and
+    (for a recipe) the flowchart's text."""
+    outs = f.output_symbols()
+    show = sp.factor_terms  # (f - 1)/2 rather than SymPy's canonical f/2 - 1/2
+    for k, expr in f.outputs.items():
+        e.definitions.append(Equation(latex(outs[k]), latex(show(expr))))
+    for label, subs in f.cases:
+        given = ", ".join(f"{latex(a)} = {latex(show(v))}" for a, v in subs.items())
+        for k, expr in f.outputs.items():
+            e.derived.append(Equation(latex(outs[k]), latex(show(sp.simplify(expr.subs(subs)))),
+                                      label=f"{tex_escape(label)}: ${given}$"))
+    e.conditions = [latex(c) for c, _ in f.requires]
+    if f.branches:
+        e.flowchart = {
+            "decisions": [{"question": tex_escape(b.question), "condition": latex(b.condition),
+                           "diagnosis": tex_escape(b.diagnosis),
+                           "advice": [tex_escape(a) for a in b.advice]} for b in f.branches],
+            "otherwise": tex_escape(f.otherwise[0]),
+        }
     return e
 
 

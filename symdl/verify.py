@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Reduction
+from .formula import Contraction, Elementwise, Formula, Reduction, ScalarFunction
 
 DIGITS = 50
 
@@ -173,6 +173,60 @@ def verify_contraction(f: Contraction, kernel, dtype, rng, n) -> Result:
     return Result(f.name, np.dtype(dtype).name, worst, 4, 1.0)
 
 
+#: Sample values per integer argument check (small: every combination is plausible).
+_INT_SAMPLES = {"natural": range(0, 40), "positive_int": range(1, 12), "odd": range(1, 40, 2)}
+
+
+def _scalar_sample(f: ScalarFunction, rng: np.random.Generator) -> dict:
+    if f.integer:
+        return {a: int(rng.choice(_INT_SAMPLES[a.check])) for a in f.args}
+    # Error rates: exact binary fractions in [0, 1], some equal (ties decide branches).
+    return {a: float(rng.choice([0.0, 0.01, 0.05, 0.5, rng.uniform(0, 1)])) for a in f.args}
+
+
+def verify_scalar(f: ScalarFunction, kernel, rng: np.random.Generator,
+                  n: int = 400) -> Result:
+    """Against the formula evaluated exactly by SymPy (integers / rationals).
+
+    Integer functions must match exactly, and raise ValueError exactly where a
+    requirement fails; float outputs must be correctly rounded (0.5 ULP: each is one
+    subtraction of exact inputs). For a recipe, the diagnosis must be the one of the
+    first branch whose condition holds exactly. Score: the worst ULP error, or inf.
+    """
+    worst = 0.0
+    outs = f.output_symbols()
+    for _ in range(n):
+        vals = _scalar_sample(f, rng)
+        exact = {a.symbol: sp.Integer(v) if f.integer else sp.Rational(v)
+                 for a, v in vals.items()}
+        results = {outs[k]: e.subs(exact) for k, e in f.outputs.items()}
+        subs = exact | results
+        ok = all(bool(c.subs(subs)) for c, _ in f.requires)
+        try:
+            got = kernel(*vals.values())
+        except ValueError:
+            worst = max(worst, 0.0 if not ok else math.inf)
+            continue
+        if not ok:
+            return Result(f.name, "int" if f.integer else "float64", math.inf, n, 0.0)
+        for k in f.outputs:
+            g = got if len(f.outputs) == 1 and not f.branches else getattr(got, k)
+            if f.integer:
+                worst = max(worst, 0.0 if g == results[outs[k]] else math.inf)
+            else:
+                r = sp.Rational(results[outs[k]])
+                with mpmath.workdps(DIGITS):
+                    e = mpmath.mpf(r.p) / r.q
+                    worst = max(worst, float(ulp_error(np.array([g]), [e],
+                                                       np.dtype(np.float64))[0]))
+        if f.branches:
+            want = next((b.diagnosis for b in f.branches if bool(b.condition.subs(subs))),
+                        f.otherwise[0])
+            worst = max(worst, 0.0 if got.diagnosis == want else math.inf)
+    return Result(f.name, "int" if f.integer else "float64", worst, n,
+                  0.0 if f.integer else 0.5)
+
+
 def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.float32),
            n: int = 2000, seed: int = 0) -> list[Result]:
     """Verify every formula's kernel in ``module``, for each dtype."""
@@ -180,6 +234,9 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
     results = []
     for f in formulas:
         kernel = getattr(module, f.name)
+        if isinstance(f, ScalarFunction):  # no dtypes: Python ints and floats
+            results.append(verify_scalar(f, kernel, np.random.default_rng(seed)))
+            continue
         for dtype in dtypes:
             rng = np.random.default_rng(seed)
             if isinstance(f, Elementwise) and f.outputs:
