@@ -98,9 +98,11 @@ def numba_code(expr: sp.Expr) -> str:
     return NumbaPrinter().doprint(expr)
 
 
-def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset()) -> str:
-    """Print one expression for the sheet."""
-    return SheetLatexPrinter(gradient_names).doprint(expr)
+def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset(),
+          symbol_names: dict | None = None) -> str:
+    """Print one expression for the sheet (``symbol_names``: symbol -> LaTeX name)."""
+    settings = {"symbol_names": symbol_names} if symbol_names else {}
+    return SheetLatexPrinter(gradient_names, **settings).doprint(expr)
 
 
 class IndexPrinter(NumbaPrinter):

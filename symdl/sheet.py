@@ -123,22 +123,34 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     return e
 
 
+def _word_names(symbols) -> dict:
+    """LaTeX names for word-like symbols: avoidable_bias -> \\text{avoidable bias}.
+
+    A name whose first part is one letter is a subscripted symbol (n_out -> n_{out})."""
+    return {x: r"\text{" + x.name.replace("_", " ") + "}" for x in symbols
+            if len(x.name.split("_")[0]) > 1}
+
+
 def _scalar_entry(f: ScalarFunction, e: Entry) -> Entry:
     """Definitions, the special cases SymPy derives by substitution, conditions, and
     (for a recipe) the flowchart's text."""
     outs = f.output_symbols()
-    show = sp.factor_terms  # (f - 1)/2 rather than SymPy's canonical f/2 - 1/2
+    names = _word_names([*outs.values(), *(a.symbol for a in f.args)])
+
+    def tex(expr: sp.Basic) -> str:
+        return latex(sp.factor_terms(expr), symbol_names=names)  # (f - 1)/2, not f/2 - 1/2
+
     for k, expr in f.outputs.items():
-        e.definitions.append(Equation(latex(outs[k]), latex(show(expr))))
+        e.definitions.append(Equation(tex(outs[k]), tex(expr)))
     for label, subs in f.cases:
-        given = ", ".join(f"{latex(a)} = {latex(show(v))}" for a, v in subs.items())
+        given = ", ".join(f"{tex(a)} = {tex(v)}" for a, v in subs.items())
         for k, expr in f.outputs.items():
-            e.derived.append(Equation(latex(outs[k]), latex(show(sp.simplify(expr.subs(subs)))),
+            e.derived.append(Equation(tex(outs[k]), tex(sp.simplify(expr.subs(subs))),
                                       label=f"{tex_escape(label)}: ${given}$"))
-    e.conditions = [latex(c) for c, _ in f.requires]
+    e.conditions = [tex(c) for c, _ in f.requires]
     if f.branches:
         e.flowchart = {
-            "decisions": [{"question": tex_escape(b.question), "condition": latex(b.condition),
+            "decisions": [{"question": tex_escape(b.question), "condition": tex(b.condition),
                            "diagnosis": tex_escape(b.diagnosis),
                            "advice": [tex_escape(a) for a in b.advice]} for b in f.branches],
             "otherwise": tex_escape(f.otherwise[0]),
