@@ -273,6 +273,8 @@ ARG_CHECKS = {
     "odd": "an odd integer >= 1",
     "finite": "a finite real number",
     "finite_nonnegative": "a finite real number >= 0",
+    "unit_interval_open": "a real number in [0, 1)",
+    "seed": "an integer in [0, 2**64)",
 }
 
 
@@ -379,4 +381,83 @@ class ScalarFunction(Formula):
         extra = repr((self.args, [m for _, m in self.requires], self.integer,
                       [(b.question, b.diagnosis, b.advice) for b in self.branches],
                       self.otherwise))
+        return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A Bernoulli mask, one draw per element, from a counter-based hash.
+
+    ``symbol`` (X, 1 = kept) appears in the outputs. X = 1 exactly when
+    ``uniform`` < ``keep``: ``uniform`` is a number in [0, 1) computed from the seed
+    argument and the element ``index`` alone (bitwise nodes of ``symdl.bitops``), so
+    the mask does not depend on how the elements are split among threads. ``key`` are
+    named integer expressions in the seed, computed once per call.
+    """
+
+    symbol: sp.Symbol
+    keep: sp.Expr
+    seed: sp.Symbol
+    index: sp.Symbol
+    key: Mapping[str, sp.Expr]
+    uniform: sp.Expr
+
+
+@dataclass(frozen=True)
+class MaskedElementwise(Formula):
+    """Elementwise outputs of array inputs, scalar arguments and (optionally) a random
+    mask, in variants chosen by a boolean argument (inverted or standard dropout).
+
+    ``variants`` maps the value of the ``flag`` argument to the outputs. ``let`` names
+    scalar intermediates (q = 1 - p), computed once per call. A formula with a mask
+    gets a derived ``<name>_inference`` formula: the expectation of its outputs over
+    the mask, taken by ``sympy.stats`` (``symdl.derive``).
+    """
+
+    inputs: tuple[sp.Symbol, ...] = ()
+    args: tuple[Arg, ...] = ()
+    let: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    flag: str = "variant"
+    flag_default: bool = True
+    variants: Mapping[bool, Mapping[str, sp.Expr]] = field(default_factory=dict)
+    mask: Mask | None = None
+    kind: str = field(default="masked", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
+        object.__setattr__(self, "args", tuple(self.args))
+        check_identifier(self.flag, "flag")
+        if set(self.variants) != {True, False}:
+            raise FormulaError(f"{self.name}: variants must be given for {self.flag}=True/False")
+        variants = {v: _exprs(o, "output") for v, o in self.variants.items()}
+        if len({tuple(o) for o in variants.values()}) != 1:
+            raise FormulaError(f"{self.name}: every variant must have the same outputs")
+        object.__setattr__(self, "variants", variants)
+        allowed = set(self.inputs) | {a.symbol for a in self.args} | set(self.let)
+        if self.mask is not None:
+            allowed.add(self.mask.symbol)
+        for v, outs in variants.items():
+            _check_free(outs, allowed, f"{self.name}: {self.flag}={v} output")
+        names = [s.name for s in self.inputs] + [a.name for a in self.args] + [self.flag]
+        if len(set(names)) != len(names):
+            raise FormulaError(f"{self.name}: input and argument names must be distinct")
+
+    def outputs(self) -> list[str]:
+        return list(self.variants[True])
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        exprs = {f"{k}_{self.flag}_{v}": e for v, o in self.variants.items()
+                 for k, e in o.items()}
+        exprs |= {f"let_{s.name}": e for s, e in self.let.items()}
+        if self.mask is not None:
+            exprs |= {"keep": self.mask.keep, "uniform": self.mask.uniform,
+                      **{f"key_{k}": e for k, e in self.mask.key.items()}}
+        return exprs
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in self.inputs] + [a.name for a in self.args] + [self.flag]
+
+    def content_hash(self) -> str:
+        extra = repr((self.args, self.flag_default))
         return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]

@@ -16,11 +16,12 @@ from .formula import (
     Contraction,
     Elementwise,
     Formula,
+    MaskedElementwise,
     Param,
     Reduction,
     ScalarFunction,
 )
-from .printers import IndexPrinter, numba_code, scalar_code
+from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
 
 
@@ -178,8 +179,65 @@ def plan_scalar(f: ScalarFunction) -> KernelPlan:
     )
 
 
+def _word_statements(named: dict[str, sp.Expr], prefix: str) -> list[Statement]:
+    """CSE'd unsigned 64-bit statements (no float rewrites: they would break wrapping)."""
+    temps, reduced = sp.cse(list(named.values()), symbols=sp.numbered_symbols(prefix),
+                            order="canonical")
+    body = [Statement(str(t), word_code(e)) for t, e in temps]
+    return body + [Statement(n, word_code(e)) for n, e in zip(named, reduced, strict=True)]
+
+
+def _masked_docstring(f: MaskedElementwise) -> str:
+    lines = [f"{f.title}. {f.doc}", "", "Computed element by element (any shape):"]
+    lines += [f"    {s} = {sp.sstr(e)}" for s, e in f.let.items()]
+    for value, outputs in sorted(f.variants.items(), reverse=True):
+        lines += [f"    {k} = {sp.sstr(e)}    ({f.flag}={value})" for k, e in outputs.items()]
+    if f.mask is not None:
+        m = f.mask
+        lines.append(f"    {m.symbol} = 1 if u({m.seed}, {m.index}) < {m.keep} else 0, with u "
+                     "a counter-based hash in [0, 1)")
+    return "\n".join(lines)
+
+
+def plan_masked(f: MaskedElementwise) -> KernelPlan:
+    """One serial and one parallel core per variant; the mask is hashed per element."""
+    m = f.mask
+    variants = []
+    for value, outputs in sorted(f.variants.items(), reverse=True):
+        if m is not None:  # X, a bool in the kernel, selects the kept value
+            outputs = {k: sp.piecewise_fold(e.subs(m.symbol, sp.Piecewise(
+                (1, sp.Symbol(m.symbol.name)), (0, True)))) for k, e in outputs.items()}
+        variants.append({"value": value, "tag": str(value).lower(),
+                         "body": _cse_statements(outputs, lambda n: f"a_{n}[i]")})
+    extra = {
+        "args": [{"name": a.name, "check": a.check, "meaning": ARG_CHECKS[a.check],
+                  "word": a.check == "seed"} for a in f.args],
+        "flag": f.flag, "flag_default": repr(f.flag_default), "variants": variants,
+        "let": [Statement(s.name, numba_code(e)) for s, e in f.let.items()],
+        "mask": None,
+    }
+    if m is not None:
+        u = sp.Symbol("_u")
+        extra["mask"] = {
+            "name": m.symbol.name, "index": m.index.name,
+            "key": _word_statements(dict(m.key), "_k"),
+            "hash": _word_statements({u.name: m.uniform}, "_h"),
+            "keep": word_code(sp.StrictLessThan(u, m.keep)),
+        }
+    return KernelPlan(
+        name=f.name,
+        kind="masked",
+        template="numba/masked.py.j2",
+        doc=_masked_docstring(f),
+        hash=f.content_hash(),
+        arrays=[s.name for s in f.inputs],
+        outputs=f.outputs(),
+        extra=extra,
+    )
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
-            "contraction": plan_contraction, "scalar": plan_scalar}
+            "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked}
 
 
 def plan(f: Formula) -> KernelPlan:

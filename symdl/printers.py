@@ -69,6 +69,14 @@ class NumbaPrinter(PythonCodePrinter):
             return f"{self.parenthesize(base, 60)}**{int(e)}"
         return super()._print_Pow(expr, rational)
 
+    def _print_BitXor(self, expr: sp.Expr) -> str:
+        a, b = expr.args
+        return f"({self._print(a)} ^ {self._print(b)})"
+
+    def _print_ShiftRight(self, expr: sp.Expr) -> str:
+        a, k = expr.args
+        return f"({self._print(a)} >> {self._print(k)})"
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         subscripts = ", ".join(IndexPrinter().doprint(i) for i in expr.indices)
         return f"a_{expr.base.name}[{subscripts}]"
@@ -86,6 +94,14 @@ class SheetLatexPrinter(LatexPrinter):
     def __init__(self, gradient_names: frozenset[str] = frozenset(), **settings) -> None:
         super().__init__(settings)
         self._gradient_names = gradient_names
+
+    def _print_BitXor(self, expr: sp.Expr) -> str:
+        a, b = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"{a} \oplus {b}"
+
+    def _print_ShiftRight(self, expr: sp.Expr) -> str:
+        a, k = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"{a} \gg {k}"
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         if expr.name in self._gradient_names:
@@ -155,3 +171,24 @@ class ScalarPrinter(NumbaPrinter):
 def scalar_code(expr: sp.Basic) -> str:
     """Print one expression (or condition) of a scalar function as plain Python."""
     return ScalarPrinter().doprint(expr)
+
+
+class WordPrinter(NumbaPrinter):
+    """Unsigned 64-bit integer arithmetic (hashes): integers print as ``U(c)``, with the
+    kernel binding ``U`` to ``np.uint64``, so that nothing is promoted to int64 or float
+    (and + and * wrap mod 2**64); a fraction (a scale to [0, 1)) prints as a float64."""
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return f"U({int(expr)})"
+
+    _print_Zero = _print_One = _print_Integer
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return repr(float(expr))
+
+    _print_Half = _print_Rational
+
+
+def word_code(expr: sp.Expr) -> str:
+    """Print one unsigned 64-bit integer expression for a Numba kernel body."""
+    return WordPrinter().doprint(expr)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Reduction, ScalarFunction
+from .formula import (
+    Contraction,
+    Elementwise,
+    Formula,
+    MaskedElementwise,
+    Reduction,
+    ScalarFunction,
+)
 from .printers import latex
 from .stable import stabilize
 
@@ -45,6 +52,7 @@ class Entry:
     plot: dict | None = None
     conditions: list[str] = field(default_factory=list)
     flowchart: dict | None = None
+    distributions: list[str] = field(default_factory=list)
 
 
 def tex_escape(text: str) -> str:
@@ -100,6 +108,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
     if isinstance(f, ScalarFunction):
         return _scalar_entry(f, e)
+    if isinstance(f, MaskedElementwise):
+        return _masked_entry(f, e)
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
@@ -155,6 +165,27 @@ def _scalar_entry(f: ScalarFunction, e: Entry) -> Entry:
                            "advice": [tex_escape(a) for a in b.advice]} for b in f.branches],
             "otherwise": tex_escape(f.otherwise[0]),
         }
+    return e
+
+
+def _masked_entry(f: MaskedElementwise, e: Entry) -> Entry:
+    """Training outputs per variant, and their expectations over the mask (the test
+    phase), both taken from SymPy (``sympy.stats`` in ``symdl.derive``)."""
+    from .derive import mask_expectations
+
+    m = f.mask
+    for sym, expr in f.let.items():
+        e.definitions.append(Equation(latex(sym), latex(expr)))
+    expectations = mask_expectations(f)
+    for value, outputs in sorted(f.variants.items(), reverse=True):
+        label = tex_escape(f"{f.flag}={value}, training")
+        for k, expr in outputs.items():
+            e.definitions.append(Equation(latex(sp.Symbol(k)), latex(expr), label=label))
+        for expectation, mean in expectations[value].values():
+            e.derived.append(Equation(latex(expectation), latex(mean), label=tex_escape(
+                f"{f.flag}={value}: test phase, the expected training output")))
+    e.distributions = [rf"{latex(m.symbol)} \sim \operatorname{{Bernoulli}}\left("
+                       rf"{latex(m.keep)}\right)"]
     return e
 
 

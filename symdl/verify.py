@@ -15,7 +15,14 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Reduction, ScalarFunction
+from .formula import (
+    Contraction,
+    Elementwise,
+    Formula,
+    MaskedElementwise,
+    Reduction,
+    ScalarFunction,
+)
 
 DIGITS = 50
 
@@ -227,6 +234,51 @@ def verify_scalar(f: ScalarFunction, kernel, rng: np.random.Generator,
                   0.0 if f.integer else 0.5)
 
 
+#: Drop probabilities whose q = 1 - p is exact in float32 and float64, so that the
+#: kernel's q and the exact q agree and mask decisions are comparable.
+EXACT_P = (0.0, 0.125, 0.25, 0.5, 0.75, 0.9375)
+
+
+def mask_reference(f: MaskedElementwise, seed: int, indices) -> list[sp.Rational]:
+    """The mask's uniforms u(seed, index), evaluated exactly by SymPy (bitops nodes)."""
+    m = f.mask
+    keys = {sp.Symbol(k, integer=True, nonnegative=True): e.subs(m.seed, seed)
+            for k, e in m.key.items()}
+    keys = {k: sp.Integer(int(v) % 2**64) for k, v in keys.items()}
+    return [sp.Rational(m.uniform.subs(keys).subs(m.index, int(i))) for i in indices]
+
+
+def verify_masked(f: MaskedElementwise, kernel, dtype, rng, n) -> Result:
+    """Outputs against the formula in mpmath given the mask; the mask against the hash
+    evaluated exactly by SymPy at sampled indices. Tolerance 0.5 ULP: each output is
+    one correctly rounded operation of exact values (q is exact for EXACT_P)."""
+    worst = 0.0
+    dtype = np.dtype(dtype)
+    x = random_values(rng, n, dtype)
+    arg_syms = [a.symbol for a in f.args]
+    for trial, p in enumerate(EXACT_P):
+        q = 1 - sp.Rational(p)
+        for flag in (True, False):
+            if f.mask is not None:
+                seed = int(rng.integers(0, 2**63)) * (1 + trial % 2)
+                y, mask = kernel(x, p, seed, **{f.flag: flag})
+                idx = rng.choice(x.size, 48, replace=False)
+                ref = mask_reference(f, seed, idx)
+                if any(bool(u < q) != bool(mask[i]) for u, i in zip(ref, idx, strict=True)):
+                    return Result(f.name, dtype.name, math.inf, n, 0.5)
+            else:
+                y, mask = kernel(x, p, **{f.flag: flag}), None
+            ((_, expr),) = f.variants[flag].items()
+            expr = expr.subs(f.let).subs(dict(zip(arg_syms, [sp.Rational(p), 0], strict=False)))
+            syms = list(f.inputs) + ([f.mask.symbol] if f.mask is not None else [])
+            fn = _mp(expr, syms)
+            with mpmath.workdps(DIGITS):
+                exact = [fn(mpmath.mpf(float(x[k])), *([int(mask[k])] if mask is not None
+                                                        else [])) for k in range(x.size)]
+            worst = max(worst, float(ulp_error(np.asarray(y), exact, dtype).max()))
+    return Result(f.name, dtype.name, worst, n, 0.5)
+
+
 def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.float32),
            n: int = 2000, seed: int = 0) -> list[Result]:
     """Verify every formula's kernel in ``module``, for each dtype."""
@@ -245,4 +297,6 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_reduction(f, kernel, dtype, rng, n))
             elif isinstance(f, Contraction):
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
+            elif isinstance(f, MaskedElementwise):
+                results.append(verify_masked(f, kernel, dtype, rng, n))
     return results
