@@ -93,3 +93,15 @@ def test_sheet_derives_valid_and_same_from_the_general_formula():
     (general,) = cnn.conv_output_size.outputs.values()
     (p_same,) = cnn.same_padding.outputs.values()
     assert sp.simplify(general.subs({cnn.p: p_same, cnn.s: 1})) == cnn.n
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("conv_output_size", "n_out = (-f + n + 2*padding) // (stride) + 1"),
+    ("bias_variance", "variance = dev_error - train_error"),
+    ("dropout", "y_inverted_False = q*x"),
+])
+def test_cli_show_new_kinds(capsys, name, shown):
+    from symdl.cli import main
+
+    assert main(["show", name]) == 0
+    assert shown in capsys.readouterr().out
