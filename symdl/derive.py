@@ -12,7 +12,7 @@ import random
 
 import sympy as sp
 
-from .formula import Batch, BatchGradient, Elementwise, FormulaError
+from .formula import Batch, BatchGradient, Elementwise, FormulaError, MaskedElementwise
 
 
 class DerivationError(FormulaError):
@@ -140,6 +140,49 @@ def batch_backward_formula(fwd: Batch) -> BatchGradient:
     )
 
 
+def mask_expectations(f: MaskedElementwise) -> dict[bool, dict[str, tuple[sp.Expr, sp.Expr]]]:
+    """Per variant and output: (the unevaluated expectation over the mask, its value).
+
+    The mask symbol X becomes a ``sympy.stats`` Bernoulli(keep) random variable and
+    SymPy takes the expectation: for dropout, the test-time output.
+    """
+    from sympy.stats import Bernoulli, E, Expectation
+
+    m = f.mask
+    rv = Bernoulli(m.symbol.name, m.keep)
+    out = {}
+    for v, outputs in f.variants.items():
+        out[v] = {}
+        for k, e in outputs.items():
+            value = sp.simplify(E(e.subs(m.symbol, rv)))
+            if value.atoms(sp.stats.rv.RandomSymbol):
+                raise DerivationError(f"{f.name}: cannot take the expectation of {e}")
+            out[v][k] = (Expectation(e.subs(m.symbol, rv)), value)
+    return out
+
+
+def inference_formula(f: MaskedElementwise) -> MaskedElementwise:
+    """The test-time formula: each output replaced by its expectation over the mask."""
+    expectations = mask_expectations(f)
+    variants = {v: {k: value for k, (_, value) in outs.items()}
+                for v, outs in expectations.items()}
+    used = set().union(*(e.free_symbols for o in variants.values() for e in o.values()))
+    used |= set().union(*(f.let[s].free_symbols for s in used if s in f.let))
+    return MaskedElementwise(
+        name=f"{f.name}_inference",
+        section=f.section,
+        title=f"{f.title}: inference",
+        doc=f"Test-time {f.name}: the expected training output over the mask.",
+        inputs=f.inputs,
+        args=tuple(a for a in f.args if a.symbol in used),
+        let={s: e for s, e in f.let.items() if s in used},
+        flag=f.flag,
+        flag_default=f.flag_default,
+        variants=variants,
+        derived_from=f.name,
+    )
+
+
 def expand_formulas(formulas: list) -> list:
     """The formulas of a module plus every formula derived from them, in order."""
     out = []
@@ -149,4 +192,6 @@ def expand_formulas(formulas: list) -> list:
             out.append(backward_formula(f))
         elif isinstance(f, Batch) and f.backward:
             out.append(batch_backward_formula(f))
+        elif isinstance(f, MaskedElementwise) and f.mask is not None:
+            out.append(inference_formula(f))
     return out

@@ -368,3 +368,201 @@ class BatchGradient(Formula):
 
     def argument_names(self) -> list[str]:
         return [s.name for s in (*self.arrays, *self.features)] + [p.name for p in self.params]
+
+
+#: Checks on the arguments of a scalar function (name -> meaning), enforced by the
+#: generated wrapper. The integer checks refuse bools and non-integers with TypeError.
+ARG_CHECKS = {
+    "natural": "an integer >= 0",
+    "positive_int": "an integer >= 1",
+    "odd": "an odd integer >= 1",
+    "finite": "a finite real number",
+    "finite_nonnegative": "a finite real number >= 0",
+    "unit_interval_open": "a real number in [0, 1)",
+    "seed": "an integer in [0, 2**64)",
+}
+
+
+#: Names a generated scalar function needs for itself (modules, helpers, results).
+SCALAR_RESERVED = frozenset({"np", "math", "numba", "prange", "collections", "diagnosis",
+                             "advice"})
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A scalar argument of a ``ScalarFunction``: the Python name and the sheet's symbol.
+
+    ``symbol`` is what the expressions use (``p`` for ``padding``, as on the sheet);
+    the generated function calls it ``name``.
+    """
+
+    name: str
+    symbol: sp.Symbol
+    default: float | int | None = None
+    check: str = "finite"
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        # A scalar function has no Numba core, so only the module names it uses are
+        # off limits (n is a fine name for an input size here).
+        if self.name in SCALAR_RESERVED:
+            raise FormulaError(f"argument {self.name!r} is reserved by the code generator")
+        if self.name not in RESERVED_NAMES:
+            check_identifier(self.name, "argument")
+        elif not self.name.isidentifier():
+            raise FormulaError(f"argument {self.name!r} is not a valid Python identifier")
+        if not isinstance(self.symbol, sp.Symbol):
+            raise FormulaError(f"argument {self.name!r}: symbol must be a SymPy Symbol")
+        if self.check not in ARG_CHECKS:
+            raise FormulaError(f"argument {self.name!r}: unknown check {self.check!r}")
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One decision of a recipe: when ``condition`` holds, give ``advice`` (and stop)."""
+
+    question: str
+    condition: sp.Basic
+    diagnosis: str
+    advice: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScalarFunction(Formula):
+    """A plain Python function of scalar arguments (no arrays, no Numba).
+
+    ``outputs`` maps each result's name to its expression in the argument symbols.
+    With ``integer=True`` the arithmetic is exact integer arithmetic: ``floor`` of a
+    quotient prints as ``//`` and any output that SymPy cannot prove to be an integer
+    is floored. ``requires`` holds (condition, message) pairs in the arguments and
+    outputs; the wrapper raises ValueError(message) when one fails. ``cases`` are
+    substitutions shown on the sheet as special cases derived by SymPy, e.g.
+    ("valid", {p: 0, s: 1}). ``branches`` make it a recipe: the result then also
+    carries the ``diagnosis`` and ``advice`` of the first branch whose condition
+    holds (or of ``otherwise``), and the sheet draws the branches as a flowchart.
+    """
+
+    args: tuple[Arg, ...] = ()
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    requires: tuple[tuple[sp.Basic, str], ...] = ()
+    integer: bool = False
+    cases: tuple[tuple[str, Mapping[sp.Symbol, sp.Expr]], ...] = ()
+    branches: tuple[Branch, ...] = ()
+    otherwise: tuple[str, tuple[str, ...]] = ("", ())
+    kind: str = field(default="scalar", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        names = [a.name for a in self.args] + list(self.outputs)
+        if len(set(names)) != len(names):
+            raise FormulaError(f"{self.name}: argument and output names must be distinct")
+        syms = {a.symbol for a in self.args}
+        _check_free(self.outputs, syms, f"{self.name}: output")
+        allowed = syms | set(self.output_symbols().values())
+        conditions = {f"requires[{k}]": c for k, (c, _) in enumerate(self.requires)}
+        conditions |= {f"branch {b.question!r}": b.condition for b in self.branches}
+        _check_free(conditions, allowed, f"{self.name}:")
+        for label, subs in self.cases:
+            if set(subs) - syms:
+                raise FormulaError(f"{self.name}: case {label!r} substitutes unknown symbols")
+
+    def output_symbols(self) -> dict[str, sp.Symbol]:
+        """The symbol of each output, for conditions and the sheet (n_out -> n_{out})."""
+        return {k: sp.Symbol(k, integer=True) if self.integer else sp.Symbol(k, real=True)
+                for k in self.outputs}
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        exprs = dict(self.outputs)
+        exprs |= {f"requires_{k}": c for k, (c, _) in enumerate(self.requires)}
+        exprs |= {f"branch_{k}": b.condition for k, b in enumerate(self.branches)}
+        return exprs
+
+    def argument_names(self) -> list[str]:
+        return [a.name for a in self.args]
+
+    def content_hash(self) -> str:
+        extra = repr((self.args, [m for _, m in self.requires], self.integer,
+                      [(b.question, b.diagnosis, b.advice) for b in self.branches],
+                      self.otherwise))
+        return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A Bernoulli mask, one draw per element, from a counter-based hash.
+
+    ``symbol`` (X, 1 = kept) appears in the outputs. X = 1 exactly when
+    ``uniform`` < ``keep``: ``uniform`` is a number in [0, 1) computed from the seed
+    argument and the element ``index`` alone (bitwise nodes of ``symdl.bitops``), so
+    the mask does not depend on how the elements are split among threads. ``key`` are
+    named integer expressions in the seed, computed once per call.
+    """
+
+    symbol: sp.Symbol
+    keep: sp.Expr
+    seed: sp.Symbol
+    index: sp.Symbol
+    key: Mapping[str, sp.Expr]
+    uniform: sp.Expr
+
+
+@dataclass(frozen=True)
+class MaskedElementwise(Formula):
+    """Elementwise outputs of array inputs, scalar arguments and (optionally) a random
+    mask, in variants chosen by a boolean argument (inverted or standard dropout).
+
+    ``variants`` maps the value of the ``flag`` argument to the outputs. ``let`` names
+    scalar intermediates (q = 1 - p), computed once per call. A formula with a mask
+    gets a derived ``<name>_inference`` formula: the expectation of its outputs over
+    the mask, taken by ``sympy.stats`` (``symdl.derive``).
+    """
+
+    inputs: tuple[sp.Symbol, ...] = ()
+    args: tuple[Arg, ...] = ()
+    let: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    flag: str = "variant"
+    flag_default: bool = True
+    variants: Mapping[bool, Mapping[str, sp.Expr]] = field(default_factory=dict)
+    mask: Mask | None = None
+    kind: str = field(default="masked", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
+        object.__setattr__(self, "args", tuple(self.args))
+        check_identifier(self.flag, "flag")
+        if set(self.variants) != {True, False}:
+            raise FormulaError(f"{self.name}: variants must be given for {self.flag}=True/False")
+        variants = {v: _exprs(o, "output") for v, o in self.variants.items()}
+        if len({tuple(o) for o in variants.values()}) != 1:
+            raise FormulaError(f"{self.name}: every variant must have the same outputs")
+        object.__setattr__(self, "variants", variants)
+        allowed = set(self.inputs) | {a.symbol for a in self.args} | set(self.let)
+        if self.mask is not None:
+            allowed.add(self.mask.symbol)
+        for v, outs in variants.items():
+            _check_free(outs, allowed, f"{self.name}: {self.flag}={v} output")
+        names = [s.name for s in self.inputs] + [a.name for a in self.args] + [self.flag]
+        if len(set(names)) != len(names):
+            raise FormulaError(f"{self.name}: input and argument names must be distinct")
+
+    def outputs(self) -> list[str]:
+        return list(self.variants[True])
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        exprs = {f"{k}_{self.flag}_{v}": e for v, o in self.variants.items()
+                 for k, e in o.items()}
+        exprs |= {f"let_{s.name}": e for s, e in self.let.items()}
+        if self.mask is not None:
+            exprs |= {"keep": self.mask.keep, "uniform": self.mask.uniform,
+                      **{f"key_{k}": e for k, e in self.mask.key.items()}}
+        return exprs
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in self.inputs] + [a.name for a in self.args] + [self.flag]
+
+    def content_hash(self) -> str:
+        extra = repr((self.args, self.flag_default))
+        return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]

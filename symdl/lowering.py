@@ -11,8 +11,19 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .formula import Batch, BatchGradient, Contraction, Elementwise, Formula, Param, Reduction
-from .printers import IndexPrinter, numba_code
+from .formula import (
+    ARG_CHECKS,
+    Batch,
+    BatchGradient,
+    Contraction,
+    Elementwise,
+    Formula,
+    MaskedElementwise,
+    Param,
+    Reduction,
+    ScalarFunction,
+)
+from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
 
 
@@ -277,9 +288,102 @@ def plan_batch_gradient(f: BatchGradient) -> KernelPlan:
                        "Derived by SymPy (chain rule through the batch means):")
 
 
+
+
+def plan_scalar(f: ScalarFunction) -> KernelPlan:
+    """A plain Python function: argument checks, printed outputs, conditions, branches."""
+    to_args = {a.symbol: sp.Symbol(a.name, **a.symbol.assumptions0) for a in f.args}
+    outputs = {}
+    for k, e in f.outputs.items():
+        if f.integer and not e.is_integer:
+            e = sp.floor(e)  # exact when the argument checks make it an integer
+        outputs[k] = e.xreplace(to_args)
+    fields = list(f.outputs) + (["diagnosis", "advice"] if f.branches else [])
+    result = "".join(w.capitalize() for w in f.name.split("_")) + "Result"
+    return KernelPlan(
+        name=f.name,
+        kind="scalar",
+        template="numba/scalar.py.j2",
+        doc=_docstring(f, "Computed in plain Python (exact integers):" if f.integer
+                       else "Computed in plain Python:"),
+        hash=f.content_hash(),
+        arrays=[],
+        outputs=list(f.outputs),
+        body=[Statement(k, scalar_code(e)) for k, e in outputs.items()],
+        extra={
+            "args": [{"name": a.name, "default": None if a.default is None else repr(a.default),
+                      "check": a.check, "meaning": ARG_CHECKS[a.check]} for a in f.args],
+            "requires": [(scalar_code(c.xreplace(to_args)), repr(m)) for c, m in f.requires],
+            "branches": [(scalar_code(b.condition.xreplace(to_args)), repr(b.diagnosis),
+                          repr(tuple(b.advice))) for b in f.branches],
+            "otherwise": (repr(f.otherwise[0]), repr(tuple(f.otherwise[1]))),
+            "fields": fields,
+            "result": result if len(fields) > 1 else None,
+            "names": [a.name for a in f.args] + list(f.outputs),
+        },
+    )
+
+
+def _word_statements(named: dict[str, sp.Expr], prefix: str) -> list[Statement]:
+    """CSE'd unsigned 64-bit statements (no float rewrites: they would break wrapping)."""
+    temps, reduced = sp.cse(list(named.values()), symbols=sp.numbered_symbols(prefix),
+                            order="canonical")
+    body = [Statement(str(t), word_code(e)) for t, e in temps]
+    return body + [Statement(n, word_code(e)) for n, e in zip(named, reduced, strict=True)]
+
+
+def _masked_docstring(f: MaskedElementwise) -> str:
+    lines = [f"{f.title}. {f.doc}", "", "Computed element by element (any shape):"]
+    lines += [f"    {s} = {sp.sstr(e)}" for s, e in f.let.items()]
+    for value, outputs in sorted(f.variants.items(), reverse=True):
+        lines += [f"    {k} = {sp.sstr(e)}    ({f.flag}={value})" for k, e in outputs.items()]
+    if f.mask is not None:
+        m = f.mask
+        lines.append(f"    {m.symbol} = 1 if u({m.seed}, {m.index}) < {m.keep} else 0, with u "
+                     "a counter-based hash in [0, 1)")
+    return "\n".join(lines)
+
+
+def plan_masked(f: MaskedElementwise) -> KernelPlan:
+    """One serial and one parallel core per variant; the mask is hashed per element."""
+    m = f.mask
+    variants = []
+    for value, outputs in sorted(f.variants.items(), reverse=True):
+        if m is not None:  # X, a bool in the kernel, selects the kept value
+            outputs = {k: sp.piecewise_fold(e.subs(m.symbol, sp.Piecewise(
+                (1, sp.Symbol(m.symbol.name)), (0, True)))) for k, e in outputs.items()}
+        variants.append({"value": value, "tag": str(value).lower(),
+                         "body": _cse_statements(outputs, lambda n: f"a_{n}[i]")})
+    extra = {
+        "args": [{"name": a.name, "check": a.check, "meaning": ARG_CHECKS[a.check],
+                  "word": a.check == "seed"} for a in f.args],
+        "flag": f.flag, "flag_default": repr(f.flag_default), "variants": variants,
+        "let": [Statement(s.name, numba_code(e)) for s, e in f.let.items()],
+        "mask": None,
+    }
+    if m is not None:
+        u = sp.Symbol("_u")
+        extra["mask"] = {
+            "name": m.symbol.name, "index": m.index.name,
+            "key": _word_statements(dict(m.key), "_k"),
+            "hash": _word_statements({u.name: m.uniform}, "_h"),
+            "keep": word_code(sp.StrictLessThan(u, m.keep)),
+        }
+    return KernelPlan(
+        name=f.name,
+        kind="masked",
+        template="numba/masked.py.j2",
+        doc=_masked_docstring(f),
+        hash=f.content_hash(),
+        arrays=[s.name for s in f.inputs],
+        outputs=f.outputs(),
+        extra=extra,
+    )
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
-            "contraction": plan_contraction, "batch": plan_batch,
-            "batch_gradient": plan_batch_gradient}
+            "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
+            "batch": plan_batch, "batch_gradient": plan_batch_gradient}
 
 
 def plan(f: Formula) -> KernelPlan:

@@ -69,6 +69,14 @@ class NumbaPrinter(PythonCodePrinter):
             return f"{self.parenthesize(base, 60)}**{int(e)}"
         return super()._print_Pow(expr, rational)
 
+    def _print_BitXor(self, expr: sp.Expr) -> str:
+        a, b = expr.args
+        return f"({self._print(a)} ^ {self._print(b)})"
+
+    def _print_ShiftRight(self, expr: sp.Expr) -> str:
+        a, k = expr.args
+        return f"({self._print(a)} >> {self._print(k)})"
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         subscripts = ", ".join(IndexPrinter().doprint(i) for i in expr.indices)
         return f"a_{expr.base.name}[{subscripts}]"
@@ -100,7 +108,17 @@ class SheetLatexPrinter(LatexPrinter):
             return rf"\mathrm{{{name}}}"
         return plain
 
+    def _print_BitXor(self, expr: sp.Expr) -> str:
+        a, b = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"{a} \oplus {b}"
+
+    def _print_ShiftRight(self, expr: sp.Expr) -> str:
+        a, k = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"{a} \gg {k}"
+
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr in self._settings["symbol_names"]:  # names a formula gives for the sheet
+            return self._settings["symbol_names"][expr]
         name = expr.name
         if name in self._gradient_names:
             return r"\mathrm{d}" + self._print_Symbol(sp.Symbol(name[1:]))
@@ -117,9 +135,11 @@ def numba_code(expr: sp.Expr) -> str:
     return NumbaPrinter().doprint(expr)
 
 
-def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset()) -> str:
-    """Print one expression for the sheet."""
-    return SheetLatexPrinter(gradient_names).doprint(expr)
+def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset(),
+          symbol_names: dict | None = None) -> str:
+    """Print one expression for the sheet (``symbol_names``: symbol -> LaTeX name)."""
+    settings = {"symbol_names": symbol_names} if symbol_names else {}
+    return SheetLatexPrinter(gradient_names, **settings).doprint(expr)
 
 
 class IndexPrinter(NumbaPrinter):
@@ -133,3 +153,63 @@ class IndexPrinter(NumbaPrinter):
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         return f"{self.parenthesize(expr.base, 60)}**{self._print(expr.exp)}"
+
+
+class ScalarPrinter(NumbaPrinter):
+    """Plain Python for scalar functions (shape formulas, recipes): no ``T(...)``.
+
+    Integers stay Python ints; ``floor(a/b)`` of integers is ``a // b`` (exact, where
+    ``math.floor(a / b)`` would round through a float).
+    """
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return str(int(expr))
+
+    _print_Zero = _print_One = _print_NegativeOne = _print_Integer
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return repr(float(expr))
+
+    _print_Half = _print_Float = _print_Rational
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Integer and expr.exp > 0:
+            return f"{self.parenthesize(expr.base, 60)}**{int(expr.exp)}"
+        return PythonCodePrinter._print_Pow(self, expr, rational)
+
+    def _print_Exp1(self, expr: sp.Expr) -> str:
+        return repr(float(expr))
+
+    _print_Pi = _print_Exp1
+
+    def _print_floor(self, expr: sp.floor) -> str:
+        num, den = sp.fraction(sp.together(expr.args[0]))
+        if den == 1:
+            return f"math.floor({self._print(num)})"
+        return f"({self._print(num)}) // ({self._print(den)})"
+
+
+def scalar_code(expr: sp.Basic) -> str:
+    """Print one expression (or condition) of a scalar function as plain Python."""
+    return ScalarPrinter().doprint(expr)
+
+
+class WordPrinter(NumbaPrinter):
+    """Unsigned 64-bit integer arithmetic (hashes): integers print as ``U(c)``, with the
+    kernel binding ``U`` to ``np.uint64``, so that nothing is promoted to int64 or float
+    (and + and * wrap mod 2**64); a fraction (a scale to [0, 1)) prints as a float64."""
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return f"U({int(expr)})"
+
+    _print_Zero = _print_One = _print_Integer
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return repr(float(expr))
+
+    _print_Half = _print_Rational
+
+
+def word_code(expr: sp.Expr) -> str:
+    """Print one unsigned 64-bit integer expression for a Numba kernel body."""
+    return WordPrinter().doprint(expr)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import sympy as sp
 
-from .formula import Contraction, Elementwise, Formula, Reduction
+from .formula import (
+    Contraction,
+    Elementwise,
+    Formula,
+    MaskedElementwise,
+    Reduction,
+    ScalarFunction,
+)
 from .printers import latex
 from .stable import stabilize
 
@@ -32,6 +39,7 @@ class Equation:
     lhs: str
     rhs: str
     op: str = "="
+    label: str = ""
 
 
 @dataclass
@@ -43,6 +51,9 @@ class Entry:
     stable: list[Equation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plot: dict | None = None
+    conditions: list[str] = field(default_factory=list)
+    flowchart: dict | None = None
+    distributions: list[str] = field(default_factory=list)
 
 
 def tex_escape(text: str) -> str:
@@ -98,6 +109,10 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
                       if s.name.startswith("d")) | frozenset(
         k for d in derived for k in d.expressions() if k.startswith("d"))
     e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    if isinstance(f, ScalarFunction):
+        return _scalar_entry(f, e)
+    if isinstance(f, MaskedElementwise):
+        return _masked_entry(f, e)
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
@@ -118,6 +133,62 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
             {"label": rf"\partial {_sym(yname, grads)} / \partial {latex(x)}",
              "style": "red, dashed", "points": _points(sp.diff(fx, x), x, lo, hi)},
         ]}
+    return e
+
+
+def _word_names(symbols) -> dict:
+    """LaTeX names for word-like symbols: avoidable_bias -> \\text{avoidable bias}.
+
+    A name whose first part is one letter is a subscripted symbol (n_out -> n_{out})."""
+    return {x: r"\text{" + x.name.replace("_", " ") + "}" for x in symbols
+            if len(x.name.split("_")[0]) > 1}
+
+
+def _scalar_entry(f: ScalarFunction, e: Entry) -> Entry:
+    """Definitions, the special cases SymPy derives by substitution, conditions, and
+    (for a recipe) the flowchart's text."""
+    outs = f.output_symbols()
+    names = _word_names([*outs.values(), *(a.symbol for a in f.args)])
+
+    def tex(expr: sp.Basic) -> str:
+        return latex(sp.factor_terms(expr), symbol_names=names)  # (f - 1)/2, not f/2 - 1/2
+
+    for k, expr in f.outputs.items():
+        e.definitions.append(Equation(tex(outs[k]), tex(expr)))
+    for label, subs in f.cases:
+        given = ", ".join(f"{tex(a)} = {tex(v)}" for a, v in subs.items())
+        for k, expr in f.outputs.items():
+            e.derived.append(Equation(tex(outs[k]), tex(sp.simplify(expr.subs(subs))),
+                                      label=f"{tex_escape(label)}: ${given}$"))
+    e.conditions = [tex(c) for c, _ in f.requires]
+    if f.branches:
+        e.flowchart = {
+            "decisions": [{"question": tex_escape(b.question), "condition": tex(b.condition),
+                           "diagnosis": tex_escape(b.diagnosis),
+                           "advice": [tex_escape(a) for a in b.advice]} for b in f.branches],
+            "otherwise": tex_escape(f.otherwise[0]),
+        }
+    return e
+
+
+def _masked_entry(f: MaskedElementwise, e: Entry) -> Entry:
+    """Training outputs per variant, and their expectations over the mask (the test
+    phase), both taken from SymPy (``sympy.stats`` in ``symdl.derive``)."""
+    from .derive import mask_expectations
+
+    m = f.mask
+    for sym, expr in f.let.items():
+        e.definitions.append(Equation(latex(sym), latex(expr)))
+    expectations = mask_expectations(f)
+    for value, outputs in sorted(f.variants.items(), reverse=True):
+        label = tex_escape(f"{f.flag}={value}, training")
+        for k, expr in outputs.items():
+            e.definitions.append(Equation(latex(sp.Symbol(k)), latex(expr), label=label))
+        for expectation, mean in expectations[value].values():
+            e.derived.append(Equation(latex(expectation), latex(mean), label=tex_escape(
+                f"{f.flag}={value}: test phase, the expected training output")))
+    e.distributions = [rf"{latex(m.symbol)} \sim \operatorname{{Bernoulli}}\left("
+                       rf"{latex(m.keep)}\right)"]
     return e
 
 

@@ -96,6 +96,8 @@ def _factor_in(expr: sp.Expr) -> sp.Expr:
 
 def stabilize(expr: sp.Expr) -> sp.Expr:
     """The form of ``expr`` that the kernels print: same function, better rounding."""
+    if not isinstance(expr, sp.Expr):  # a condition (n_out >= 1): nothing to stabilize
+        return expr
     expr = _factor_in(expr)
     expr = _softplus(expr)
     expr = optimize(expr, optims_c99)  # log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x)

@@ -15,7 +15,16 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .formula import Batch, BatchGradient, Contraction, Elementwise, Formula, Reduction
+from .formula import (
+    Batch,
+    BatchGradient,
+    Contraction,
+    Elementwise,
+    Formula,
+    MaskedElementwise,
+    Reduction,
+    ScalarFunction,
+)
 
 DIGITS = 50
 
@@ -353,6 +362,105 @@ def verify_contraction(f: Contraction, kernel, dtype, rng, n) -> Result:
     return Result(f.name, np.dtype(dtype).name, worst, 4, 1.0)
 
 
+#: Sample values per integer argument check (small: every combination is plausible).
+_INT_SAMPLES = {"natural": range(0, 40), "positive_int": range(1, 12), "odd": range(1, 40, 2)}
+
+
+def _scalar_sample(f: ScalarFunction, rng: np.random.Generator) -> dict:
+    if f.integer:
+        return {a: int(rng.choice(_INT_SAMPLES[a.check])) for a in f.args}
+    # Error rates: exact binary fractions in [0, 1], some equal (ties decide branches).
+    return {a: float(rng.choice([0.0, 0.01, 0.05, 0.5, rng.uniform(0, 1)])) for a in f.args}
+
+
+def verify_scalar(f: ScalarFunction, kernel, rng: np.random.Generator,
+                  n: int = 400) -> Result:
+    """Against the formula evaluated exactly by SymPy (integers / rationals).
+
+    Integer functions must match exactly, and raise ValueError exactly where a
+    requirement fails; float outputs must be correctly rounded (0.5 ULP: each is one
+    subtraction of exact inputs). For a recipe, the diagnosis must be the one of the
+    first branch whose condition holds exactly. Score: the worst ULP error, or inf.
+    """
+    worst = 0.0
+    outs = f.output_symbols()
+    for _ in range(n):
+        vals = _scalar_sample(f, rng)
+        exact = {a.symbol: sp.Integer(v) if f.integer else sp.Rational(v)
+                 for a, v in vals.items()}
+        results = {outs[k]: e.subs(exact) for k, e in f.outputs.items()}
+        subs = exact | results
+        ok = all(bool(c.subs(subs)) for c, _ in f.requires)
+        try:
+            got = kernel(*vals.values())
+        except ValueError:
+            worst = max(worst, 0.0 if not ok else math.inf)
+            continue
+        if not ok:
+            return Result(f.name, "int" if f.integer else "float64", math.inf, n, 0.0)
+        for k in f.outputs:
+            g = got if len(f.outputs) == 1 and not f.branches else getattr(got, k)
+            if f.integer:
+                worst = max(worst, 0.0 if g == results[outs[k]] else math.inf)
+            else:
+                r = sp.Rational(results[outs[k]])
+                with mpmath.workdps(DIGITS):
+                    e = mpmath.mpf(r.p) / r.q
+                    worst = max(worst, float(ulp_error(np.array([g]), [e],
+                                                       np.dtype(np.float64))[0]))
+        if f.branches:
+            want = next((b.diagnosis for b in f.branches if bool(b.condition.subs(subs))),
+                        f.otherwise[0])
+            worst = max(worst, 0.0 if got.diagnosis == want else math.inf)
+    return Result(f.name, "int" if f.integer else "float64", worst, n,
+                  0.0 if f.integer else 0.5)
+
+
+#: Drop probabilities whose q = 1 - p is exact in float32 and float64, so that the
+#: kernel's q and the exact q agree and mask decisions are comparable.
+EXACT_P = (0.0, 0.125, 0.25, 0.5, 0.75, 0.9375)
+
+
+def mask_reference(f: MaskedElementwise, seed: int, indices) -> list[sp.Rational]:
+    """The mask's uniforms u(seed, index), evaluated exactly by SymPy (bitops nodes)."""
+    m = f.mask
+    keys = {sp.Symbol(k, integer=True, nonnegative=True): e.subs(m.seed, seed)
+            for k, e in m.key.items()}
+    keys = {k: sp.Integer(int(v) % 2**64) for k, v in keys.items()}
+    return [sp.Rational(m.uniform.subs(keys).subs(m.index, int(i))) for i in indices]
+
+
+def verify_masked(f: MaskedElementwise, kernel, dtype, rng, n) -> Result:
+    """Outputs against the formula in mpmath given the mask; the mask against the hash
+    evaluated exactly by SymPy at sampled indices. Tolerance 0.5 ULP: each output is
+    one correctly rounded operation of exact values (q is exact for EXACT_P)."""
+    worst = 0.0
+    dtype = np.dtype(dtype)
+    x = random_values(rng, n, dtype)
+    arg_syms = [a.symbol for a in f.args]
+    for trial, p in enumerate(EXACT_P):
+        q = 1 - sp.Rational(p)
+        for flag in (True, False):
+            if f.mask is not None:
+                seed = int(rng.integers(0, 2**63)) * (1 + trial % 2)
+                y, mask = kernel(x, p, seed, **{f.flag: flag})
+                idx = rng.choice(x.size, 48, replace=False)
+                ref = mask_reference(f, seed, idx)
+                if any(bool(u < q) != bool(mask[i]) for u, i in zip(ref, idx, strict=True)):
+                    return Result(f.name, dtype.name, math.inf, n, 0.5)
+            else:
+                y, mask = kernel(x, p, **{f.flag: flag}), None
+            ((_, expr),) = f.variants[flag].items()
+            expr = expr.subs(f.let).subs(dict(zip(arg_syms, [sp.Rational(p), 0], strict=False)))
+            syms = list(f.inputs) + ([f.mask.symbol] if f.mask is not None else [])
+            fn = _mp(expr, syms)
+            with mpmath.workdps(DIGITS):
+                exact = [fn(mpmath.mpf(float(x[k])), *([int(mask[k])] if mask is not None
+                                                        else [])) for k in range(x.size)]
+            worst = max(worst, float(ulp_error(np.asarray(y), exact, dtype).max()))
+    return Result(f.name, dtype.name, worst, n, 0.5)
+
+
 def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.float32),
            n: int = 2000, seed: int = 0) -> list[Result]:
     """Verify every formula's kernel in ``module``, for each dtype."""
@@ -360,6 +468,9 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
     results = []
     for f in formulas:
         kernel = getattr(module, f.name)
+        if isinstance(f, ScalarFunction):  # no dtypes: Python ints and floats
+            results.append(verify_scalar(f, kernel, np.random.default_rng(seed)))
+            continue
         for dtype in dtypes:
             rng = np.random.default_rng(seed)
             if isinstance(f, Elementwise) and f.outputs:
@@ -372,4 +483,6 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_batch(f, kernel, by_name, dtype, rng))
             elif isinstance(f, Contraction):
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
+            elif isinstance(f, MaskedElementwise):
+                results.append(verify_masked(f, kernel, dtype, rng, n))
     return results

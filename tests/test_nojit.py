@@ -19,6 +19,8 @@ print(json.dumps({
     "tanh_backward": k.tanh_backward(k.tanh(x / 10), x).tolist(),
     "matvec": k.matvec(np.outer(x, x[:7]), x[:7]).tolist(),
     "precision_recall": list(k.precision_recall(x > 0, x > 5)),
+    # The hash wraps mod 2**64 in NumPy scalars as in Numba (NumPy warns; that is fine).
+    "dropout": [v.astype(float).tolist() for v in k.dropout(x, 0.3, 2**64 - 5)],
 }))
 """
 

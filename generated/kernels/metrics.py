@@ -214,6 +214,27 @@ def _check_batch(kernel, elem_names, elems, feat_names, feats):
                              f"(one value per feature), got {a.shape}")
 
 
+def _scalar_arg(kernel, name, value, check, meaning):
+    """A scalar argument as a Python int (integer checks) or float, else a clear error."""
+    import numbers
+
+    integer = check in ("natural", "positive_int", "odd", "seed")
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        raise TypeError(f"{kernel}(): argument '{name}' must be {meaning}, "
+                        f"got {type(value).__name__} {value!r}")
+    value = int(value) if integer else float(value)
+    bad = {"natural": value < 0, "positive_int": value < 1,
+           "odd": value < 1 or value % 2 == 0,
+           "finite": not math.isfinite(value),
+           "finite_nonnegative": not (math.isfinite(value) and value >= 0),
+           "unit_interval_open": not 0 <= value < 1,
+           "seed": not 0 <= value < 2**64}[check]
+    if bad:
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
+    return value
+
+
 # ---- precision_recall (reduction) -----------------------------------
 @_jit(parallel=False)
 def _precision_recall_ser(a_y_true, a_y_pred, partials, block):

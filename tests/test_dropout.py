@@ -1,0 +1,158 @@
+"""Dropout: the mask's statistics, the scaling, the expectation identity, determinism."""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+import sympy as sp
+
+MASK64 = 2**64 - 1
+
+
+GAMMA = 0x9E3779B97F4A7C15
+
+
+def _mix(z: int) -> int:
+    """SplitMix64's output function (Vigna's reference algorithm), in plain Python ints."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def _splitmix64_uniform(seed: int, index: int) -> float:
+    """Output index of a SplitMix64 stream whose state is the mixed seed, in [0, 1)."""
+    key = _mix((seed * GAMMA + GAMMA) & MASK64)  # first output of the stream seed*GAMMA
+    return (_mix((key + (index + 1) * GAMMA) & MASK64) >> 11) / 2.0**53
+
+
+def test_mask_is_splitmix64(kernels):
+    assert _mix(GAMMA) == 0xE220A8397B1DCDAF  # SplitMix64 seeded with 0: its first output
+    x = np.ones(1000)
+    for seed, p in [(0, 0.5), (12345, 0.3), (2**64 - 1, 0.9), (7, 0.0)]:
+        _, mask = kernels.dropout(x, p, seed)
+        want = [_splitmix64_uniform(seed, i) < 1 - p for i in range(x.size)]
+        assert mask.tolist() == want
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kept_fraction_and_scaling(kernels, p, dtype):
+    n = 1_000_000
+    x = np.random.default_rng(1).standard_normal(n).astype(dtype)
+    q = 1 - p
+    for inverted in (True, False):
+        y, mask = kernels.dropout(x, p, seed=99, inverted=inverted)
+        assert y.dtype == dtype and mask.dtype == np.bool_ and y.shape == mask.shape == x.shape
+        # Binomial(n, q): the kept fraction is within 5 standard deviations of q.
+        assert abs(mask.mean() - q) < 5 * math.sqrt(q * (1 - q) / n)
+        assert np.all(y[~mask] == 0)
+        # q is computed in the array's dtype; then one correctly rounded division.
+        kept = x[mask] / (dtype(1) - dtype(p)) if inverted else x[mask]
+        np.testing.assert_array_equal(y[mask], kept)
+
+
+def test_inverted_scaling_matches_torch(kernels):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(2).standard_normal(100_000)
+    p = 0.3
+    y, mask = kernels.dropout(x, p, seed=5)
+    torch.manual_seed(0)
+    ty = torch.nn.functional.dropout(torch.tensor(x), p, training=True).numpy()
+    tmask = ty != 0
+    # PyTorch multiplies by 1/q, we divide by q: 1 ULP apart at most.
+    np.testing.assert_allclose(ty[tmask], x[tmask] / (1 - p), rtol=2.0**-52, atol=0)
+    np.testing.assert_allclose(y[mask], x[mask] / (1 - p), rtol=0, atol=0)
+    # Both keep about q of the elements.
+    assert abs(tmask.mean() - mask.mean()) < 0.01
+    te = torch.nn.functional.dropout(torch.tensor(x), p, training=False).numpy()
+    np.testing.assert_array_equal(kernels.dropout_inference(x, p), te)
+
+
+@pytest.mark.parametrize("inverted", [True, False])
+def test_mean_over_seeds_approaches_inference(kernels, inverted):
+    x = np.random.default_rng(3).standard_normal(500) * 3
+    p, seeds = 0.4, 4000
+    q = 1 - p
+    total = np.zeros_like(x)
+    for s in range(seeds):
+        total += kernels.dropout(x, p, seed=s, inverted=inverted)[0]
+    mean = total / seeds
+    want = kernels.dropout_inference(x, p, inverted=inverted)
+    np.testing.assert_array_equal(want, x if inverted else q * x)
+    # Per element the mean of S Bernoulli draws: std = |x| sqrt(q (1 - q)) / (scale sqrt(S)).
+    std = np.abs(x) * math.sqrt(q * (1 - q)) / math.sqrt(seeds) / (q if inverted else 1)
+    assert np.max(np.abs(mean - want) / std) < 5.5
+
+
+def test_same_mask_for_any_thread_count_chunking_and_shape(kernels):
+    import importlib
+
+    module = importlib.import_module("symdl.kernels.dropout")
+
+    x = np.random.default_rng(4).standard_normal(300_000)
+    ref_y, ref_mask = kernels.dropout(x, 0.25, seed=2024)
+    before_threads, before_threshold = numba.get_num_threads(), module.PARALLEL_THRESHOLD
+    try:
+        for threads in sorted({1, 2, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            y, mask = kernels.dropout(x, 0.25, seed=2024)
+            np.testing.assert_array_equal(mask, ref_mask)
+            np.testing.assert_array_equal(y, ref_y)
+        module.PARALLEL_THRESHOLD = 10**12  # the serial core
+        y, mask = kernels.dropout(x, 0.25, seed=2024)
+        np.testing.assert_array_equal(mask, ref_mask)
+    finally:
+        numba.set_num_threads(before_threads)
+        module.PARALLEL_THRESHOLD = before_threshold
+    # A prefix gets the prefix of the mask; a reshaped array the same flat mask.
+    np.testing.assert_array_equal(kernels.dropout(x[:1000], 0.25, 2024)[1], ref_mask[:1000])
+    np.testing.assert_array_equal(kernels.dropout(x.reshape(600, 500), 0.25, 2024)[1],
+                                  ref_mask.reshape(600, 500))
+    # Another seed: an independent mask (agreement q^2 + p^2 = 0.625 expected).
+    other = kernels.dropout(x, 0.25, seed=2025)[1]
+    assert abs(np.mean(other == ref_mask) - 0.625) < 0.01
+    # Neighbouring elements are uncorrelated.
+    m = ref_mask.astype(float)
+    assert abs(np.corrcoef(m[:-1], m[1:])[0, 1]) < 0.01
+
+
+def test_p_zero_keeps_everything(kernels):
+    x = np.arange(10.0)
+    y, mask = kernels.dropout(x, 0.0, seed=1)
+    assert mask.all() and np.array_equal(y, x)
+    assert kernels.dropout(np.empty((0, 3)), 0.5, 1)[0].shape == (0, 3)
+
+
+@pytest.mark.parametrize("kwargs, name, exc", [
+    (dict(p=1.0, seed=0), "'p'", ValueError),
+    (dict(p=-0.1, seed=0), "'p'", ValueError),
+    (dict(p=math.nan, seed=0), "'p'", ValueError),
+    (dict(p="0.5", seed=0), "'p'", TypeError),
+    (dict(p=0.5, seed=-1), "'seed'", ValueError),
+    (dict(p=0.5, seed=2**64), "'seed'", ValueError),
+    (dict(p=0.5, seed=1.5), "'seed'", TypeError),
+    (dict(p=0.5, seed=1, inverted="yes"), "'inverted'", TypeError),
+])
+def test_bad_arguments_are_named(kernels, kwargs, name, exc):
+    with pytest.raises(exc, match=name):
+        kernels.dropout(np.ones(3), **kwargs)
+    if "seed" not in name and "inverted" not in kwargs:
+        with pytest.raises(exc, match=name):
+            kernels.dropout_inference(np.ones(3), kwargs["p"])
+
+
+def test_expectation_identity_on_the_sheet():
+    from sympy.stats import Bernoulli, E
+
+    from symdl.codegen import builtin_modules, render
+
+    x = sp.Symbol("x", real=True)
+    q = sp.Symbol("q", positive=True)
+    X = Bernoulli("X", q)
+    assert sp.simplify(E(X * x / q) - x) == 0  # inverted: training mean = test output
+    assert sp.simplify(E(X * x) - q * x) == 0  # standard: test output scaled by q
+    tex = render(builtin_modules())["sheet/symdl.tex"]
+    assert r"\operatorname{E}\left[\frac{x X}{q}\right] = x \derived" in tex
+    assert r"\operatorname{E}\left[x X\right] = q x \derived" in tex
+    assert r"X \sim \operatorname{Bernoulli}\left(q\right)" in tex
