@@ -21,7 +21,7 @@ import jinja2
 
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
-from .lowering import KernelPlan, plan
+from .lowering import KernelPlan, plan, vecmath_functions
 from .sheet import entry
 
 #: Named settings printed into each generated module (user-overridable at run time).
@@ -122,11 +122,14 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
     for m in modules:
         m.kernels = [plan(f) for f in m.formulas]
         module_hash = hashlib.sha256("".join(k.hash for k in m.kernels).encode()).hexdigest()
-        files[f"kernels/{m.name}.py"] = code.get_template("numba/module.py.j2").render(
-            title=m.title, source=m.source, kernels=m.kernels, module=m.name,
-            module_hash=module_hash[:16],
-            parallel_threshold=PARALLEL_THRESHOLD, reduction_block=REDUCTION_BLOCK,
-            batch_block=BATCH_BLOCK)
+        context = dict(title=m.title, source=m.source, kernels=m.kernels, module=m.name,
+                       module_hash=module_hash[:16], parallel_threshold=PARALLEL_THRESHOLD,
+                       reduction_block=REDUCTION_BLOCK, batch_block=BATCH_BLOCK, vecmath=[])
+        text = code.get_template("numba/module.py.j2").render(**context)
+        if "_vexp(" in text:  # a kernel uses the vectorizable exp: print its algorithm
+            context["vecmath"] = vecmath_functions()
+            text = code.get_template("numba/module.py.j2").render(**context)
+        files[f"kernels/{m.name}.py"] = text
         derived = {}
         for f in m.formulas:
             if f.derived_from:

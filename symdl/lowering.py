@@ -25,6 +25,7 @@ from .formula import (
 )
 from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
+from .vecmath import FORMATS, exp_algorithm, vectorize
 
 
 @dataclass
@@ -81,7 +82,7 @@ def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.S
     (computed once per feature column), and so on; the rest is per element.
     """
     names = list(named)
-    exprs = [stabilize(e) for e in named.values()]
+    exprs = [vectorize(stabilize(e)) for e in named.values()]
     pres: list[list[Statement]] = []
     known_at: list[set[sp.Symbol]] = []
     known: set[sp.Symbol] = set()
@@ -131,6 +132,18 @@ def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix:
 
     out = [visit(e) for e in exprs]
     return [Statement(str(s), numba_code(e)) for e, s in found.items()], out
+
+
+def vecmath_functions() -> list[dict]:
+    """The vectorizable exp of each float format, as printed statements."""
+    out = []
+    for width, dtype in [(64, "float64"), (32, "float32")]:
+        steps, result = exp_algorithm(FORMATS[width])
+        body = [Statement(str(s), IndexPrinter().doprint(e) if kind == "int" else numba_code(e))
+                for s, e, kind in steps]
+        out.append({"name": f"_vexp_f{width}", "dtype": dtype, "body": body,
+                    "result": str(result)})
+    return out
 
 
 def _checked(domains: dict[str, str]) -> dict[str, str]:

@@ -77,6 +77,25 @@ class NumbaPrinter(PythonCodePrinter):
         a, k = expr.args
         return f"({self._print(a)} >> {self._print(k)})"
 
+    # Vectorizable elementary functions and the bit casts they use (symdl/vecmath.py).
+    def _print_VecExp(self, expr: sp.Expr) -> str:
+        return f"_vexp({self._print(expr.args[0])})"
+
+    def _print_FloatBits(self, expr: sp.Expr) -> str:
+        return f"_float_bits({NumbaPrinter().doprint(expr.args[0])})"
+
+    def _print_BitsFloat(self, expr: sp.Expr) -> str:
+        bits, width = expr.args
+        return f"_bits_f{int(width)}({IndexPrinter().doprint(bits)})"
+
+    def _print_ShiftLeft(self, expr: sp.Expr) -> str:
+        a, k = expr.args
+        return f"({IndexPrinter().doprint(a)} << {int(k)})"
+
+    def _print_ShiftRightArith(self, expr: sp.Expr) -> str:
+        a, k = expr.args
+        return f"({IndexPrinter().doprint(a)} >> {int(k)})"
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         subscripts = ", ".join(IndexPrinter().doprint(i) for i in expr.indices)
         return f"a_{expr.base.name}[{subscripts}]"

@@ -238,13 +238,103 @@ def _scalar_arg(kernel, name, value, check, meaning):
     return value
 
 
+# ---- vectorizable elementary functions (symdl/vecmath.py) ------------------
+# Bodies printed from SymPy; only the bit casts are structure, as Numba intrinsics.
+@numba.extending.intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE bits of a float as an int64 (a float32's bits sign-extended)."""
+    if not isinstance(x, numba.types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = builder.bitcast(args[0], context.get_value_type(
+            numba.types.int32 if x.bitwidth == 32 else numba.types.int64))
+        if x.bitwidth == 32:
+            bits = builder.sext(bits, context.get_value_type(numba.types.int64))
+        return bits
+
+    return numba.types.int64(x), codegen
+
+
+@numba.extending.intrinsic
+def _bits_f64(typingctx, i):
+    """The float64 whose IEEE bits are the int64 i."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
+
+    return numba.types.float64(numba.types.int64), codegen
+
+
+@numba.extending.intrinsic
+def _bits_f32(typingctx, i):
+    """The float32 whose IEEE bits are the low 32 bits of the int64 i."""
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], context.get_value_type(numba.types.int32))
+        return builder.bitcast(low, context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(numba.types.int64), codegen
+
+
+@numba.njit(inline="always")
+def _vexp_f64(x):
+    T = np.float64
+    xc = ((T(711)) if (x > T(711)) else (-T(747)) if (x < -T(747)) else (x))
+    t = T(1.4426950408889634)*xc + T(6755399441055744)
+    k = t - T(6755399441055744)
+    r1 = -T(0.6931471806019545)*k + xc
+    r = T(4.2009150726810846e-11)*k + r1
+    p = r*(r*(r*(r*(r*(r*(r*(r*(r*(r*(r*(r*((T(1.6059043836821613e-10))*r + T(2.08767569878681e-09)) + T(2.505210838544172e-08)) + T(2.755731922398589e-07)) + T(2.7557319223985893e-06)) + T(2.48015873015873e-05)) + T(0.0001984126984126984)) + T(0.001388888888888889)) + T(0.008333333333333333)) + T(0.041666666666666664)) + T(0.16666666666666666)) + T(0.5)) + T(1)) + T(1)
+    ki = _float_bits(t) - 4843621399236968448
+    k1 = (ki >> 1)
+    s1 = _bits_f64((k1 + 1023 << 52))
+    s2 = _bits_f64((-k1 + ki + 1023 << 52))
+    y = p*s1*s2
+    return y
+
+
+@numba.njit(inline="always")
+def _vexp_f32(x):
+    T = np.float32
+    xc = ((T(90)) if (x > T(90)) else (-T(105)) if (x < -T(105)) else (x))
+    t = T(1.4426950408889634)*xc + T(12582912)
+    k = t - T(12582912)
+    r1 = -T(0.693115234375)*k + xc
+    r = -T(3.1946184945309415e-05)*k + r1
+    p = r*(r*(r*(r*(r*(r*((T(0.0001984126984126984))*r + T(0.001388888888888889)) + T(0.008333333333333333)) + T(0.041666666666666664)) + T(0.16666666666666666)) + T(0.5)) + T(1)) + T(1)
+    ki = _float_bits(t) - 1262485504
+    k1 = (ki >> 1)
+    s1 = _bits_f32((k1 + 127 << 23))
+    s2 = _bits_f32((-k1 + ki + 127 << 23))
+    y = p*s1*s2
+    return y
+
+
+def _vexp(x):
+    """exp(x), by the vectorizable algorithm of x's dtype: callable in kernels only."""
+    raise NotImplementedError("_vexp is only available inside compiled kernels")
+
+
+@numba.extending.overload(_vexp, inline="always")
+def _vexp_typed(x):
+    if isinstance(x, numba.types.Float):
+        if x.bitwidth == 32:
+            return lambda x: _vexp_f32(x)
+        return lambda x: _vexp_f64(x)
+    return None
+
+
+_CORES.__dict__.update(_vexp=_vexp)
+
+
 # ---- sigmoid (map) --------------------------------------------------
 @_jit(parallel=False)
 def _sigmoid_ser(a_x, a_y):
     T = a_y.dtype.type
     for i in range(a_x.size):
         x = a_x[i]
-        _c0 = math.exp(-abs(x))
+        _c0 = _vexp(-abs(x))
         _c1 = (T(1)/(_c0 + T(1)))
         a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
 
@@ -254,7 +344,7 @@ def _sigmoid_par(a_x, a_y):
     T = a_y.dtype.type
     for i in numba.prange(a_x.size):
         x = a_x[i]
-        _c0 = math.exp(-abs(x))
+        _c0 = _vexp(-abs(x))
         _c1 = (T(1)/(_c0 + T(1)))
         a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
 

@@ -1,0 +1,131 @@
+"""Vectorizable elementary functions, defined in SymPy and printed like any formula.
+
+Numba cannot vectorize ``math.exp`` here (no SVML in this llvmlite), so a kernel
+that calls it runs one element at a time. ``exp_algorithm`` writes exp as plain
+arithmetic that LLVM vectorizes: Cody-Waite range reduction x = k*ln2 + r, a Taylor
+polynomial for exp(r) (coefficients 1/j! from SymPy), and 2**k built from its bits.
+Every constant is computed here from SymPy/mpmath; ``symdl verify`` checks the
+result against mpmath over the whole range (overflow, underflow, subnormals, inf, nan).
+
+The node types below print through ``NumbaPrinter`` (``_print_<Node>``): the bit
+casts are Numba intrinsics emitted by ``templates/numba/vecmath.py.j2``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import mpmath
+import sympy as sp
+
+
+class VecExp(sp.Function):
+    """exp(x), computed by the vectorizable algorithm of the kernel's dtype."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.exp(self.args[0]))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self
+
+    def _eval_rewrite_as_exp(self, arg, **kwargs) -> sp.Expr:
+        return sp.exp(arg)
+
+
+class FloatBits(sp.Function):
+    """The IEEE bits of a float, as a signed 64-bit integer (float32: sign-extended)."""
+
+    nargs = 1
+    is_integer = True
+
+
+class BitsFloat(sp.Function):
+    """The float of the given width (32 or 64) whose IEEE bits are the integer i."""
+
+    nargs = 2
+
+
+class ShiftLeft(sp.Function):
+    """i << k on a signed 64-bit integer (k a constant)."""
+
+    nargs = 2
+    is_integer = True
+
+
+class ShiftRightArith(sp.Function):
+    """i >> k, arithmetic (floor division by 2**k) on a signed 64-bit integer."""
+
+    nargs = 2
+    is_integer = True
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    """What the algorithm needs to know of a binary floating-point format."""
+
+    width: int  # 64 or 32
+    mantissa: int  # explicit mantissa bits
+    bias: int  # exponent bias
+    degree: int  # Taylor degree: remainder below 2**-mantissa / 100 on |r| <= ln2/2
+    ln2_hi_bits: int  # ln2_hi has this many significant bits, so k*ln2_hi is exact
+
+    @property
+    def emax(self) -> int:
+        return self.bias + 1  # 2**emax overflows
+
+    @property
+    def emin(self) -> int:
+        return -(self.bias - 1) - self.mantissa  # the smallest subnormal is 2**emin
+
+
+FORMATS = {64: FloatFormat(64, 52, 1023, 13, 32), 32: FloatFormat(32, 23, 127, 7, 12)}
+
+
+def _float_bits(value: float, width: int) -> int:
+    """The bits of value rounded to the format, as the intrinsic returns them."""
+    if width == 64:
+        return struct.unpack("<q", struct.pack("<d", value))[0]
+    return struct.unpack("<i", struct.pack("<f", value))[0]
+
+
+def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """exp(x) as statements (symbol, expression, 'float' or 'int') and the result symbol."""
+    x = sp.Symbol("x", real=True)
+    ln2 = sp.log(2)
+    # The clamp keeps k within the two-step scaling's reach; beyond it the result is
+    # 0 or inf anyway. NaN fails both comparisons and passes through unchanged.
+    hi = sp.Integer(int(mpmath.ceil(fmt.emax * mpmath.log(2))) + 1)
+    lo = sp.Integer(int(mpmath.floor((fmt.emin - 1) * mpmath.log(2))) - 1)
+    shifter = sp.Rational(3, 2) * 2**fmt.mantissa  # t - shifter rounds to an integer
+    scale = 2**fmt.ln2_hi_bits
+    ln2_hi = sp.Rational(int(mpmath.nint(mpmath.log(2) * scale)), scale)
+    ln2_lo = sp.Float(sp.N(ln2 - ln2_hi, 40), 17)
+    xc, t, k, r1, r, p, ki, k1, s1, s2, y = sp.symbols("xc t k r1 r p ki k1 s1 s2 y",
+                                                       real=True)
+    horner = sp.Rational(1, sp.factorial(fmt.degree))
+    for j in reversed(range(fmt.degree)):
+        horner = sp.Rational(1, sp.factorial(j)) + r * horner
+    steps = [
+        (xc, sp.Piecewise((hi, x > hi), (lo, x < lo), (x, True)), "float"),
+        (t, xc * sp.Float(sp.N(1 / ln2, 40), 17) + shifter, "float"),
+        (k, t - shifter, "float"),
+        # Two statements, so that SymPy cannot merge ln2_hi and ln2_lo: x - k*ln2_hi is
+        # exact (k*ln2_hi has few bits), the small correction comes second.
+        (r1, xc - k * ln2_hi, "float"),
+        (r, r1 - k * ln2_lo, "float"),
+        (p, horner, "float"),
+        (ki, FloatBits(t) - _float_bits(float(shifter), fmt.width), "int"),
+        (k1, ShiftRightArith(ki, 1), "int"),
+        (s1, BitsFloat(ShiftLeft(k1 + fmt.bias, fmt.mantissa), fmt.width), "float"),
+        (s2, BitsFloat(ShiftLeft(ki - k1 + fmt.bias, fmt.mantissa), fmt.width), "float"),
+        (y, p * s1 * s2, "float"),
+    ]
+    return steps, y
+
+
+def vectorize(expr: sp.Expr) -> sp.Expr:
+    """Replace exp by its vectorizable form (a node printed as a call of _vexp)."""
+    return expr.replace(sp.exp, VecExp)
