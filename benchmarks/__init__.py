@@ -76,10 +76,11 @@ def run(opts: Options) -> int:
         res.stream = stream.measure(min(n, 1 << 17) if opts.quick else max(n, 10_000_000),
                                     rounds)
     if "kernels" in opts.sections:
+        probe = stream.Probe(res.stream.n) if res.stream else None
         for case in cases:
             for dtype in opts.dtypes:
                 _progress(f"{case.name} {dtype}, {n:,} elements ...")
-                res.rows += run_case(case, n, dtype, rounds, list(PEERS))
+                res.rows += run_case(case, n, dtype, rounds, list(PEERS), probe=probe)
                 res.simd[f"{case.name} {dtype}"] = _simd(vectorized, case, dtype)
     if "small" in opts.sections:
         _progress("small inputs (1,000 elements) ...")
@@ -105,11 +106,23 @@ def run(opts: Options) -> int:
     out.mkdir(parents=True, exist_ok=True)
     png = chart(res, out / "benchmarks.png") if res.rows else None
     print(terminal(res))
-    (out / "benchmarks.md").write_text(markdown(res, png))
+    _write_report(out / "benchmarks.md", markdown(res, png))
     dump_json(res, out / "benchmarks.json")
     print(f"\nwrote {out / 'benchmarks.md'}" + (f", {out / png}" if png else "")
           + f", {out / 'benchmarks.json'}")
     return 0
+
+
+ANALYSIS_MARK = "<!-- analysis by hand below this line: symdl bench keeps it -->"
+
+
+def _write_report(path: Path, text: str) -> None:
+    """Write the report, keeping a hand-written analysis from the previous one."""
+    if path.exists():
+        old = path.read_text()
+        if ANALYSIS_MARK in old:
+            text += "\n" + old[old.index(ANALYSIS_MARK):]
+    path.write_text(text)
 
 
 def _simd(vectorized, case, dtype: str) -> str:

@@ -31,6 +31,7 @@ class Row:
     status: str  # "ok", or why it was not timed
     traffic: int  # minimal bytes read + written, write-allocate included
     other_load: float = float("nan")  # cores other processes kept busy meanwhile
+    limit_gbs: float | None = None  # STREAM limit measured in the same rounds
 
     @property
     def gbs(self) -> float | None:
@@ -110,8 +111,12 @@ class _JaxCall:
 
 
 def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
-             seed: int = 0, sample: float = 2e-3) -> list[Row]:
-    """Check and time every implementation of one kernel at one dtype."""
+             seed: int = 0, sample: float = 2e-3, probe=None) -> list[Row]:
+    """Check and time every implementation of one kernel at one dtype.
+
+    With a ``stream.Probe``, STREAM is timed in the same rounds, and each row carries
+    the limit measured under the same load as the kernel.
+    """
     dtype = np.dtype(dtype)
     inputs64 = case.inputs(n, np.random.default_rng(seed))
     names = list(inputs64)
@@ -161,9 +166,12 @@ def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
                 thunks[(mode, peer)] = thunk
     with warnings.catch_warnings(), np.errstate(all="ignore"), OtherLoad() as other:
         warnings.simplefilter("ignore")
-        medians = interleaved_medians(thunks, rounds, sample)
+        medians = interleaved_medians({**thunks, **(probe.thunks() if probe else {})},
+                                      rounds, sample)
+    limit = probe.result(medians).limit_gbs if probe else None
     for row in rows:
         row.other_load = other.cores
+        row.limit_gbs = limit
         if (row.mode, row.peer) in medians:
             row.seconds = medians[(row.mode, row.peer)]
     return rows

@@ -61,12 +61,25 @@ def _cores():
     return copy, triad
 
 
+class Probe:
+    """STREAM copy and triad on float64 arrays of n elements (use n >> last-level cache),
+    as functions to time, alone or interleaved with a kernel's implementations (so that
+    the limit is measured under the same load as the kernel)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._copy, self._triad = _cores()
+        self.a, self.b, self.c = np.full(n, 1.0), np.full(n, 2.0), np.zeros(n)
+
+    def thunks(self) -> dict:
+        return {"stream copy": lambda: self._copy(self.a, self.c),
+                "stream triad": lambda: self._triad(self.a, self.b, self.c, 3.0)}
+
+    def result(self, medians: dict) -> Stream:
+        return Stream(self.n, medians["stream copy"], medians["stream triad"])
+
+
 def measure(n: int, rounds: int) -> Stream:
-    """STREAM copy and triad on float64 arrays of n elements (use n >> last-level cache)."""
-    copy, triad = _cores()
-    a = np.full(n, 1.0)
-    b = np.full(n, 2.0)
-    c = np.zeros(n)
-    t = interleaved_medians({"copy": lambda: copy(a, c),
-                             "triad": lambda: triad(a, b, c, 3.0)}, rounds)
-    return Stream(n, t["copy"], t["triad"])
+    """STREAM copy and triad on float64 arrays of n elements, timed on their own."""
+    probe = Probe(n)
+    return probe.result(interleaved_medians(probe.thunks(), rounds))

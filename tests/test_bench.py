@@ -57,3 +57,14 @@ def test_check_flags_a_wrong_result():
     assert check(ref.astype(np.float32), ref, np.dtype(np.float32)) == "ok"
     assert check(ref + 1e-6, ref, np.dtype(np.float64)).startswith("WRONG")
     assert check(ref[:2], ref, np.dtype(np.float64)).startswith("WRONG shape")
+
+
+def test_report_keeps_the_hand_written_analysis(tmp_path, capsys):
+    from symdl.benchmarks import ANALYSIS_MARK
+
+    (tmp_path / "benchmarks.md").write_text(f"old\n{ANALYSIS_MARK}\nThe gap is exp.\n")
+    assert main(["bench", "--quick", "--rounds", "1", "--sections", "stream",
+                 "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert report.startswith("# symdl benchmarks") and "old" not in report
+    assert report.endswith(f"{ANALYSIS_MARK}\nThe gap is exp.\n")
