@@ -147,6 +147,17 @@ def cmd_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmarks import SECTIONS, Options, run
+
+    sections = tuple(args.sections.split(",")) if args.sections else SECTIONS
+    bad = sorted(set(sections) - set(SECTIONS))
+    if bad:
+        raise FormulaError(f"unknown section(s) {bad}; choose from {list(SECTIONS)}")
+    return run(Options(quick=args.quick, names=args.names, size=args.size,
+                       rounds=args.rounds, out=args.out, sections=sections))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symdl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--pdf", action="store_true", help="fail if the PDF cannot be built")
     s.set_defaults(func=cmd_sheet)
+    b = sub.add_parser("bench", help="time the kernels against NumPy, PyTorch, ... and STREAM")
+    b.add_argument("names", nargs="*", metavar="NAME", help="kernels to time (default: all)")
+    b.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    b.add_argument("--size", type=int, help="elements per array (default 10^7)")
+    b.add_argument("--rounds", type=int, help="timed rounds per implementation")
+    b.add_argument("--sections", help="comma-separated: stream,kernels,small,threshold,latency")
+    b.add_argument("--out", default="benchmarks/out",
+                   help="where to write benchmarks.md/.png/.json (default: benchmarks/out)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,0 +1,148 @@
+"""symdl's benchmark suite: generated kernels against the peers, and the machine's limit.
+
+Run it with ``symdl bench [--quick] [NAME...]``. Installed as ``symdl.benchmarks``
+(see pyproject.toml). Modules:
+
+- ``cases``: one table entry per kernel, with its peers (add new kernels there);
+- ``runner``: checks every implementation against a reference, then times it;
+- ``stream``: STREAM copy and triad, the machine's memory bandwidth;
+- ``extras``: the parallel-threshold sweep and start-up latency;
+- ``report``: terminal table, Markdown report, PNG chart, JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SECTIONS = ("stream", "kernels", "small", "threshold", "latency")
+
+
+@dataclass
+class Options:
+    """What ``symdl bench`` runs. Sizes default to the full run, or the quick one."""
+
+    quick: bool = False
+    names: list[str] = field(default_factory=list)
+    size: int | None = None
+    rounds: int | None = None
+    out: str = "benchmarks/out"
+    sections: tuple[str, ...] = SECTIONS
+    dtypes: tuple[str, ...] = ("float64", "float32")
+
+
+def _progress(msg: str) -> None:
+    print(f"symdl bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(opts: Options) -> int:
+    """Run the benchmarks, print the table, write the report; 0, or 2 on a bad name."""
+    from . import extras, stream
+    from .cases import CASES
+    from .machine import describe, threading_layer
+    from .peers import PEERS, missing_peers
+    from .report import Results, chart, dump_json, markdown, terminal
+    from .runner import run_case
+    from .simd import vectorized
+
+    known = {c.name for c in CASES}
+    unknown = [n for n in opts.names if n not in known]
+    if unknown:
+        print(f"symdl bench: unknown kernel(s) {', '.join(unknown)}; known: "
+              f"{', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    cases = [c for c in CASES if not opts.names or c.name in opts.names]
+    n = opts.size or (20_000 if opts.quick else 10_000_000)
+    rounds = opts.rounds or (3 if opts.quick else 11)
+    command = "symdl bench" + (" --quick" if opts.quick else "") + \
+        (f" --size {opts.size}" if opts.size else "") + "".join(f" {x}" for x in opts.names)
+    res = Results(settings={"command": command, "n": n, "rounds": rounds,
+                            "date": time.strftime("%Y-%m-%d %H:%M %Z")},
+                  machine=describe(), bounds={c.name: c.bound for c in CASES})
+    for peer in missing_peers():
+        res.notes.append(f"{peer} not installed: its columns are skipped "
+                         "(pip install -e '.[bench]')")
+    if opts.quick:
+        res.notes.append("quick run: sizes far below the caches' size; a smoke test, "
+                         "not a measurement")
+
+    if "stream" in opts.sections:
+        _progress("STREAM copy and triad ...")
+        res.stream = stream.measure(min(n, 1 << 17) if opts.quick else max(n, 10_000_000),
+                                    rounds)
+    if "kernels" in opts.sections:
+        probe = stream.Probe(res.stream.n) if res.stream else None
+        for case in cases:
+            for dtype in opts.dtypes:
+                _progress(f"{case.name} {dtype}, {n:,} elements ...")
+                res.rows += run_case(case, n, dtype, rounds, list(PEERS), probe=probe)
+                res.simd[f"{case.name} {dtype}"] = _simd(vectorized, case, dtype)
+    if "small" in opts.sections:
+        _progress("small inputs (1,000 elements) ...")
+        for case in cases:
+            for dtype in opts.dtypes:
+                res.small += run_case(case, 1000, dtype, max(rounds, 5),
+                                      ["symdl", "numpy", "torch"])
+    if "threshold" in opts.sections:
+        sizes = [1 << 10, 1 << 16] if opts.quick else [1 << k for k in range(10, 23)]
+        dtypes = opts.dtypes[:1] if opts.quick else opts.dtypes
+        _progress(f"parallel threshold sweep, {len(sizes)} sizes ...")
+        res.sweep = extras.threshold_sweep(cases, sizes, list(dtypes), max(rounds, 5))
+    if "latency" in opts.sections:
+        _progress("latency (fresh processes) ...")
+        try:
+            res.latency = extras.latency(1 if opts.quick else 3)
+        except RuntimeError as err:
+            res.notes.append(f"latency not measured: {err}")
+    res.machine["Numba threading layer"] = threading_layer()
+    _notes(res, cases)
+
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = chart(res, out / "benchmarks.png") if res.rows else None
+    print(terminal(res))
+    _write_report(out / "benchmarks.md", markdown(res, png))
+    dump_json(res, out / "benchmarks.json")
+    print(f"\nwrote {out / 'benchmarks.md'}" + (f", {out / png}" if png else "")
+          + f", {out / 'benchmarks.json'}")
+    return 0
+
+
+ANALYSIS_MARK = "<!-- analysis by hand below this line: symdl bench keeps it -->"
+
+
+def _write_report(path: Path, text: str) -> None:
+    """Write the report, keeping a hand-written analysis from the previous one."""
+    if path.exists():
+        old = path.read_text()
+        if ANALYSIS_MARK in old:
+            text += "\n" + old[old.index(ANALYSIS_MARK):]
+    path.write_text(text)
+
+
+def _simd(vectorized, case, dtype: str) -> str:
+    from .cases import symdl_variants
+
+    args = [np.ascontiguousarray(a, dtype=dtype)
+            for a in case.inputs(64, np.random.default_rng(0)).values()]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return vectorized(symdl_variants(case.name).alloc, args)
+    except Exception as err:  # noqa: BLE001 - evidence only; never fail the run on it
+        return f"? ({type(err).__name__})"
+
+
+def _notes(res, cases) -> None:
+    for case in cases:
+        for note in case.notes:
+            res.notes.append(f"{case.name}: {note}")
+    for r in res.rows:
+        if r.status.startswith(("WRONG", "error")):
+            res.notes.append(f"{r.kernel} {r.dtype} {r.mode} {r.peer}: {r.status} "
+                             "(not timed)")

@@ -1,0 +1,79 @@
+"""What the numbers were measured on: CPU, memory, threads, versions, load."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+
+from .peers import PEER_MODULE, version
+
+
+def _lscpu() -> dict[str, str]:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {k.strip(): v.strip() for k, _, v in
+            (line.partition(":") for line in text.splitlines()) if v}
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(re.search(r"MemTotal:\s+(\d+)", fh.read()).group(1))
+        return kib / 2**20
+    except (OSError, AttributeError):
+        return None
+
+
+def describe() -> dict[str, str]:
+    """The machine and software, as printed at the top of the report."""
+    import llvmlite
+    import numba
+    import numpy
+    import sympy
+
+    cpu = _lscpu()
+    mem = _memory_gib()
+    info = {
+        "CPU": cpu.get("Model name", platform.processor() or "?"),
+        "cores": f"{os.cpu_count()} logical CPUs "
+                 f"({cpu.get('Core(s) per socket', '?')} core(s) per socket, "
+                 f"{cpu.get('Thread(s) per core', '?')} thread(s) per core)",
+        "caches": ", ".join(f"{k.split()[0]} {cpu[k]}" for k in
+                            ("L1d cache", "L2 cache", "L3 cache") if k in cpu),
+        "memory": f"{mem:.1f} GiB" if mem else "?",
+        "hypervisor": cpu.get("Hypervisor vendor", "none"),
+        "OS": platform.platform(),
+        "Python": sys.version.split()[0],
+        "NumPy": numpy.__version__,
+        "Numba": f"{numba.__version__} (llvmlite {llvmlite.__version__}), "
+                 f"{numba.config.NUMBA_NUM_THREADS} threads",
+        "SymPy": sympy.__version__,
+    }
+    for peer, module in PEER_MODULE.items():
+        info[peer] = version(module)
+    info["matplotlib"] = version("matplotlib")
+    from .peers import optional
+
+    torch = optional("torch")
+    if torch is not None:
+        info["torch"] += f", {torch.get_num_threads()} threads"
+    try:
+        info["load average at start"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def threading_layer() -> str:
+    """Numba's threading layer (known only after a parallel core has run)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not started"

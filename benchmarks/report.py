@@ -1,0 +1,316 @@
+"""Output: a terminal table, a Markdown report, a PNG chart of the ratios, raw JSON.
+
+A ratio is peer time / symdl time in the same mode on the same inputs: above 1,
+symdl is faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .extras import SweepRow, crossover
+from .peers import PEERS
+from .runner import Row
+from .stream import Stream
+
+# Targets of issue 3.
+MEMORY_FRACTION = 0.90  # memory-bound kernels: >= 90% of the machine's limit
+COMPUTE_SPEEDUP = 1.2  # transcendental kernels: >= 1.2x faster than PyTorch and JAX
+LATENCY_TARGETS = {
+    "import symdl.kernels": 0.3,
+    "sigmoid first call beyond second, serial core (1e3)": 0.05,
+    "sigmoid first call beyond second, parallel core (2^20)": 0.05,
+    "symdl generate, nothing changed": 1.0,
+    "symdl generate, from scratch": 20.0,
+}
+
+
+@dataclass
+class Results:
+    """Everything one ``symdl bench`` run measured."""
+
+    settings: dict
+    machine: dict
+    stream: Stream | None = None
+    rows: list[Row] = field(default_factory=list)
+    small: list[Row] = field(default_factory=list)
+    sweep: list[SweepRow] = field(default_factory=list)
+    latency: dict[str, float] = field(default_factory=dict)
+    simd: dict[str, str] = field(default_factory=dict)  # "kernel dtype" -> yes/no
+    notes: list[str] = field(default_factory=list)
+    bounds: dict[str, str] = field(default_factory=dict)  # kernel -> memory/compute
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _groups(rows: list[Row]) -> dict[tuple[str, str, str], dict[str, Row]]:
+    """(kernel, dtype, mode) -> peer -> row, keeping only modes symdl has."""
+    out: dict[tuple[str, str, str], dict[str, Row]] = {}
+    for r in rows:
+        out.setdefault((r.kernel, r.dtype, r.mode), {})[r.peer] = r
+    return {k: v for k, v in out.items() if v.get("symdl") and v["symdl"].seconds}
+
+
+def _time(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def _ratio(peer: Row | None, ref: Row) -> float | None:
+    if peer is None or peer.seconds is None or ref.seconds is None:
+        return None
+    return peer.seconds / ref.seconds
+
+
+def _limit(row: Row, stream: Stream | None) -> float | None:
+    """The STREAM limit timed in the same rounds as the row, else the separate one."""
+    return row.limit_gbs or (stream.limit_gbs if stream else None)
+
+
+def _pct(row: Row, stream: Stream | None) -> str:
+    limit = _limit(row, stream)
+    if limit is None or row.gbs is None:
+        return "-"
+    return f"{100 * row.gbs / limit:.0f}%"
+
+
+def _status(row: Row | None) -> str:
+    if row is None:
+        return "-"
+    return row.status if row.status != "ok" else ""
+
+
+# ---- terminal ---------------------------------------------------------------------------
+def terminal(res: Results) -> str:
+    lines = []
+    if res.stream:
+        s = res.stream
+        lines.append(f"machine limit (STREAM, write-allocate counted): copy {s.copy_gbs:.1f} "
+                     f"GB/s, triad {s.triad_gbs:.1f} GB/s")
+    head = f"{'kernel':<18}{'dtype':<8}{'mode':<6}{'symdl':>11}{'%lim':>6}"
+    head += "".join(f"{p:>10}" for p in PEERS[1:])
+    lines += ["", "ratio = peer time / symdl time (above 1: symdl faster)", head,
+              "-" * len(head)]
+    for (kernel, dtype, mode), peers in _groups(res.rows).items():
+        ref = peers["symdl"]
+        cells = []
+        for p in PEERS[1:]:
+            r = _ratio(peers.get(p), ref)
+            cells.append(f"{r:>9.2f}x" if r is not None else f"{'-':>10}")
+        lines.append(f"{kernel:<18}{dtype:<8}{mode:<6}{_time(ref.seconds):>11}"
+                     f"{_pct(ref, res.stream):>6}" + "".join(cells))
+    if res.small:
+        lines += ["", "small inputs (1,000 elements), per call:"]
+        for (kernel, dtype, mode), peers in _groups(res.small).items():
+            t = peers.get("torch")
+            r = _ratio(t, peers["symdl"])
+            lines.append(f"  {kernel:<18}{dtype:<8}{mode:<6} symdl "
+                         f"{_time(peers['symdl'].seconds):>10}  torch "
+                         f"{_time(t.seconds if t else None):>10}"
+                         + (f"  ratio {r:.2f}x" if r else ""))
+    if res.sweep:
+        lines += ["", "parallel core pays from (elements):"]
+        for (kernel, dtype), rows in _sweep_groups(res.sweep).items():
+            lines.append(f"  {kernel:<18}{dtype:<8}{_fmt_n(crossover(rows))}")
+    if res.latency:
+        lines += ["", "latency:"]
+        lines += [f"  {k:<58}{_time(v):>10}" for k, v in res.latency.items()]
+    lines += [""] + [f"note: {n}" for n in res.notes]
+    return "\n".join(lines)
+
+
+def _sweep_groups(rows: list[SweepRow]) -> dict[tuple[str, str], list[SweepRow]]:
+    out: dict[tuple[str, str], list[SweepRow]] = {}
+    for r in rows:
+        out.setdefault((r.kernel, r.dtype), []).append(r)
+    return out
+
+
+def _fmt_n(n: int | None) -> str:
+    return "never (serial always faster)" if n is None else f"{n:,}"
+
+
+# ---- targets ----------------------------------------------------------------------------
+def targets(res: Results) -> list[tuple[str, bool, str]]:
+    """(target, met, measured) for each target of issue 3 that this run measured."""
+    out = []
+    for (kernel, dtype, mode), peers in _groups(res.rows).items():
+        ref = peers["symdl"]
+        bound = res.bounds.get(kernel, "memory")
+        others = [p for k, p in peers.items() if k != "symdl" and p.seconds]
+        if bound == "memory":
+            if _limit(ref, res.stream) and ref.gbs:
+                frac = ref.gbs / _limit(ref, res.stream)
+                out.append((f"{kernel} {dtype} {mode}: >= 90% of the memory limit",
+                            frac >= MEMORY_FRACTION, f"{100 * frac:.0f}%"))
+            if others:
+                best = min(others, key=lambda p: p.seconds)
+                r = best.seconds / ref.seconds
+                out.append((f"{kernel} {dtype} {mode}: no slower than the fastest peer",
+                            r >= 1.0, f"fastest peer {best.peer}: {r:.2f}x"))
+        else:
+            rivals = [p for p in others if p.peer in ("torch", "jax")]
+            if rivals:
+                best = min(rivals, key=lambda p: p.seconds)
+                r = best.seconds / ref.seconds
+                out.append((f"{kernel} {dtype} {mode}: >= 1.2x faster than PyTorch/JAX",
+                            r >= COMPUTE_SPEEDUP, f"best {best.peer}: {r:.2f}x"))
+    for (kernel, dtype, mode), peers in _groups(res.small).items():
+        r = _ratio(peers.get("torch"), peers["symdl"])
+        if r is not None:
+            out.append((f"{kernel} {dtype} {mode} at 1,000 elements: no slower than PyTorch",
+                        r >= 1.0, f"{_time(peers['symdl'].seconds)} vs "
+                                  f"{_time(peers['torch'].seconds)} ({r:.2f}x)"))
+    for key, limit in LATENCY_TARGETS.items():
+        if key in res.latency:
+            out.append((f"{key} < {_time(limit)}", res.latency[key] < limit,
+                        _time(res.latency[key])))
+    return out
+
+
+# ---- Markdown ---------------------------------------------------------------------------
+def markdown(res: Results, chart: str | None) -> str:
+    s = res.settings
+    md = ["# symdl benchmarks", "",
+          f"Generated by `{s['command']}` on {s['date']}. Medians of {s['rounds']} "
+          "interleaved rounds after a warm-up call; every result was checked against the "
+          "float64 hand-written NumPy formula before its time counted. **Ratio** = peer "
+          "time / symdl time in the same mode on the same inputs: above 1, symdl is faster. "
+          "`alloc`: the call returns a fresh array; `out`: it writes into a preallocated "
+          "one (`out=`). Effective bandwidth = minimal bytes read + written (an ordinary "
+          "store also reads the destination line first: write-allocate) / median time.",
+          "", "## Machine", ""]
+    md += [f"- **{k}**: {v}" for k, v in res.machine.items()]
+    md += ["", "## Machine limit (STREAM, parallel Numba loop)", ""]
+    if res.stream:
+        st = res.stream
+        md += [f"{st.n:,} float64 elements per array.", "",
+               "| | GB/s, write-allocate counted | GB/s, classic STREAM count |",
+               "| --- | ---: | ---: |",
+               f"| copy | {st.copy_gbs:.1f} | {st.classic_copy_gbs:.1f} |",
+               f"| triad | {st.triad_gbs:.1f} | {st.classic_triad_gbs:.1f} |", "",
+               f"Timed on its own: the better of the two is **{st.limit_gbs:.1f} GB/s**. "
+               "Because other processes share this machine, STREAM is also timed in the "
+               "same interleaved rounds as each kernel, and each kernel's percentage below "
+               "is of the limit measured beside it (shown after the percentage).", ""]
+    else:
+        md += ["Not measured in this run.", ""]
+    md += [f"## Kernels ({s['n']:,} elements)", ""]
+    if chart:
+        md += [f"![ratios]({chart})", ""]
+    md += _results_table(res, res.rows)
+    if res.small:
+        md += ["", "## Small inputs (1,000 elements, per call)", ""]
+        md += _results_table(res, res.small, pct=False)
+    if res.sweep:
+        md += ["", "## Where the parallel core starts to pay", "",
+               "Each kernel timed with `PARALLEL_THRESHOLD` forced to 0 (parallel core) "
+               "and to 2^62 (serial core), interleaved. Crossover: the smallest size "
+               "from which the parallel core is faster at every larger size measured.", ""]
+        sizes = sorted({r.n for r in res.sweep})
+        md += ["| kernel | dtype | crossover | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+               "| --- | --- | --- | " + " | ".join("---:" for _ in sizes) + " |"]
+        for (kernel, dtype), rows in _sweep_groups(res.sweep).items():
+            by = {r.n: r for r in rows}
+            cells = [f"{by[n].serial_s / by[n].parallel_s:.2f}" if n in by else "-"
+                     for n in sizes]
+            md.append(f"| {kernel} | {dtype} | {_fmt_n(crossover(rows))} | "
+                      + " | ".join(cells) + " |")
+        md += ["", "Cells: serial time / parallel time (above 1: the parallel core is "
+               "faster)."]
+    if res.latency:
+        md += ["", "## Latency (fresh processes, warm caches)", "", "| what | median |",
+               "| --- | ---: |"]
+        md += [f"| {k} | {_time(v)} |" for k, v in res.latency.items()]
+    tg = targets(res)
+    if tg:
+        md += ["", "## Targets of issue 3", "", "| target | met | measured |",
+               "| --- | --- | --- |"]
+        md += [f"| {t} | {'yes' if ok else '**no**'} | {m} |" for t, ok, m in tg]
+    if res.notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in res.notes]
+    return "\n".join(md) + "\n"
+
+
+def _results_table(res: Results, rows: list[Row], pct: bool = True) -> list[str]:
+    head = "| kernel | dtype | mode | symdl |"
+    if pct:
+        head += " GB/s (% of limit GB/s) | SIMD (serial core) |"
+    head += "".join(f" {p} |" for p in PEERS[1:])
+    md = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for (kernel, dtype, mode), peers in _groups(rows).items():
+        ref = peers["symdl"]
+        line = f"| {kernel} | {dtype} | {mode} | {_time(ref.seconds)} |"
+        if pct:
+            lim = _limit(ref, res.stream)
+            bw = (f"{ref.gbs:.1f} ({_pct(ref, res.stream)} of {lim:.1f})" if ref.gbs and lim
+                  else "-")
+            line += f" {bw} | {res.simd.get(f'{kernel} {dtype}', '?')} |"
+        for p in PEERS[1:]:
+            r = peers.get(p)
+            ratio = _ratio(r, ref)
+            if ratio is not None:
+                line += f" {ratio:.2f}x ({_time(r.seconds)}) |"
+            else:
+                line += f" {_status(r) or '-'} |"
+        md.append(line)
+    loads = [r.other_load for r in rows if not math.isnan(r.other_load)]
+    if loads:
+        md += ["", f"Other processes kept {min(loads):.2f} to {max(loads):.2f} cores busy "
+                   "while these were measured (from /proc/stat)."]
+    return md
+
+
+# ---- chart ------------------------------------------------------------------------------
+def chart(res: Results, path: Path) -> str | None:
+    """A PNG of the ratios; None (with a note) when matplotlib is missing."""
+    from .peers import optional
+
+    if optional("matplotlib") is None:
+        res.notes.append("matplotlib not installed: no chart (pip install -e '.[bench]')")
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _groups(res.rows)
+    dtypes = sorted({k[1] for k in groups}, reverse=True)
+    fig, axes = plt.subplots(len(dtypes), 1, figsize=(12, 3.6 * len(dtypes)), squeeze=False)
+    peers = list(PEERS[1:])
+    width = 0.8 / len(peers)
+    for ax, dtype in zip(axes[:, 0], dtypes, strict=True):
+        keys = [k for k in groups if k[1] == dtype]
+        for j, p in enumerate(peers):
+            xs, ys = [], []
+            for i, k in enumerate(keys):
+                r = _ratio(groups[k].get(p), groups[k]["symdl"])
+                if r is not None:
+                    xs.append(i + (j - (len(peers) - 1) / 2) * width)
+                    ys.append(r)
+            ax.bar(xs, ys, width, label=p)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(keys)), [f"{k[0]}\n{k[2]}" for k in keys], fontsize=8)
+        ax.set_ylabel("peer time / symdl time")
+        ax.set_title(f"{dtype}, {res.settings['n']:,} elements (above 1: symdl faster)")
+        ax.legend(fontsize=8, ncol=len(peers))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def dump_json(res: Results, path: Path) -> None:
+    data = dataclasses.asdict(res)
+    if res.stream:
+        data["stream"].update(copy_gbs=res.stream.copy_gbs, triad_gbs=res.stream.triad_gbs)
+    path.write_text(json.dumps(data, indent=1, default=str))

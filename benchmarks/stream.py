@@ -1,0 +1,85 @@
+"""The machine's limit: STREAM copy and triad bandwidth with a parallel Numba loop.
+
+Bytes are counted the way the kernels' are: what is read, what is written, and the
+extra read of the destination that an ordinary store into memory not in cache
+costs (write-allocate). The classic STREAM figure, which does not count that read,
+is reported beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .timing import interleaved_medians
+
+
+@dataclass(frozen=True)
+class Stream:
+    n: int
+    copy_s: float
+    triad_s: float
+
+    @property
+    def copy_gbs(self) -> float:
+        """Copy c = a: read a, write c (+ write-allocate read of c)."""
+        return 3 * 8 * self.n / self.copy_s / 1e9
+
+    @property
+    def triad_gbs(self) -> float:
+        """Triad a = b + s*c: read b and c, write a (+ write-allocate read of a)."""
+        return 4 * 8 * self.n / self.triad_s / 1e9
+
+    @property
+    def classic_copy_gbs(self) -> float:
+        return 2 * 8 * self.n / self.copy_s / 1e9
+
+    @property
+    def classic_triad_gbs(self) -> float:
+        return 3 * 8 * self.n / self.triad_s / 1e9
+
+    @property
+    def limit_gbs(self) -> float:
+        """The best of copy and triad: what a memory-bound kernel can hope for."""
+        return max(self.copy_gbs, self.triad_gbs)
+
+
+def _cores():
+    import numba
+
+    @numba.njit(parallel=True, nogil=True)
+    def copy(a, c):
+        for i in numba.prange(a.size):
+            c[i] = a[i]
+
+    @numba.njit(parallel=True, nogil=True, fastmath={"contract"})
+    def triad(a, b, c, s):
+        for i in numba.prange(a.size):
+            a[i] = b[i] + s * c[i]
+
+    return copy, triad
+
+
+class Probe:
+    """STREAM copy and triad on float64 arrays of n elements (use n >> last-level cache),
+    as functions to time, alone or interleaved with a kernel's implementations (so that
+    the limit is measured under the same load as the kernel)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._copy, self._triad = _cores()
+        self.a, self.b, self.c = np.full(n, 1.0), np.full(n, 2.0), np.zeros(n)
+
+    def thunks(self) -> dict:
+        return {"stream copy": lambda: self._copy(self.a, self.c),
+                "stream triad": lambda: self._triad(self.a, self.b, self.c, 3.0)}
+
+    def result(self, medians: dict) -> Stream:
+        return Stream(self.n, medians["stream copy"], medians["stream triad"])
+
+
+def measure(n: int, rounds: int) -> Stream:
+    """STREAM copy and triad on float64 arrays of n elements, timed on their own."""
+    probe = Probe(n)
+    return probe.result(interleaved_medians(probe.thunks(), rounds))
