@@ -5,4 +5,4 @@ Each module defines ``FORMULAS``, a list of formula objects (``symdl.formula``).
 the order of ``MODULES``.
 """
 
-MODULES = ["activations", "linalg", "metrics"]
+MODULES = ["activations", "linalg", "metrics", "gan"]
