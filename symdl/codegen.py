@@ -22,7 +22,7 @@ import jinja2
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .lowering import KernelPlan, plan, vecmath_functions
-from .sheet import entry
+from .sheet import entry, section_plot
 
 #: Named settings printed into each generated module (user-overridable at run time).
 PARALLEL_THRESHOLD = 1 << 15
@@ -39,6 +39,7 @@ class FormulaModule:
     source: str
     formulas: list[Formula]
     kernels: list[KernelPlan] = field(default_factory=list)
+    plots: list = field(default_factory=list)  # sheet.Plot objects of the section
 
     def __post_init__(self) -> None:
         check_identifier(self.name, "module name")
@@ -86,7 +87,8 @@ def _module_from_python(mod, name: str, source: str) -> FormulaModule:
     if not formulas:
         raise FormulaError(f"{source}: defines no formulas (set FORMULAS = [...])")
     title = getattr(mod, "SECTION", formulas[0].section)
-    return FormulaModule(name, title, source, list(formulas))
+    return FormulaModule(name, title, source, list(formulas),
+                         plots=list(getattr(mod, "PLOTS", [])))
 
 
 def builtin_modules() -> list[FormulaModule]:
@@ -135,7 +137,8 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
             if f.derived_from:
                 derived.setdefault(f.derived_from, []).append(f)
         sections.append({"title": m.title, "entries": [
-            entry(f, derived.get(f.name, [])) for f in m.formulas if not f.derived_from]})
+            entry(f, derived.get(f.name, [])) for f in m.formulas if not f.derived_from],
+            "plots": [section_plot(p) for p in m.plots]})
     files["kernels/__init__.py"] = code.get_template("numba/init.py.j2").render(modules=modules)
     sources = ", ".join(m.source for m in modules)
     files[f"sheet/{sheet_name}.tex"] = tex.get_template("latex/sheet.tex.j2").render(

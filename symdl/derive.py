@@ -12,7 +12,15 @@ import random
 
 import sympy as sp
 
-from .formula import Batch, BatchGradient, Elementwise, FormulaError, MaskedElementwise
+from .formula import (
+    Batch,
+    BatchGradient,
+    BatchMap,
+    BatchReduction,
+    Elementwise,
+    FormulaError,
+    MaskedElementwise,
+)
 
 
 class DerivationError(FormulaError):
@@ -194,4 +202,42 @@ def expand_formulas(formulas: list) -> list:
             out.append(batch_backward_formula(f))
         elif isinstance(f, MaskedElementwise) and f.mask is not None:
             out.append(inference_formula(f))
+        elif isinstance(f, BatchReduction) and f.gradient:
+            out.append(gradient_formula(f))
     return out
+
+
+def gradient_formula(f: BatchReduction) -> BatchMap:
+    """The gradient kernel's formula: d output / d x_i for every input x of every batch.
+
+    The output J is a function of the sums S_k = sum_i t_k(x_i), so by the chain rule
+    dJ/dx_i = sum_k dJ/dS_k * dt_k/dx (x_i): SymPy takes both derivatives. dJ/dS_k
+    must depend on the batch counts only (true of means and plain sums); a J that
+    depends on its sums nonlinearly would need a second pass and is refused.
+    """
+    ((jname, J),) = f.outputs.items()
+    outputs, of = {}, {}
+    for batch in f.batches:
+        for x in batch.inputs:
+            grad = sp.S.Zero
+            for (k, term), s in zip(f.sums.items(), f.sum_symbols(), strict=True):
+                outer = sp.diff(J, s)
+                if outer.free_symbols & set(f.sum_symbols()):
+                    raise DerivationError(f"{f.name}: d{jname}/d{k} depends on the sums; "
+                                          "only costs linear in their sums have a "
+                                          "one-pass gradient kernel")
+                if outer != 0 and x in term.free_symbols:
+                    grad += outer * sp.simplify(sp.diff(term, x))
+            outputs[f"grad_{x.name}"] = grad
+            of[f"grad_{x.name}"] = x.name
+    return BatchMap(
+        name=f"{f.name}_grad",
+        section=f.section,
+        title=f"{f.title}: gradient",
+        doc=f"Gradient of {f.name}: d{jname}/dx_i for each element of each input.",
+        batches=f.batches,
+        outputs=outputs,
+        of=of,
+        domains=dict(f.domains),
+        derived_from=f.name,
+    )

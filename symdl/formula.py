@@ -566,3 +566,134 @@ class MaskedElementwise(Formula):
     def content_hash(self) -> str:
         extra = repr((self.args, self.flag_default))
         return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """1-D input arrays of one length, with the symbol that stands for that length.
+
+    A ``BatchReduction`` takes several batches of independent lengths (a batch of real
+    samples and one of generated samples); each sum runs over one batch.
+    """
+
+    count: sp.Symbol
+    inputs: tuple[sp.Symbol, ...]
+    nonempty: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.count, sp.Symbol) and self.count.is_integer
+                and self.count.is_positive):
+            raise FormulaError(f"batch count {self.count!r} must be a positive integer Symbol")
+        check_identifier(self.count.name, "batch count")
+        object.__setattr__(self, "inputs", _symbols(self.inputs, "input"))
+        if not self.inputs:
+            raise FormulaError(f"batch {self.count.name!r} has no inputs")
+
+
+@dataclass(frozen=True)
+class BatchReduction(Formula):
+    """Scalar results from sums over batches of 1-D arrays, each batch of its own length.
+
+    ``sums`` maps a sum's name to its per-element summand, which may use the inputs of
+    one batch only; ``outputs`` are expressions in the sum symbols and the batch
+    counts, for example a mean over each batch. ``gradient=True`` asks SymPy for the
+    kernel ``<name>_grad`` giving d output / d input_i for every element of every
+    input (one output only). A batch marked ``nonempty`` refuses an empty array.
+    Sums are taken in fixed-size blocks with compensated (Kahan) summation, and the
+    block sums are combined exactly, so the result does not depend on the thread count.
+    """
+
+    batches: tuple[SampleBatch, ...] = ()
+    sums: Mapping[str, sp.Expr] = field(default_factory=dict)
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    domains: Mapping[str, str] = field(default_factory=dict)
+    gradient: bool = False
+    kind: str = field(default="batch_reduction", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "batches", tuple(self.batches))
+        if not self.batches:
+            raise FormulaError(f"{self.name}: a batch reduction needs at least one batch")
+        object.__setattr__(self, "sums", _exprs(self.sums, "sum"))
+        object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        names = [s.name for s in self.inputs] + [b.count.name for b in self.batches]
+        taken = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.sums)))
+        if taken:
+            raise FormulaError(f"{self.name}: name(s) {taken} used twice")
+        for k in self.sums:
+            self.sum_batch(k)  # each summand lies in one batch
+        allowed = set(self.sum_symbols()) | {b.count for b in self.batches}
+        _check_free(self.outputs, allowed, f"{self.name}: output")
+        for k, d in self.domains.items():
+            if d not in DOMAINS or k not in {s.name for s in self.inputs}:
+                raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
+        if self.gradient and len(self.outputs) != 1:
+            raise FormulaError(f"{self.name}: gradient=True needs exactly one output")
+
+    @property
+    def inputs(self) -> tuple[sp.Symbol, ...]:
+        return tuple(s for b in self.batches for s in b.inputs)
+
+    def sum_batch(self, name: str) -> int:
+        """The index of the batch that sum ``name`` runs over."""
+        used = self.sums[name].free_symbols
+        owners = [k for k, b in enumerate(self.batches) if used & set(b.inputs)]
+        if len(owners) != 1 or used - set(self.batches[owners[0]].inputs):
+            raise FormulaError(f"{self.name}: sum {name!r} must use the inputs of exactly "
+                               f"one batch")
+        return owners[0]
+
+    def sum_symbols(self) -> list[sp.Symbol]:
+        return [sp.Symbol(k, real=True) for k in self.sums]
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {**{f"sum_{k}": v for k, v in self.sums.items()}, **self.outputs}
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+
+@dataclass(frozen=True)
+class BatchMap(Formula):
+    """Per-element outputs over batches: each output is an array as long as its batch.
+
+    An output may use the inputs of one batch and the batch counts (scalars). This is
+    the shape of a derived gradient kernel, d cost / d input_i, of a ``BatchReduction``;
+    ``of`` maps each output to the input it is the gradient of (for the sheet).
+    """
+
+    batches: tuple[SampleBatch, ...] = ()
+    outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
+    of: Mapping[str, str] = field(default_factory=dict)
+    domains: Mapping[str, str] = field(default_factory=dict)
+    kind: str = field(default="batch_map", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "batches", tuple(self.batches))
+        object.__setattr__(self, "outputs", _exprs(self.outputs, "output"))
+        counts = {b.count for b in self.batches}
+        for k in self.outputs:
+            batch = self.batches[self.output_batch(k)]
+            _check_free({k: self.outputs[k]}, set(batch.inputs) | counts, f"{self.name}: output")
+
+    @property
+    def inputs(self) -> tuple[sp.Symbol, ...]:
+        return tuple(s for b in self.batches for s in b.inputs)
+
+    def output_batch(self, name: str) -> int:
+        """The batch whose length output ``name`` has: the batch of the input it uses."""
+        used = self.outputs[name].free_symbols
+        if name in self.of:
+            used = used | {sp.Symbol(self.of[name], real=True)}
+        owners = [k for k, b in enumerate(self.batches) if used & set(b.inputs)]
+        if len(owners) != 1:
+            raise FormulaError(f"{self.name}: output {name!r} must belong to exactly one batch")
+        return owners[0]
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return dict(self.outputs)
+
+    def argument_names(self) -> list[str]:
+        return [s.name for s in self.inputs]

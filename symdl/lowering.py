@@ -15,6 +15,8 @@ from .formula import (
     ARG_CHECKS,
     Batch,
     BatchGradient,
+    BatchMap,
+    BatchReduction,
     Contraction,
     Elementwise,
     Formula,
@@ -394,9 +396,59 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
     )
 
 
+def _per_batch(f: BatchReduction | BatchMap, named: dict[str, sp.Expr], batch_of, target,
+               key: str) -> tuple[list[dict], list[Statement]]:
+    """The statements of each batch's loop: the expressions that belong to that batch."""
+    batches, body = [], []
+    for k, b in enumerate(f.batches):
+        mine = {n: e for n, e in named.items() if batch_of(n) == k}
+        stmts = _cse_statements(mine, target)
+        body += stmts
+        batches.append({"index": k, "count": b.count.name, "nonempty": b.nonempty,
+                        "arrays": [s.name for s in b.inputs], key: list(mine), "body": stmts})
+    return batches, body
+
+
+def plan_batch_reduction(f: BatchReduction) -> KernelPlan:
+    """One blocked-sum core per batch; the sums of a batch share its loop."""
+    batches, body = _per_batch(f, dict(f.sums), f.sum_batch, lambda n: f"_t_{n}", "sums")
+    return KernelPlan(
+        name=f.name,
+        kind="batch reduction",
+        template="numba/batch_reduction.py.j2",
+        doc=_docstring(f, "Sums over each batch (1-D arrays of one length), then:"),
+        hash=f.content_hash(),
+        arrays=[s.name for s in f.inputs],
+        outputs=list(f.outputs),
+        domains=dict(f.domains),
+        body=body,
+        finish=_cse_statements(dict(f.outputs), lambda n: n),
+        extra={"batches": batches},
+    )
+
+
+def plan_batch_map(f: BatchMap) -> KernelPlan:
+    """One elementwise core per batch, with the batch counts as scalar arguments."""
+    batches, body = _per_batch(f, dict(f.outputs), f.output_batch, lambda n: f"a_{n}[i]",
+                               "outputs")
+    return KernelPlan(
+        name=f.name,
+        kind="batch map",
+        template="numba/batch_map.py.j2",
+        doc=_docstring(f, "Element by element over each batch (1-D arrays of one length):"),
+        hash=f.content_hash(),
+        arrays=[s.name for s in f.inputs],
+        outputs=list(f.outputs),
+        domains=dict(f.domains),
+        body=body,
+        extra={"batches": batches, "counts": [b.count.name for b in f.batches]},
+    )
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
             "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
-            "batch": plan_batch, "batch_gradient": plan_batch_gradient}
+            "batch": plan_batch, "batch_gradient": plan_batch_gradient,
+            "batch_reduction": plan_batch_reduction, "batch_map": plan_batch_map}
 
 
 def plan(f: Formula) -> KernelPlan:

@@ -14,6 +14,8 @@ from pathlib import Path
 import sympy as sp
 
 from .formula import (
+    BatchMap,
+    BatchReduction,
     Contraction,
     Elementwise,
     Formula,
@@ -103,8 +105,65 @@ def _equations(f: Formula, grads: frozenset[str], stable: bool) -> list[Equation
     return out
 
 
+@dataclass(frozen=True)
+class Plot:
+    """A plot of a sheet section (``PLOTS`` in a formula module): curves given as SymPy
+    expressions in x, sampled by SymPy; ``caption`` and curve labels are prose."""
+
+    caption: str
+    x: sp.Symbol
+    domain: tuple[float, float]
+    curves: list[tuple[str, sp.Expr]]
+    legend: str = "north west"
+
+
+PLOT_STYLES = ["blue", "red, dashed", "black, dotted", "green!50!black, dashdotted"]
+
+
+def section_plot(p: Plot) -> dict:
+    """The template context of a section plot."""
+    lo, hi = p.domain
+    return {"x": latex(p.x), "legend": p.legend, "caption": tex_escape(p.caption), "curves": [
+        {"label": rf"\text{{{tex_escape(label)}}}", "style": PLOT_STYLES[k % len(PLOT_STYLES)],
+         "points": _points(expr, p.x, lo, hi)} for k, (label, expr) in enumerate(p.curves)]}
+
+
+def _indexed(batches, i: sp.Symbol) -> dict:
+    """x -> x_i for every input of every batch (how the sheet writes one element)."""
+    return {s: sp.Indexed(s.name, i) for b in batches for s in b.inputs}
+
+
+def batch_entry(f: BatchReduction, derived: list[Formula]) -> Entry:
+    """Costs over batches: each output as means/sums written out, then its gradients."""
+    i = sp.Symbol("i")
+    elem = _indexed(f.batches, i)
+    sums = {s: sp.Sum(e.xreplace(elem), (i, 1, f.batches[f.sum_batch(k)].count))
+            for (k, e), s in zip(f.sums.items(), f.sum_symbols(), strict=True)}
+    e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    e.definitions = [Equation(_sym(k, frozenset()), latex(v.xreplace(sums)))
+                     for k, v in f.outputs.items()]
+    ((jname, _),) = f.outputs.items() if len(f.outputs) == 1 else ((None, None),)
+    for s in f.sums.values():
+        st = stabilize(s)
+        if st != s:
+            e.stable.append(Equation(latex(s), latex(st)))
+    for d in derived:
+        if not isinstance(d, BatchMap):
+            continue
+        for k, g in d.outputs.items():
+            x = sp.Symbol(d.of[k], real=True)
+            lhs = rf"\frac{{\partial {_sym(jname, frozenset())}}}{{\partial {latex(elem[x])}}}"
+            e.derived.append(Equation(lhs, latex(g.xreplace(elem))))
+            st = stabilize(g)
+            if st != g:
+                e.stable.append(Equation(lhs, latex(st.xreplace(elem))))
+    return e
+
+
 def entry(f: Formula, derived: list[Formula]) -> Entry:
     """The sheet entry of a formula and the formulas derived from it."""
+    if isinstance(f, BatchReduction):
+        return batch_entry(f, derived)
     grads = frozenset(s.name for d in derived for s in getattr(d, "inputs", ())
                       if s.name.startswith("d")) | frozenset(
         k for d in derived for k in d.expressions() if k.startswith("d"))

@@ -77,6 +77,51 @@ def _one_minus_power(expr: sp.Expr) -> sp.Expr:
     return expr.replace(is_match, rewrite)
 
 
+def _logistic_parts(e: sp.Expr) -> sp.Expr | None:
+    """u if e is 1/(1 + exp(u)), else None."""
+    if e.is_Pow and e.exp == -1 and e.base.is_Add and len(e.base.args) == 2:
+        one, ex = sorted(e.base.args, key=lambda a: not a.is_Number)
+        if one == 1 and isinstance(ex, sp.exp):
+            return ex.args[0]
+    return None
+
+
+def _logistic_complement(expr: sp.Expr) -> sp.Expr:
+    """1 - 1/(1 + exp(u)) and exp(u)/(1 + exp(u)) -> 1/(1 + exp(-u)).
+
+    The same function, written as one logistic: 1 - sigmoid(l) then has no
+    cancellation, and exp(u)/(1 + exp(u)) no inf/inf for large u.
+    """
+
+    def complement(e: sp.Expr) -> sp.Expr | None:
+        if e.is_Add and len(e.args) == 2 and sp.S.One in e.args:
+            (rest,) = [a for a in e.args if a != 1]
+            u = _logistic_parts(-rest)
+            return None if u is None else 1 / (1 + sp.exp(-u))
+        if e.is_Mul:
+            factors = list(e.args)
+            for k, a in enumerate(factors):
+                u = _logistic_parts(a)
+                if u is not None and sp.exp(u) in factors:
+                    factors[k] = 1 / (1 + sp.exp(-u))
+                    factors.remove(sp.exp(u))
+                    return sp.Mul(*factors)
+        return None
+
+    return expr.replace(lambda e: complement(e) is not None, complement)
+
+
+def _log_of_power(expr: sp.Expr) -> sp.Expr:
+    """log(b**e) -> e*log(b) for a positive base: log(sigmoid(l)) -> -log(1 + exp(-l)),
+    which ``_softplus`` then recognizes (the identity holds because b > 0)."""
+
+    def is_log_power(e: sp.Expr) -> bool:
+        return (isinstance(e, sp.log) and e.args[0].is_Pow and e.args[0].base.is_positive
+                and e.args[0].exp.is_real)
+
+    return expr.replace(is_log_power, lambda e: e.args[0].exp * sp.log(e.args[0].base))
+
+
 def _factor_in(expr: sp.Expr) -> sp.Expr:
     """Factor the polynomial factors of a product, to evaluate them without cancellation.
 
@@ -99,6 +144,8 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
     if not isinstance(expr, sp.Expr):  # a condition (n_out >= 1): nothing to stabilize
         return expr
     expr = _factor_in(expr)
+    expr = _logistic_complement(expr)
+    expr = _log_of_power(expr)
     expr = _softplus(expr)
     expr = optimize(expr, optims_c99)  # log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x)
     # After SymPy's optimizations, which would restructure a product holding log(b).

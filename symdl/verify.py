@@ -18,6 +18,8 @@ import sympy as sp
 from .formula import (
     Batch,
     BatchGradient,
+    BatchMap,
+    BatchReduction,
     Contraction,
     Elementwise,
     Formula,
@@ -27,6 +29,7 @@ from .formula import (
 )
 
 DIGITS = 50
+MAX_DIGITS = 20_000  # where a reference that is still infinite is taken as infinite
 
 
 def reference_digits(dtype: np.dtype) -> int:
@@ -39,7 +42,15 @@ def reference_digits(dtype: np.dtype) -> int:
 #: kernels are a few correctly-rounded operations (each <= 0.5 ULP) plus libm's exp,
 #: log1p, tanh (<= 1 ULP each): 4 ULP bounds the sum. Sums of n terms may lose up to
 #: log2(n) ULPs in the worst case with blocked summation; matvec checks against that.
-TOLERANCE_ULP = {"elementwise": 4.0, "reduction": 4.0}
+TOLERANCE_ULP = {"elementwise": 4.0, "reduction": 4.0, "batch_map": 4.0}
+#: Batch reductions: each term is computed in the kernel's dtype (<= 4 ULP, as an
+#: elementwise kernel), terms are added in float64 with Kahan compensation and the
+#: blocks exactly (math.fsum), so for terms of one sign the sum keeps the terms'
+#: relative error; the outputs then add a few float64 roundings (<= 1.5 ULP in
+#: float64, nothing in float32 ULPs). Terms of mixed sign may cancel: such a formula
+#: would fail here, and rightly so, as its kernel cannot promise a few ULP.
+TOLERANCE_ULP["batch_reduction"] = 4.0 + 1.5
+
 
 
 @dataclass
@@ -67,7 +78,9 @@ def ulp_error(got: np.ndarray, exact: list, dtype: np.dtype) -> np.ndarray:
             errs[k] = 0.0 if (mpmath.isnan(e) and math.isnan(g)) else math.inf
             continue
         if mpmath.isinf(e) or math.isinf(g):
-            errs[k] = 0.0 if float(e) == g else math.inf
+            # an exact value beyond dtype's range rounds to the infinity of its sign
+            overflow = abs(float(e)) > float(info.max) and (float(e) > 0) == (g > 0)
+            errs[k] = 0.0 if float(e) == g or overflow else math.inf
             continue
         if abs(float(e)) > float(info.max):
             errs[k] = 0.0 if math.isinf(g) else math.inf
@@ -461,6 +474,121 @@ def verify_masked(f: MaskedElementwise, kernel, dtype, rng, n) -> Result:
     return Result(f.name, dtype.name, worst, n, 0.5)
 
 
+def probability_values(rng: np.random.Generator, n: int, dtype: np.dtype,
+                       endpoints: bool = True) -> np.ndarray:
+    """Probabilities: the endpoints (where logs diverge), values near 0 and near 1, a bulk."""
+    info = np.finfo(dtype)
+    edges = [float(info.smallest_subnormal), float(info.tiny), 1e-30, 1e-8, 0.5,
+             1 - float(info.epsneg), 1 - 1e-6] + ([0.0, 1.0] if endpoints else [])
+    small = 10.0 ** rng.uniform(-30, 0, n // 3)
+    vals = np.concatenate([edges, small, 1 - small, rng.uniform(0, 1, n - 2 * (n // 3))])
+    vals = vals.astype(dtype)
+    return vals if endpoints else vals[(vals > 0) & (vals < 1)]
+
+
+def _batch_sample(domain: str, rng, size: int, dtype, elementwise: bool) -> np.ndarray:
+    """size inputs of a domain; reductions draw finite logits up to 1e4 in magnitude
+    (one inf or nan would make the whole sum inf or nan and hide every other term)."""
+    if domain == "probability":
+        vals = probability_values(rng, size, dtype, endpoints=not elementwise)
+    elif elementwise:
+        vals = np.concatenate([edge_values(dtype), random_values(rng, size, dtype)])
+    else:
+        vals = random_values(rng, size, dtype)
+        vals = np.concatenate([[-1e4, 1e4, -745.0, 745.0, 40.0, -40.0, 0.0], vals])
+        vals = vals[np.abs(vals) <= 1e4].astype(dtype)
+    if elementwise:
+        return vals
+    return rng.permutation(vals)[:size] if size else vals[:0]
+
+
+def _mp_value(fn, args):
+    """fn(*args) in mpmath, at a precision that more digits do not change; a pole (1/0)
+    is reported as None.
+
+    The defined form of a cost can need thousands of digits (log(1 - 1/(1 + exp(-l)))
+    at l = 1e4 is log(1 - (1 - 1e-4343))), which no fixed precision covers: the
+    value is re-evaluated with DIGITS more digits, then with doubled precision, until
+    two evaluations agree; an infinite or nan value must survive up to MAX_DIGITS.
+    """
+    dps = mpmath.mp.dps
+    try:
+        prev = fn(*args)
+        dps += DIGITS
+        while True:
+            with mpmath.workdps(dps):
+                cur = fn(*args)
+            if not mpmath.isfinite(cur):
+                if dps > MAX_DIGITS:
+                    return cur
+            elif mpmath.isfinite(prev) and abs(cur - prev) <= abs(cur) * mpmath.mpf(10) ** -DIGITS:
+                return +cur
+            prev, dps = cur, 2 * dps
+    except ZeroDivisionError:
+        return None
+
+
+def verify_batch_reduction(f: BatchReduction, kernel, dtype, rng, n) -> Result:
+    """Random batches of unrelated lengths (crossing block boundaries) against the exact
+    sums of the defined summands in mpmath; the error is in ULPs of the kernel's dtype."""
+    dt = np.dtype(dtype)
+    worst = 0.0
+    trials = [(1, 1), (7, 3), (n, n // 3 + 1), (9000, 50)]
+    for sizes in trials:
+        data = {}
+        for b, size in zip(f.batches, sizes * len(f.batches), strict=False):
+            for x in b.inputs:
+                data[x] = _batch_sample(f.domains.get(x.name, "real"), rng, size, dt, False)
+        got = kernel(*[data[x] for x in f.inputs])
+        got = got if isinstance(got, tuple) else (got,)
+        with mpmath.workdps(reference_digits(dt)):
+            values = {b.count: len(data[b.inputs[0]]) for b in f.batches}
+            for term, sym in zip(f.sums.values(), f.sum_symbols(), strict=True):
+                xs = sorted(term.free_symbols, key=sp.default_sort_key)
+                fn = _mp(term, xs)
+                values[sym] = mpmath.fsum(_mp_value(fn, [_mpf(float(data[x][i])) for x in xs])
+                                          for i in range(len(data[xs[0]])))
+            for expr, g in zip(f.outputs.values(), got, strict=True):
+                syms = sorted(values, key=sp.default_sort_key)
+                exact = _mp(expr, syms)(*[values[s] for s in syms])
+                worst = max(worst, float(ulp_error(np.array([g]), [exact], dt)[0]))
+    return Result(f.name, dt.name, worst, len(trials), TOLERANCE_ULP["batch_reduction"])
+
+
+def verify_batch_map(f: BatchMap, kernel, dtype, rng, n) -> Result:
+    """Every element of every output against the derived expression in mpmath. At a
+    pole of the expression (a probability of exactly 0 or 1) the kernel must give inf."""
+    dt = np.dtype(dtype)
+    data = {}
+    for b in f.batches:
+        for x in b.inputs:
+            data[x] = _batch_sample(f.domains.get(x.name, "real"), rng, n, dt, True)
+    got = kernel(*[data[x] for x in f.inputs])
+    got = got if isinstance(got, tuple) else (got,)
+    counts = {b.count: len(data[b.inputs[0]]) for b in f.batches}
+    errs = []
+    with mpmath.workdps(reference_digits(dt)):
+        for (name, expr), g in zip(f.outputs.items(), got, strict=True):
+            xs = list(f.batches[f.output_batch(name)].inputs)
+            cs = sorted(counts, key=sp.default_sort_key)
+            fn = _mp(expr, xs + cs)
+            exact = [_mp_value(fn, [_mpf(float(data[x][i])) for x in xs] +
+                               [mpmath.mpf(counts[c]) for c in cs]) for i in range(len(g))]
+            if len(xs) == 1:  # at +-inf the reference is the limit (exp(l)/(1 + exp(l)) -> 1)
+                at = expr.subs(counts)
+                lims = {v: mpmath.mpf(sp.N(sp.limit(at, xs[0], v), DIGITS))
+                        for v in (sp.oo, -sp.oo) if sp.limit(at, xs[0], v).is_finite}
+                for i, v in enumerate(data[xs[0]].tolist()):
+                    if math.isinf(v) and (sp.oo if v > 0 else -sp.oo) in lims:
+                        exact[i] = lims[sp.oo if v > 0 else -sp.oo]
+            poles = np.array([e is None for e in exact])
+            if poles.any() and not np.all(np.isinf(g[poles])):
+                errs.append(np.array([math.inf]))
+            errs.append(ulp_error(g[~poles], [e for e in exact if e is not None], dt))
+    return Result(f.name, dt.name, float(max(e.max(initial=0.0) for e in errs)), n,
+                  TOLERANCE_ULP["batch_map"])
+
+
 def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.float32),
            n: int = 2000, seed: int = 0) -> list[Result]:
     """Verify every formula's kernel in ``module``, for each dtype."""
@@ -479,6 +607,10 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_update(f, kernel, dtype, rng, n))
             elif isinstance(f, Reduction):
                 results.append(verify_reduction(f, kernel, dtype, rng, n))
+            elif isinstance(f, BatchReduction):
+                results.append(verify_batch_reduction(f, kernel, dtype, rng, n))
+            elif isinstance(f, BatchMap):
+                results.append(verify_batch_map(f, kernel, dtype, rng, n))
             elif isinstance(f, Batch | BatchGradient):
                 results.append(verify_batch(f, kernel, by_name, dtype, rng))
             elif isinstance(f, Contraction):

@@ -238,43 +238,76 @@ def _scalar_arg(kernel, name, value, check, meaning):
     return value
 
 
+def _check_nonempty(kernel, name, a):
+    """A mean over an empty batch is undefined: refuse it rather than return nan."""
+    if a.size == 0:
+        raise ValueError(f"{kernel}(): argument '{name}' is empty; it needs at least one element")
+
+
+def _combine(partials):
+    """The sum of block sums and compensations, correctly rounded (math.fsum), so the
+    result does not depend on how the blocks were split among threads. Infinities and
+    nan propagate as in ordinary addition (fsum refuses them)."""
+    values = partials.ravel()
+    if np.all(np.isfinite(values)):
+        try:
+            return math.fsum(values.tolist())
+        except OverflowError:
+            pass
+    return float(np.sum(values))
+
+
 # ---- vectorizable elementary functions (symdl/vecmath.py) ------------------
-# Bodies printed from SymPy; only the bit casts are structure, as Numba intrinsics.
-@numba.extending.intrinsic
-def _float_bits(typingctx, x):
-    """The IEEE bits of a float as an int64 (a float32's bits sign-extended)."""
-    if not isinstance(x, numba.types.Float):
-        return None
+# Bodies printed from SymPy; only the bit casts are structure, as Numba intrinsics
+# (or numpy views when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python).
+if numba.config.DISABLE_JIT:
 
-    def codegen(context, builder, signature, args):
-        bits = builder.bitcast(args[0], context.get_value_type(
-            numba.types.int32 if x.bitwidth == 32 else numba.types.int64))
-        if x.bitwidth == 32:
-            bits = builder.sext(bits, context.get_value_type(numba.types.int64))
-        return bits
+    def _float_bits(x):
+        return int(np.asarray(x).view(np.int32 if x.dtype == np.float32 else np.int64))
 
-    return numba.types.int64(x), codegen
+    def _bits_f64(i):
+        return np.int64(i).view(np.float64)
+
+    def _bits_f32(i):
+        return np.int64(i).astype(np.int32).view(np.float32)
+
+else:
+
+    @numba.extending.intrinsic
+    def _float_bits(typingctx, x):
+        """The IEEE bits of a float as an int64 (a float32's bits sign-extended)."""
+        if not isinstance(x, numba.types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            bits = builder.bitcast(args[0], context.get_value_type(
+                numba.types.int32 if x.bitwidth == 32 else numba.types.int64))
+            if x.bitwidth == 32:
+                bits = builder.sext(bits, context.get_value_type(numba.types.int64))
+            return bits
+
+        return numba.types.int64(x), codegen
 
 
-@numba.extending.intrinsic
-def _bits_f64(typingctx, i):
-    """The float64 whose IEEE bits are the int64 i."""
+    @numba.extending.intrinsic
+    def _bits_f64(typingctx, i):
+        """The float64 whose IEEE bits are the int64 i."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
 
-    return numba.types.float64(numba.types.int64), codegen
+        return numba.types.float64(numba.types.int64), codegen
 
 
-@numba.extending.intrinsic
-def _bits_f32(typingctx, i):
-    """The float32 whose IEEE bits are the low 32 bits of the int64 i."""
+    @numba.extending.intrinsic
+    def _bits_f32(typingctx, i):
+        """The float32 whose IEEE bits are the low 32 bits of the int64 i."""
 
-    def codegen(context, builder, signature, args):
-        low = builder.trunc(args[0], context.get_value_type(numba.types.int32))
-        return builder.bitcast(low, context.get_value_type(numba.types.float32))
+        def codegen(context, builder, signature, args):
+            low = builder.trunc(args[0], context.get_value_type(numba.types.int32))
+            return builder.bitcast(low, context.get_value_type(numba.types.float32))
 
-    return numba.types.float32(numba.types.int64), codegen
+        return numba.types.float32(numba.types.int64), codegen
 
 
 @numba.njit(inline="always")
@@ -312,8 +345,8 @@ def _vexp_f32(x):
 
 
 def _vexp(x):
-    """exp(x), by the vectorizable algorithm of x's dtype: callable in kernels only."""
-    raise NotImplementedError("_vexp is only available inside compiled kernels")
+    """exp(x), by the vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    return _vexp_f32(x) if np.asarray(x).dtype == np.float32 else _vexp_f64(x)
 
 
 @numba.extending.overload(_vexp, inline="always")

@@ -235,6 +235,25 @@ def _scalar_arg(kernel, name, value, check, meaning):
     return value
 
 
+def _check_nonempty(kernel, name, a):
+    """A mean over an empty batch is undefined: refuse it rather than return nan."""
+    if a.size == 0:
+        raise ValueError(f"{kernel}(): argument '{name}' is empty; it needs at least one element")
+
+
+def _combine(partials):
+    """The sum of block sums and compensations, correctly rounded (math.fsum), so the
+    result does not depend on how the blocks were split among threads. Infinities and
+    nan propagate as in ordinary addition (fsum refuses them)."""
+    values = partials.ravel()
+    if np.all(np.isfinite(values)):
+        try:
+            return math.fsum(values.tolist())
+        except OverflowError:
+            pass
+    return float(np.sum(values))
+
+
 # ---- bias_variance (scalar) -----------------------------------------
 import collections  # noqa: E402  (only modules with a result object need it)
 
