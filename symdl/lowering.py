@@ -27,7 +27,7 @@ from .formula import (
 )
 from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
-from .vecmath import FORMATS, exp_algorithm, vectorize
+from .vecmath import ALGORITHMS, FORMATS, vectorize
 
 
 @dataclass
@@ -137,14 +137,17 @@ def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix:
 
 
 def vecmath_functions() -> list[dict]:
-    """The vectorizable exp of each float format, as printed statements."""
+    """Each vectorizable function (symdl/vecmath.py), per float format, as statements."""
     out = []
-    for width, dtype in [(64, "float64"), (32, "float32")]:
-        steps, result = exp_algorithm(FORMATS[width])
-        body = [Statement(str(s), IndexPrinter().doprint(e) if kind == "int" else numba_code(e))
-                for s, e, kind in steps]
-        out.append({"name": f"_vexp_f{width}", "dtype": dtype, "body": body,
-                    "result": str(result)})
+    for _, name, algorithm in ALGORITHMS.values():
+        impls = []
+        for width, dtype in [(64, "float64"), (32, "float32")]:
+            steps, result = algorithm(FORMATS[width])
+            body = [Statement(str(s), IndexPrinter().doprint(e) if kind == "int"
+                              else numba_code(e)) for s, e, kind in steps]
+            impls.append({"name": f"_{name}_f{width}", "width": width, "dtype": dtype,
+                          "body": body, "result": str(result)})
+        out.append({"name": f"_{name}", "impls": impls})
     return out
 
 

@@ -81,6 +81,13 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_VecExp(self, expr: sp.Expr) -> str:
         return f"_vexp({self._print(expr.args[0])})"
 
+    def _print_VecTanh(self, expr: sp.Expr) -> str:
+        return f"_vtanh({self._print(expr.args[0])})"
+
+    def _print_CopySign(self, expr: sp.Expr) -> str:
+        a, b = (self._print(arg) for arg in expr.args)
+        return f"math.copysign({a}, {b})"
+
     def _print_FloatBits(self, expr: sp.Expr) -> str:
         return f"_float_bits({NumbaPrinter().doprint(expr.args[0])})"
 

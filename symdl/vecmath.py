@@ -35,6 +35,24 @@ class VecExp(sp.Function):
         return sp.exp(arg)
 
 
+class VecTanh(sp.Function):
+    """tanh(x), computed by the vectorizable algorithm of the kernel's dtype."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.tanh(self.args[0]))
+
+    def _eval_rewrite_as_tanh(self, arg, **kwargs) -> sp.Expr:
+        return sp.tanh(arg)
+
+
+class CopySign(sp.Function):
+    """|a| with the sign of b (IEEE copysign: a select on the sign bit, vectorizable)."""
+
+    nargs = 2
+
+
 class FloatBits(sp.Function):
     """The IEEE bits of a float, as a signed 64-bit integer (float32: sign-extended)."""
 
@@ -71,6 +89,7 @@ class FloatFormat:
     bias: int  # exponent bias
     degree: int  # Taylor degree: remainder below 2**-mantissa / 100 on |r| <= ln2/2
     ln2_hi_bits: int  # ln2_hi has this many significant bits, so k*ln2_hi is exact
+    tanh_depth: int  # depth of Lambert's continued fraction for tanh on |x| < TANH_CUT
 
     @property
     def emax(self) -> int:
@@ -81,7 +100,11 @@ class FloatFormat:
         return -(self.bias - 1) - self.mantissa  # the smallest subnormal is 2**emin
 
 
-FORMATS = {64: FloatFormat(64, 52, 1023, 13, 32), 32: FloatFormat(32, 23, 127, 7, 12)}
+FORMATS = {64: FloatFormat(64, 52, 1023, 13, 32, 7), 32: FloatFormat(32, 23, 127, 7, 12, 4)}
+
+#: Below this |x|, tanh is the continued fraction; above, (1 - e)/(1 + e) with
+#: e = exp(-2|x|) <= 0.29, where 1 - e has no cancellation.
+TANH_CUT = sp.Rational(5, 8)
 
 
 def _float_bits(value: float, width: int) -> int:
@@ -126,6 +149,44 @@ def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]
     return steps, y
 
 
+def tanh_convergent(depth: int) -> tuple[sp.Expr, sp.Expr]:
+    """Lambert's continued fraction tanh x = x/(1 + x^2/(3 + x^2/(5 + ...))), cut at
+    ``depth`` and simplified by SymPy to x*p(s)/q(s) with s = x^2: (p(s), q(s))."""
+    x, s = sp.symbols("x s", real=True)
+    d = sp.Integer(2 * depth + 1)
+    for j in reversed(range(depth)):
+        d = (2 * j + 1) + x**2 / d
+    num, den = sp.fraction(sp.cancel(x / d))
+    p = sp.expand(sp.cancel(num / x)).subs(x**2, s)
+    q = sp.expand(den).subs(x**2, s)
+    lead = sp.Poly(q, s).LC() if q.has(s) else q
+    return sp.expand(p / lead), sp.expand(q / lead)
+
+
+def tanh_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """tanh(x): a rational function near 0, exp-based beyond; both branches are
+    computed and one selected, so the loop vectorizes."""
+    x = sp.Symbol("x", real=True)
+    a, s, small, e, large, y = sp.symbols("a s small e large y", real=True)
+    p, q = tanh_convergent(fmt.tanh_depth)
+    steps = [
+        (a, sp.Abs(x), "float"),
+        (s, x * x, "float"),
+        (small, x * sp.horner(p, wrt=s) / sp.horner(q, wrt=s), "float"),
+        (e, VecExp(-2 * a), "float"),
+        (large, CopySign((1 - e) / (1 + e), x), "float"),
+        (y, sp.Piecewise((small, a < TANH_CUT), (large, True)), "float"),
+    ]
+    return steps, y
+
+
+#: The vectorizable functions: SymPy function -> (node, printed name, algorithm).
+ALGORITHMS = {sp.exp: (VecExp, "vexp", exp_algorithm),
+              sp.tanh: (VecTanh, "vtanh", tanh_algorithm)}
+
+
 def vectorize(expr: sp.Expr) -> sp.Expr:
-    """Replace exp by its vectorizable form (a node printed as a call of _vexp)."""
-    return expr.replace(sp.exp, VecExp)
+    """Replace exp and tanh by their vectorizable forms (nodes printed as _vexp, _vtanh)."""
+    for func, (node, _, _) in ALGORITHMS.items():
+        expr = expr.replace(func, node)
+    return expr

@@ -345,7 +345,7 @@ def _vexp_f32(x):
 
 
 def _vexp(x):
-    """exp(x), by the vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    """The vectorizable algorithm of x's dtype (compiled: the overload below)."""
     return _vexp_f32(x) if np.asarray(x).dtype == np.float32 else _vexp_f64(x)
 
 
@@ -358,7 +358,45 @@ def _vexp_typed(x):
     return None
 
 
-_CORES.__dict__.update(_vexp=_vexp)
+@numba.njit(inline="always")
+def _vtanh_f64(x):
+    T = np.float64
+    a = abs(x)
+    s = x*x
+    small = x*(s*(s*(T(36)*s + T(6930)) + T(270270)) + T(2027025))/(s*(s*(s*(s + T(630)) + T(51975)) + T(945945)) + T(2027025))
+    e = _vexp(-T(2)*a)
+    large = math.copysign((T(1) - e)/(e + T(1)), x)
+    y = ((small) if (a < T(0.625)) else (large))
+    return y
+
+
+@numba.njit(inline="always")
+def _vtanh_f32(x):
+    T = np.float32
+    a = abs(x)
+    s = x*x
+    small = x*(s*((T(0.06666666666666667))*s + T(7)) + T(63))/(s*(s + T(28)) + T(63))
+    e = _vexp(-T(2)*a)
+    large = math.copysign((T(1) - e)/(e + T(1)), x)
+    y = ((small) if (a < T(0.625)) else (large))
+    return y
+
+
+def _vtanh(x):
+    """The vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    return _vtanh_f32(x) if np.asarray(x).dtype == np.float32 else _vtanh_f64(x)
+
+
+@numba.extending.overload(_vtanh, inline="always")
+def _vtanh_typed(x):
+    if isinstance(x, numba.types.Float):
+        if x.bitwidth == 32:
+            return lambda x: _vtanh_f32(x)
+        return lambda x: _vtanh_f64(x)
+    return None
+
+
+_CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh)
 
 
 # ---- sigmoid (map) --------------------------------------------------
@@ -439,7 +477,7 @@ def _tanh_ser(a_x, a_y):
     T = a_y.dtype.type
     for i in range(a_x.size):
         x = a_x[i]
-        a_y[i] = math.tanh(x)
+        a_y[i] = _vtanh(x)
 
 
 @_jit(parallel=True)
@@ -447,7 +485,7 @@ def _tanh_par(a_x, a_y):
     T = a_y.dtype.type
     for i in numba.prange(a_x.size):
         x = a_x[i]
-        a_y[i] = math.tanh(x)
+        a_y[i] = _vtanh(x)
 
 
 def tanh(x, out=None):

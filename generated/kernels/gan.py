@@ -353,7 +353,7 @@ def _vexp_f32(x):
 
 
 def _vexp(x):
-    """exp(x), by the vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    """The vectorizable algorithm of x's dtype (compiled: the overload below)."""
     return _vexp_f32(x) if np.asarray(x).dtype == np.float32 else _vexp_f64(x)
 
 
@@ -366,7 +366,45 @@ def _vexp_typed(x):
     return None
 
 
-_CORES.__dict__.update(_vexp=_vexp)
+@numba.njit(inline="always")
+def _vtanh_f64(x):
+    T = np.float64
+    a = abs(x)
+    s = x*x
+    small = x*(s*(s*(T(36)*s + T(6930)) + T(270270)) + T(2027025))/(s*(s*(s*(s + T(630)) + T(51975)) + T(945945)) + T(2027025))
+    e = _vexp(-T(2)*a)
+    large = math.copysign((T(1) - e)/(e + T(1)), x)
+    y = ((small) if (a < T(0.625)) else (large))
+    return y
+
+
+@numba.njit(inline="always")
+def _vtanh_f32(x):
+    T = np.float32
+    a = abs(x)
+    s = x*x
+    small = x*(s*((T(0.06666666666666667))*s + T(7)) + T(63))/(s*(s + T(28)) + T(63))
+    e = _vexp(-T(2)*a)
+    large = math.copysign((T(1) - e)/(e + T(1)), x)
+    y = ((small) if (a < T(0.625)) else (large))
+    return y
+
+
+def _vtanh(x):
+    """The vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    return _vtanh_f32(x) if np.asarray(x).dtype == np.float32 else _vtanh_f64(x)
+
+
+@numba.extending.overload(_vtanh, inline="always")
+def _vtanh_typed(x):
+    if isinstance(x, numba.types.Float):
+        if x.bitwidth == 32:
+            return lambda x: _vtanh_f32(x)
+        return lambda x: _vtanh_f64(x)
+    return None
+
+
+_CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh)
 
 
 # ---- gan_d_loss (batch reduction) -----------------------------------
