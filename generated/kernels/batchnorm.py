@@ -40,14 +40,17 @@ _CORES.__dict__.update(math=math, np=np, numba=numba)
 _CORES = sys.modules.setdefault(_CORES.__name__, _CORES)
 
 
-def _jit(parallel):
+def _jit(parallel, reassoc=False):
     """Compile a core: cached on disk; "contract" (FMA) is the one fast-math flag that
-    keeps IEEE semantics for inf/nan; numpy's error model lets divisions vectorize."""
+    keeps IEEE semantics for inf/nan; numpy's error model lets divisions vectorize.
+    reassoc (sums in index notation only) lets LLVM split a dot product into vector
+    lanes: still deterministic, as one thread computes each output element."""
 
     def decorate(fn):
         fn = types.FunctionType(fn.__code__, _CORES.__dict__, fn.__name__)
+        flags = {"contract", "reassoc"} if reassoc else {"contract"}
         return numba.njit(cache=True, nogil=True, parallel=parallel, error_model="numpy",
-                          fastmath={"contract"})(fn)
+                          fastmath=flags)(fn)
 
     return decorate
 

@@ -37,14 +37,17 @@ _CORES.__dict__.update(math=math, np=np, numba=numba)
 _CORES = sys.modules.setdefault(_CORES.__name__, _CORES)
 
 
-def _jit(parallel):
+def _jit(parallel, reassoc=False):
     """Compile a core: cached on disk; "contract" (FMA) is the one fast-math flag that
-    keeps IEEE semantics for inf/nan; numpy's error model lets divisions vectorize."""
+    keeps IEEE semantics for inf/nan; numpy's error model lets divisions vectorize.
+    reassoc (sums in index notation only) lets LLVM split a dot product into vector
+    lanes: still deterministic, as one thread computes each output element."""
 
     def decorate(fn):
         fn = types.FunctionType(fn.__code__, _CORES.__dict__, fn.__name__)
+        flags = {"contract", "reassoc"} if reassoc else {"contract"}
         return numba.njit(cache=True, nogil=True, parallel=parallel, error_model="numpy",
-                          fastmath={"contract"})(fn)
+                          fastmath=flags)(fn)
 
     return decorate
 
@@ -255,7 +258,7 @@ def _combine(partials):
 
 
 # ---- matvec (contraction) -------------------------------------------
-@_jit(parallel=False)
+@_jit(parallel=False, reassoc=True)
 def _matvec_ser(a_A, a_x, a_y):
     T = a_y.dtype.type
     m = a_A.shape[0]
@@ -267,7 +270,7 @@ def _matvec_ser(a_A, a_x, a_y):
         a_y[i] = _acc0
 
 
-@_jit(parallel=True)
+@_jit(parallel=True, reassoc=True)
 def _matvec_par(a_A, a_x, a_y):
     T = a_y.dtype.type
     m = a_A.shape[0]
