@@ -8,12 +8,20 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .codegen import FormulaModule, builtin_modules, file_modules, render, write
-from .formula import FormulaError
+from .errors import FormulaError
+
+if TYPE_CHECKING:
+    from .codegen import FormulaModule
+
+# SymPy and the generator are imported inside the commands: `symdl generate` with
+# nothing to do answers from the fingerprint (symdl/cache.py) without them.
 
 
 def _modules(args: argparse.Namespace) -> list[FormulaModule]:
+    from .codegen import builtin_modules, file_modules
+
     return file_modules(args.formulas) if args.formulas else builtin_modules()
 
 
@@ -26,11 +34,29 @@ def _progress(msg: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from . import cache
+
     start = time.perf_counter()
+    out = Path(args.out or "generated")
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    if not templates.is_dir():
+        from .codegen import templates_dir
+
+        templates = templates_dir()
+    print_ = cache.fingerprint(templates, args.formulas)
+    same = cache.up_to_date(out, args.formulas, print_)
+    if same is not None:
+        word = "up to date" if args.check else "unchanged"
+        print(f"symdl generate{' --check' if args.check else ''}: {len(same)} file(s) in "
+              f"{out}/ {word} (nothing changed since the last generation)")
+        return 0
+    from .codegen import render, write
+
     _progress("symdl: deriving and printing formulas ...")
     files = render(_modules(args), sheet_name=_sheet_name(args))
-    out = Path(args.out or "generated")
     report = write(files, out, check=args.check)
+    if not report.stale:
+        cache.remember(out, args.formulas, print_, sorted(files))
     if args.check:
         if report.stale:
             for diff in report.stale.values():
@@ -130,6 +156,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sheet(args: argparse.Namespace) -> int:
+    from .codegen import render, write
     from .sheet import build_pdf
 
     files = render(_modules(args), sheet_name=_sheet_name(args))

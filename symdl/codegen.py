@@ -25,7 +25,7 @@ from .lowering import KernelPlan, plan, vecmath_functions
 from .sheet import entry, section_plot
 
 #: Named settings printed into each generated module (user-overridable at run time).
-PARALLEL_THRESHOLD = 1 << 15
+PARALLEL_THRESHOLD = 1 << 18  # measured crossover: docs/benchmarks.md
 REDUCTION_BLOCK = 1 << 13
 BATCH_BLOCK = 1 << 14
 

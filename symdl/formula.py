@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from .errors import FormulaError
+
 # Names the generated code reserves for itself: arrays are passed to cores as
 # ``a_<name>``, scalars as ``p_<name>``, temporaries are ``_c<k>``. A user name that
 # starts with an underscore could collide with them, so it is refused.
@@ -40,10 +42,6 @@ PARAM_CHECKS = {
     "step": "an integer >= 1",
     "batch_size": "an integer >= 2",
 }
-
-
-class FormulaError(ValueError):
-    """A formula definition is malformed (bad name, unknown symbol, ...)."""
 
 
 def check_identifier(name: str, what: str) -> str:

@@ -61,8 +61,23 @@ def test_generate_rewrites_only_what_changed(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.py")}
     capsys.readouterr()
     assert main(["generate", "--out", str(out)]) == 0
-    assert "0 written" in capsys.readouterr().out
+    assert "wrote" not in capsys.readouterr().out
     assert stamps == {p: p.stat().st_mtime_ns for p in out.rglob("*.py")}
+
+
+def test_fingerprint_shortcut_still_sees_a_hand_edit(tmp_path, capsys):
+    """The no-change shortcut trusts its record only while the files match it."""
+    out = tmp_path / "gen"
+    assert main(["generate", "--out", str(out)]) == 0
+    assert main(["generate", "--check", "--out", str(out)]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    target = out / "kernels" / "linalg.py"
+    target.write_text(target.read_text() + "# edited by hand\n")
+    assert main(["generate", "--check", "--out", str(out)]) == 1
+    assert "kernels/linalg.py" in capsys.readouterr().out
+    target.unlink()
+    assert main(["generate", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out and target.exists()
 
 
 def test_editing_a_formula_changes_kernel_derivative_and_sheet(tmp_path):

@@ -77,7 +77,8 @@ def test_read_only_install_falls_back_to_a_user_cache(installed, tmp_path):
     try:
         pkg.chmod(0o555)
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                           env={**os.environ, "HOME": str(tmp_path)})
+                           env={**os.environ, "HOME": str(tmp_path),
+                                "XDG_CACHE_HOME": str(tmp_path / ".cache")})
     finally:
         pkg.chmod(mode)
     assert r.returncode == 0, r.stderr

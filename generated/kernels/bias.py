@@ -17,7 +17,7 @@ import types
 import numba
 import numpy as np
 
-PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 32768))
+PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 262144))
 """Element count from which the parallel core is used (override with the
 SYMDL_PARALLEL_THRESHOLD environment variable, or assign this attribute)."""
 
