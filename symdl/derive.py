@@ -20,6 +20,8 @@ from .formula import (
     Elementwise,
     FormulaError,
     MaskedElementwise,
+    Network,
+    NetworkGradient,
 )
 
 
@@ -204,6 +206,8 @@ def expand_formulas(formulas: list) -> list:
             out.append(inference_formula(f))
         elif isinstance(f, BatchReduction) and f.gradient:
             out.append(gradient_formula(f))
+        elif isinstance(f, Network):
+            out.append(network_backward_formula(f))
     return out
 
 
@@ -240,4 +244,75 @@ def gradient_formula(f: BatchReduction) -> BatchMap:
         of=of,
         domains=dict(f.domains),
         derived_from=f.name,
+    )
+
+
+def hadamard_form(expr: sp.Expr, y: sp.Symbol, A: sp.MatrixExpr) -> sp.MatrixExpr:
+    """A scalar expression in y, applied to each element of the column A, as a matrix
+    expression: y (1 - y) -> A o (1 - A), 1 - y**2 -> 1 - A^(o2) (o: elementwise)."""
+    one = sp.OneMatrix(*A.shape)
+    if expr == y:
+        return A
+    if expr.is_Number:
+        return one if expr == 1 else expr * one
+    if expr.is_Add:  # constants first, as the scalar sheet prints them: 1 - A
+        terms = sorted(expr.args, key=lambda t: (not t.is_Number, sp.default_sort_key(t)))
+        return sp.MatAdd(*[hadamard_form(t, y, A) for t in terms], evaluate=False)
+    if expr.is_Mul:
+        coeff, factors = expr.as_coeff_mul()
+        lifted = [hadamard_form(f, y, A) for f in factors]
+        prod = lifted[0] if len(lifted) == 1 else sp.HadamardProduct(*lifted)
+        return prod if coeff == 1 else coeff * prod
+    if expr.is_Pow and expr.base == y and expr.exp.is_Integer and expr.exp > 0:
+        return sp.HadamardPower(A, expr.exp)
+    raise DerivationError(f"cannot write {expr} elementwise in {A}")
+
+
+def network_backward_formula(fwd: Network) -> NetworkGradient:
+    """Reverse mode through a ``Network``, every derivative taken by SymPy.
+
+    Per sample, with L = df * f: SymPy's matrix calculus differentiates the readout
+    and each linear layer (d tr(delta^T W a) / dW = delta a^T, / da = W^T delta). Each
+    activation's derivative is differentiated from its scalar formula and rewritten in
+    terms of its output (``in_terms_of_output``), then applied elementwise:
+    delta_l = G_l o act'(A_l), where G_l = dL/dA_l.
+    """
+    s = fwd.symbols()
+    df = sp.Symbol("df", real=True)
+    depth = len(fwd.layers)
+    loss = sp.Trace(df * fwd.steps()[fwd.output])
+    steps: dict[str, sp.MatrixExpr] = {}
+    local: dict[str, sp.Expr] = {}
+    n = fwd.widths()
+    steps[f"G{depth}"] = loss.diff(s[f"A{depth}"])
+    steps["d" + fwd.readout] = loss.diff(s[fwd.readout])
+    for k in range(depth, 0, -1):
+        layer = fwd.layers[k - 1]
+        (x,) = layer.activation.inputs
+        ((yname, expr),) = layer.activation.outputs.items()
+        y = sp.Symbol(yname, real=True)
+        local[f"A{k}"] = in_terms_of_output(sp.diff(expr, x), x, expr, y).subs(
+            y, sp.Symbol(f"A{k}", real=True))
+        G = sp.MatrixSymbol(f"G{k}", n[k], 1)
+        A = s[f"A{k}"]
+        act = hadamard_form(local[f"A{k}"], sp.Symbol(f"A{k}", real=True), A)
+        factors = act.args if isinstance(act, sp.HadamardProduct) else (act,)
+        steps[f"delta{k}"] = sp.HadamardProduct(G, *factors)
+        delta = sp.MatrixSymbol(f"delta{k}", n[k], 1)
+        prev = s[f"A{k - 1}"] if k > 1 else s[fwd.sample]
+        linear = sp.Trace(delta.T * s[layer.weight] * prev)
+        steps["d" + layer.weight] = linear.diff(s[layer.weight])
+        steps[f"G{k - 1}" if k > 1 else "d" + fwd.input] = linear.diff(prev)
+    return NetworkGradient(
+        name=backward_name(fwd.name),
+        section=fwd.section,
+        title=f"{fwd.title}: backward",
+        doc=f"Gradients of sum(df * {fwd.output}) over the batch with respect to the input, "
+            "the weights and the readout, derived by SymPy (reverse mode).",
+        network=fwd,
+        steps=steps,
+        local=local,
+        shared=tuple("d" + n_ for n_ in [*(ly.weight for ly in fwd.layers), fwd.readout]),
+        results=("d" + fwd.input, *("d" + ly.weight for ly in fwd.layers), "d" + fwd.readout),
+        derived_from=fwd.name,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import keyword
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -564,6 +565,131 @@ class MaskedElementwise(Formula):
     def content_hash(self) -> str:
         extra = repr((self.args, self.flag_default))
         return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a ``Network``: Z = weight @ A_prev, A = activation(Z), no bias.
+
+    ``activation`` is a one-input, one-output ``Elementwise`` formula from the library
+    (sigmoid, tanh): its SymPy expression is applied to each element of Z, and its
+    derivative is derived from that expression (``symdl.derive``).
+    """
+
+    weight: str
+    activation: Elementwise
+
+    def __post_init__(self) -> None:
+        check_identifier(self.weight, "weight")
+        act = self.activation
+        if not isinstance(act, Elementwise) or len(act.inputs) != 1 or len(act.outputs) != 1 \
+                or act.params or act.steps:
+            raise FormulaError(f"layer {self.weight!r}: the activation must be a one-input, "
+                               "one-output Elementwise formula (sigmoid, tanh)")
+
+
+@dataclass(frozen=True)
+class Network(Formula):
+    """A fully connected network without biases, applied to each row of a batch:
+
+        Z_1 = W_1 x, A_1 = act_1(Z_1), ..., Z_L = W_L A_{L-1}, A_L = act_L(Z_L),
+        f = w^T A_L
+
+    ``layers`` fix the depth and each layer's weight name and activation; the widths
+    stay symbolic (n_0, ..., n_L) and are read from the arrays at run time. The kernel
+    takes the batch ``input`` (m, n_0), the weights (n_l, n_{l-1}) and the ``readout``
+    vector (n_L,), and returns f (m,). The sheet writes one sample as the column
+    vector ``sample``. The backward kernel ``<name>_backward`` is derived by SymPy
+    (``symdl.derive.network_backward_formula``).
+    """
+
+    input: str = "X"
+    sample: str = "x"
+    layers: tuple[Layer, ...] = ()
+    readout: str = "w"
+    output: str = "f"
+    kind: str = field(default="network", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise FormulaError(f"{self.name}: a network needs at least one layer")
+        names = [self.input, self.sample, self.readout, self.output,
+                 *[ly.weight for ly in self.layers]]
+        for n in names:
+            check_identifier(n, "network name")
+        if len(set(names)) != len(names):
+            raise FormulaError(f"{self.name}: input, weight, readout and output names must "
+                               "be distinct")
+        # The derivation names its per-sample intermediates Z<k>, A<k>, G<k>, delta<k>,
+        # the seed df and the gradients d<name>: a user name must not shadow them.
+        for n in names:
+            if n == "df" or n.startswith("d") and n[1:] in names or re.fullmatch(
+                    r"(Z|A|G|delta)\d+", n):
+                raise FormulaError(f"{self.name}: name {n!r} is reserved for the derivation")
+
+    def widths(self) -> list[sp.Symbol]:
+        """n_0 (input width), n_1, ..., n_L: symbolic, bound to array sizes at run time."""
+        return [sp.Symbol(f"n{k}", integer=True, positive=True)
+                for k in range(len(self.layers) + 1)]
+
+    def symbols(self) -> dict[str, sp.MatrixSymbol]:
+        """The per-sample matrix symbols: x, W_l, Z_l, A_l (columns), the readout w."""
+        n = self.widths()
+        out = {self.sample: sp.MatrixSymbol(self.sample, n[0], 1)}
+        for k, ly in enumerate(self.layers, start=1):
+            out[ly.weight] = sp.MatrixSymbol(ly.weight, n[k], n[k - 1])
+            out[f"Z{k}"] = sp.MatrixSymbol(f"Z{k}", n[k], 1)
+            out[f"A{k}"] = sp.MatrixSymbol(f"A{k}", n[k], 1)
+        out[self.readout] = sp.MatrixSymbol(self.readout, n[-1], 1)
+        return out
+
+    def steps(self) -> dict[str, sp.MatrixExpr]:
+        """The forward pass per sample, in order: Z_l, A_l, then f (a 1x1 matrix)."""
+        s = self.symbols()
+        prev = s[self.sample]
+        out: dict[str, sp.MatrixExpr] = {}
+        for k, ly in enumerate(self.layers, start=1):
+            (x,) = ly.activation.inputs
+            (expr,) = ly.activation.outputs.values()
+            out[f"Z{k}"] = s[ly.weight] * prev
+            out[f"A{k}"] = s[f"Z{k}"].applyfunc(sp.Lambda(x, expr))
+            prev = s[f"A{k}"]
+        out[self.output] = s[self.readout].T * prev
+        return out
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return dict(self.steps())
+
+    def argument_names(self) -> list[str]:
+        return [self.input, *[ly.weight for ly in self.layers], self.readout]
+
+
+@dataclass(frozen=True)
+class NetworkGradient(Formula):
+    """The backward pass of a ``Network``, derived by SymPy (``symdl.derive``).
+
+    ``steps`` are per-sample matrix expressions in reverse order: the adjoints
+    G_l = df/dA_l, the layer deltas delta_l = df/dZ_l, and the gradients. The gradients
+    of the shared parameters (``shared``: weights, readout) are summed over the batch,
+    each sample weighted by its incoming gradient ``seed`` (df). ``local`` holds each
+    layer's activation derivative in terms of its output (sigmoid: A (1 - A)).
+    """
+
+    network: Network | None = None
+    seed: str = "df"
+    steps: Mapping[str, sp.MatrixExpr] = field(default_factory=dict)
+    local: Mapping[str, sp.Expr] = field(default_factory=dict)
+    shared: tuple[str, ...] = ()
+    results: tuple[str, ...] = ()
+    kind: str = field(default="network_gradient", init=False)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {**self.network.steps(), **self.steps}
+
+    def argument_names(self) -> list[str]:
+        return [*self.network.argument_names(), self.seed]
 
 
 @dataclass(frozen=True)

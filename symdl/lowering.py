@@ -20,7 +20,10 @@ from .formula import (
     Contraction,
     Elementwise,
     Formula,
+    FormulaError,
     MaskedElementwise,
+    Network,
+    NetworkGradient,
     Param,
     Reduction,
     ScalarFunction,
@@ -448,7 +451,175 @@ def plan_batch_map(f: BatchMap) -> KernelPlan:
     )
 
 
-PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
+@dataclass
+class _Role:
+    """How a per-sample symbol of a network lives in the batched kernel: ``array`` is
+    the core variable; ``batch``: one row per sample, else shared by all samples;
+    ``rank``: 0 per-sample scalar, 1 column vector, 2 matrix (per sample)."""
+
+    array: str
+    batch: bool
+    rank: int
+
+
+def _network_roles(net: Network) -> dict[str, _Role]:
+    roles = {net.sample: _Role(f"a_{net.input}", True, 1), "df": _Role("a_df", True, 0),
+             net.readout: _Role(f"a_{net.readout}", False, 1),
+             net.output: _Role(f"a_{net.output}", True, 0)}
+    for ly in net.layers:
+        roles[ly.weight] = _Role(f"a_{ly.weight}", False, 2)
+    return roles
+
+
+def _element(e: sp.Basic) -> sp.Expr:
+    """One element of an elementwise per-sample matrix expression, as a scalar SymPy
+    expression in symbols named after the matrices (loaded at [i, c] in the loop)."""
+    if isinstance(e, sp.MatrixSymbol):
+        return sp.Symbol(e.name, real=True)
+    if isinstance(e, sp.OneMatrix):
+        return sp.S.One
+    if isinstance(e, sp.HadamardProduct):
+        return sp.Mul(*[_element(a) for a in e.args])
+    if isinstance(e, sp.MatAdd):
+        return sp.Add(*[_element(a) for a in e.args])
+    if isinstance(e, sp.HadamardPower):
+        return _element(e.base) ** e.exp
+    if isinstance(e, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        return e.function(_element(e.expr))
+    if isinstance(e, sp.MatMul) and sum(a.is_Matrix for a in e.args) == 1:
+        return sp.Mul(*[_element(a) if a.is_Matrix else a for a in e.args])
+    if not getattr(e, "is_Matrix", False):
+        return e  # a per-sample scalar (df) or a number
+    raise FormulaError(f"{e} is not elementwise")
+
+
+def _dot(name: str, e: sp.MatrixExpr, roles: dict[str, _Role], shared: bool) -> tuple[str, str]:
+    """The BLAS product (left, right) computing a per-sample product batched over rows.
+
+    Row i of a batch array holds sample i's column vector (transposed), so per sample
+    y = W v is Y = V W^T; summed over the batch (a shared gradient), u v^T is U^T V and
+    s v (s a per-sample scalar) is s^T V."""
+    factors = e.args if isinstance(e, sp.MatMul) else ()
+    if len(factors) != 2 or any(a.is_Number for a in factors):
+        raise FormulaError(f"{name} = {e}: not a product of two factors")
+
+    def operand(f):
+        t = isinstance(f, sp.Transpose)
+        base = f.arg if t else f
+        return roles[base.name if hasattr(base, "name") else str(base)], t
+
+    (r1, t1), (r2, t2) = operand(factors[0]), operand(factors[1])
+    if not shared and r2.batch and r2.rank == 1 and not t2 and not r1.batch:
+        if r1.rank == 2:  # W v or W^T v
+            return r2.array, r1.array if t1 else f"{r1.array}.T"
+        if r1.rank == 1 and t1:  # w^T v: one number per sample
+            return r2.array, r1.array
+    if shared and r1.batch and r2.batch:
+        if r1.rank == 1 and not t1 and r2.rank == 1 and t2:  # sum of u v^T
+            return f"{r1.array}.T", r2.array
+        if r1.rank == 0 and r2.rank == 1 and not t2:  # sum of s v
+            return r1.array, r2.array
+    raise FormulaError(f"{name} = {e}: no batched BLAS form for this product")
+
+
+def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
+                 shared: set[str], outputs: list[str]) -> tuple[list[dict], list[Statement]]:
+    """Per-sample steps -> kernel ops: "dot" (a BLAS product, the structure) or "map"
+    (an elementwise loop whose statements are printed from SymPy). An elementwise
+    step used only by elementwise steps is substituted into them (never stored); a
+    map writes over an input buffer that is dead after it."""
+    def is_map(n, e):
+        return n not in shared and not (isinstance(e, sp.MatMul) and
+                                        sum(a.is_Matrix for a in e.args) == 2)
+
+    def users(n):
+        return [m for m, e in steps.items() if n in {a.name for a in e.atoms(sp.MatrixSymbol)}]
+
+    steps = dict(steps)
+    for n in list(steps):
+        if n not in outputs and is_map(n, steps[n]) and users(n) and all(
+                is_map(u, steps[u]) for u in users(n)):
+            sym = next(a for u in users(n) for a in steps[u].atoms(sp.MatrixSymbol)
+                       if a.name == n)
+            for u in users(n):
+                steps[u] = steps[u].xreplace({sym: steps[n]})
+            del steps[n]
+    order = list(steps)
+    last_use = {n: max([order.index(u) for u in users(n)], default=-1) for n in order}
+    roles = dict(roles)
+    ops, statements = [], []
+    for j, (n, e) in enumerate(steps.items()):
+        out = n in outputs
+        if n not in roles:
+            roles[n] = _Role(f"a_{n}" if out else f"_t_{n}", n not in shared,
+                             0 if e.shape == (1, 1) else 1 if e.shape[1] == 1 else 2)
+        if not is_map(n, e):
+            left, right = _dot(n, e, roles, n in shared)
+            ops.append({"kind": "dot", "target": roles[n].array, "left": left,
+                        "right": right, "out": out})
+            continue
+        expr = _element(e)
+        names = sorted(s.name for s in expr.free_symbols)
+        loads = []
+        for name in names:
+            r = roles[name]
+            index = ("i, c" if r.rank else "i") if r.batch else "c"
+            loads.append(Statement(name, f"{r.array}[{index}]"))
+        reuse = [m for m in names if m in last_use and last_use[m] == j and not roles[m]
+                 .array.startswith("a_") and steps[m].shape == e.shape]
+        alloc = not out and not reuse
+        if reuse:
+            roles[n] = _Role(roles[reuse[0]].array, True, 1)
+        target = f"{roles[n].array}[i, c]"
+        body = _cse_statements({n: expr}, lambda _, t=target: t)
+        statements += body
+        ops.append({"kind": "map", "target": roles[n].array, "alloc": alloc,
+                    "cols": f"_{e.shape[0]}", "loads": loads, "body": body})
+    return ops, statements
+
+
+def _network_plan(f: Formula, net: Network, ops: list[dict], body: list[Statement],
+                  args: list[str], outputs: dict[str, list[str]], note: str) -> KernelPlan:
+    widths = [w.name for w in net.widths()]
+    dims = {net.input: ["m", widths[0]], net.readout: [widths[-1]], "df": ["m"]}
+    for k, ly in enumerate(net.layers, start=1):
+        dims[ly.weight] = [widths[k], widths[k - 1]]
+    bind = {"m": (net.input, 0), widths[0]: (net.input, 1)}
+    bind |= {widths[k]: (ly.weight, 0) for k, ly in enumerate(net.layers, start=1)}
+    return KernelPlan(
+        name=f.name, kind=f.kind, template="numba/network.py.j2",
+        doc=_docstring(f, note), hash=f.content_hash(), arrays=args,
+        outputs=list(outputs), body=body,
+        extra={"ops": ops, "dims": {a: dims[a] for a in args}, "bind": bind,
+               "out_dims": outputs, "widths": widths},
+    )
+
+
+def plan_network(f: Network) -> KernelPlan:
+    """The forward pass, batched over the rows of the input."""
+    roles = _network_roles(f)
+    ops, body = _network_ops(f.steps(), roles, set(), [f.output])
+    return _network_plan(f, f, ops, body, f.argument_names(), {f.output: ["m"]},
+                         "Per sample x (a row of the input, as a column vector):")
+
+
+def plan_network_gradient(f: NetworkGradient) -> KernelPlan:
+    """The forward pass again (the activations), then the derived backward steps."""
+    net = f.network
+    roles = _network_roles(net)
+    fwd = {k: e for k, e in net.steps().items() if k != net.output}
+    ops, body = _network_ops({**fwd, **f.steps}, roles, set(f.shared), list(f.results))
+    widths = [w.name for w in net.widths()]
+    out_dims = {f.results[0]: ["m", widths[0]]}
+    for k, ly in enumerate(net.layers, start=1):
+        out_dims["d" + ly.weight] = [widths[k], widths[k - 1]]
+    out_dims["d" + net.readout] = [widths[-1]]
+    return _network_plan(f, net, ops, body, f.argument_names(), out_dims,
+                         "Derived by SymPy (reverse mode), per sample x:")
+
+
+PLANNERS = {"network": plan_network, "network_gradient": plan_network_gradient,
+            "elementwise": plan_elementwise, "reduction": plan_reduction,
             "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
             "batch": plan_batch, "batch_gradient": plan_batch_gradient,
             "batch_reduction": plan_batch_reduction, "batch_map": plan_batch_map}

@@ -20,10 +20,11 @@ from .formula import (
     Elementwise,
     Formula,
     MaskedElementwise,
+    Network,
     Reduction,
     ScalarFunction,
 )
-from .printers import latex
+from .printers import SheetLatexPrinter, latex
 from .stable import stabilize
 
 TEX_INSTALL_HINT = (
@@ -172,6 +173,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
         return _scalar_entry(f, e)
     if isinstance(f, MaskedElementwise):
         return _masked_entry(f, e)
+    if isinstance(f, Network):
+        return _network_entry(f, e, derived)
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
@@ -248,6 +251,53 @@ def _masked_entry(f: MaskedElementwise, e: Entry) -> Entry:
                 f"{f.flag}={value}: test phase, the expected training output")))
     e.distributions = [rf"{latex(m.symbol)} \sim \operatorname{{Bernoulli}}\left("
                        rf"{latex(m.keep)}\right)"]
+    return e
+
+
+def _network_entry(f: Network, e: Entry, derived: list[Formula]) -> Entry:
+    """The forward pass per sample, then the chain SymPy derived (shown for df = 1, the
+    derivative of f itself), with the adjoints G_l substituted into the deltas."""
+    printer = SheetLatexPrinter(order="none")  # keep 1 - A, not -A + 1
+    tex = printer.doprint
+
+    def sym(name: str) -> str:
+        return tex(sp.MatrixSymbol(name, 1, 1))
+
+    steps = f.steps()
+    for k, layer in enumerate(f.layers, start=1):
+        z = sp.Symbol("z", real=True)
+        act = sp.Function(layer.activation.name)
+        e.definitions.append(Equation(sym(f"Z{k}"), tex(steps[f"Z{k}"])))
+        e.definitions.append(Equation(
+            sym(f"A{k}"), tex(act(sp.Symbol(f"Z{k}"))),
+            label=f"elementwise, with ${tex(act(z))} = "
+                  f"{tex(steps[f'A{k}'].function(z))}$"))
+    e.definitions.append(Equation(sym(f.output), tex(steps[f.output])))
+    (grad,) = derived
+    df = sp.Symbol(grad.seed, real=True)
+
+    def unit_seed(v: sp.MatrixExpr) -> sp.MatrixExpr:  # df -> 1, dropping the factor 1
+        return v.subs(df, 1).replace(
+            lambda a: isinstance(a, sp.MatMul) and a.args[0] == 1,
+            lambda a: a.func(*a.args[1:]) if len(a.args) > 2 else a.args[1])
+
+    adjoints = {sp.MatrixSymbol(k, *v.shape): unit_seed(v) for k, v in grad.steps.items()
+                if k.startswith("G")}
+
+    def partial(name: str) -> str:
+        wrt = f.sample if name == f.input else name
+        return rf"\frac{{\partial {sym(f.output)}}}{{\partial {sym(wrt)}}}"
+
+    for k, v in grad.steps.items():
+        v = unit_seed(v)
+        if k.startswith("G"):
+            lhs = partial("A" + k[1:])
+        elif k.startswith("delta"):
+            lhs = f"{sym(k)} = {partial('Z' + k[5:])}"
+            v = v.xreplace(adjoints)
+        else:
+            lhs = partial(k[1:])
+        e.derived.append(Equation(lhs, tex(v)))
     return e
 
 

@@ -24,6 +24,8 @@ from .formula import (
     Elementwise,
     Formula,
     MaskedElementwise,
+    Network,
+    NetworkGradient,
     Reduction,
     ScalarFunction,
 )
@@ -589,6 +591,91 @@ def verify_batch_map(f: BatchMap, kernel, dtype, rng, n) -> Result:
                   TOLERANCE_ULP["batch_map"])
 
 
+def network_reference(net: Network, arrays: dict[str, np.ndarray], df: np.ndarray,
+                      digits: int = DIGITS) -> dict[str, np.ndarray]:
+    """f and the gradients of sum(df * f), in mpmath, from the network's *definition*.
+
+    Independent of the derived chain: the forward steps are expanded into one scalar
+    SymPy expression per sample (explicit small matrices), SymPy differentiates it with
+    respect to every input and weight entry, and mpmath evaluates it. Returns arrays of
+    mpf, keyed by the kernels' names (f, dX, dW1, ..., dw).
+    """
+    syms = net.symbols()
+    args = {net.sample: arrays[net.input][0][:, None]} | {
+        n: (a[:, None] if a.ndim == 1 else a) for n, a in arrays.items() if n != net.input}
+    explicit, params = {}, {}
+    for name, a in args.items():
+        m = sp.ImmutableMatrix(*a.shape, lambda i, j, n=name: sp.Symbol(f"{n}_{i}_{j}"))
+        explicit[syms[name]] = m
+        params[name] = list(m)
+    for name, e in net.steps().items():
+        target = syms.get(name, sp.MatrixSymbol(name, 1, 1))
+        explicit[target] = sp.ImmutableMatrix(e.xreplace(explicit).doit())
+    f = explicit[sp.MatrixSymbol(net.output, 1, 1)][0, 0]
+    order = [s for n in args for s in params[n]]
+    outs = {net.output: [f]} | {"d" + (net.input if n == net.sample else n):
+                                [sp.diff(f, s) for s in params[n]] for n in args}
+    fn = sp.lambdify(order, [e for v in outs.values() for e in v], modules="mpmath")
+    X = arrays[net.input]
+    result = {net.output: np.empty(X.shape[0], object), "d" + net.input: np.empty(X.shape, object)}
+    result |= {"d" + n: np.zeros(arrays[n].shape, object) for n in args if n != net.sample}
+    with mpmath.workdps(digits):
+        for i in range(X.shape[0]):
+            point = {net.sample: X[i][:, None]} | {n: a for n, a in args.items()
+                                                   if n != net.sample}
+            vals = fn(*[mpmath.mpf(float(v)) for n in args for v in point[n].ravel()])
+            k = 0
+            for name, exprs in outs.items():
+                got = np.array(vals[k:k + len(exprs)], object)
+                k += len(exprs)
+                if name == net.output:
+                    result[name][i] = got[0]
+                elif name == "d" + net.input:
+                    result[name][i] = got * mpmath.mpf(float(df[i]))
+                else:
+                    result[name] += got.reshape(result[name].shape) * mpmath.mpf(float(df[i]))
+    return result
+
+
+def network_bound(net: Network, sizes: list[int], dtype) -> float:
+    """Normwise error bound, in units of the largest exact entry of an output array.
+
+    Each entry is a chain of at most L + 1 dot products of length <= n_l (each within
+    n_l u of its terms) and per layer a few correctly rounded elementwise operations
+    (the activation and its derivative: <= 4 ULP, as for the elementwise kernels). With
+    weights and inputs of order one, every term is of the order of the largest entry."""
+    return (sum(sizes) + 4 * (len(net.layers) + 1)) * float(np.finfo(dtype).eps)
+
+
+def verify_network(f: Network | NetworkGradient, kernel, dtype, rng) -> Result:
+    """Small random networks (widths 1 to 4) against network_reference."""
+    net = f if isinstance(f, Network) else f.network
+    dtype = np.dtype(dtype)
+    worst = 0.0
+    trials = 4
+    for trial in range(trials):
+        sizes = [int(v) for v in rng.integers(1, 5, len(net.layers) + 1)]
+        m = [1, 2, 5, 3][trial]
+        arrays = {net.input: rng.standard_normal((m, sizes[0]))}
+        for k, ly in enumerate(net.layers, start=1):
+            arrays[ly.weight] = rng.standard_normal((sizes[k], sizes[k - 1]))
+        arrays[net.readout] = rng.standard_normal(sizes[-1])
+        arrays = {n: a.astype(dtype) for n, a in arrays.items()}
+        df = rng.standard_normal(m).astype(dtype)
+        exact = network_reference(net, arrays, df)
+        if isinstance(f, Network):
+            got = {net.output: kernel(*arrays.values())}
+        else:
+            got = dict(zip(f.results, kernel(*arrays.values(), df), strict=True))
+        for name, g in got.items():
+            ref = exact[name]
+            scale = float(max(abs(v) for v in ref.ravel())) or 1.0
+            err = max(float(abs(mpmath.mpf(float(a)) - r)) for a, r in
+                      zip(g.ravel(), ref.ravel(), strict=True))
+            worst = max(worst, err / (network_bound(net, sizes, dtype) * scale))
+    return Result(f.name, dtype.name, worst, trials, 1.0)
+
+
 def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.float32),
            n: int = 2000, seed: int = 0) -> list[Result]:
     """Verify every formula's kernel in ``module``, for each dtype."""
@@ -617,4 +704,6 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
             elif isinstance(f, MaskedElementwise):
                 results.append(verify_masked(f, kernel, dtype, rng, n))
+            elif isinstance(f, Network | NetworkGradient):
+                results.append(verify_network(f, kernel, dtype, rng))
     return results

@@ -6,4 +6,4 @@ the order of ``MODULES``.
 """
 
 MODULES = ["activations", "linalg", "metrics", "optimizers", "batchnorm", "cnn", "bias",
-           "dropout", "gan"]
+           "dropout", "gan", "backprop"]
