@@ -12,7 +12,15 @@ import random
 
 import sympy as sp
 
-from .formula import Batch, BatchGradient, Elementwise, FormulaError, MaskedElementwise
+from .formula import (
+    Batch,
+    BatchGradient,
+    Elementwise,
+    FormulaError,
+    MaskedElementwise,
+    Window,
+    WindowGradient,
+)
 
 
 class DerivationError(FormulaError):
@@ -183,6 +191,45 @@ def inference_formula(f: MaskedElementwise) -> MaskedElementwise:
     )
 
 
+WINDOW_VALUE = sp.Symbol("v", real=True)
+WINDOW_REST = sp.Symbol("rho", real=True)
+
+
+def window_local(f: Window) -> sp.Expr:
+    """d y / d v for one element v of a window, by SymPy.
+
+    An associative reduction of the window is op(h(v), rho), with h the element's
+    function and rho the reduction of every other element (any window size): so the
+    derivative needs no unrolled window. Average: 1/f**2; maximum: Heaviside(v - rho).
+    """
+    from .window import reduction_op
+
+    node = f.node()
+    element = f.element()
+    r = sp.Symbol("_r")
+    finalize = f.expr.xreplace({node: r})
+    h = node.function.xreplace({element: WINDOW_VALUE})
+    reduced = reduction_op(node)(h, WINDOW_REST)
+    return sp.simplify(sp.diff(finalize.xreplace({r: reduced}), WINDOW_VALUE))
+
+
+def window_backward_formula(fwd: Window) -> WindowGradient:
+    """The backward kernel's formula: dx = sum over the windows holding x of dy * dy/dv."""
+    return WindowGradient(
+        name=backward_name(fwd.name),
+        section=fwd.section,
+        title=f"{fwd.title}: backward",
+        doc=f"Gradient of {fwd.name} with respect to its input: each window passes "
+            f"d{fwd.output.base.name} times the derivative SymPy takes of the window's "
+            "reduction with respect to each of its elements.",
+        forward=fwd,
+        local=window_local(fwd),
+        value=WINDOW_VALUE,
+        rest=WINDOW_REST,
+        derived_from=fwd.name,
+    )
+
+
 def expand_formulas(formulas: list) -> list:
     """The formulas of a module plus every formula derived from them, in order."""
     out = []
@@ -194,4 +241,6 @@ def expand_formulas(formulas: list) -> list:
             out.append(batch_backward_formula(f))
         elif isinstance(f, MaskedElementwise) and f.mask is not None:
             out.append(inference_formula(f))
+        elif isinstance(f, Window) and f.backward:
+            out.append(window_backward_formula(f))
     return out

@@ -18,10 +18,13 @@ from .formula import (
     Contraction,
     Elementwise,
     Formula,
+    FormulaError,
     MaskedElementwise,
     Param,
     Reduction,
     ScalarFunction,
+    Window,
+    WindowGradient,
 )
 from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
@@ -381,9 +384,99 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
     )
 
 
+def _window_fold(fwd: Window) -> dict:
+    """The fold over one window, printed: start value, element load and step.
+
+    The step is op(acc, e) for the window's operator. An operator that selects one of
+    its arguments (SymPy's derivative of op(acc, e) by e is Heaviside(e - acc)) is
+    printed as a selection: acc = e when e > acc, so that the first maximum is kept on
+    ties (as in PyTorch), or when e is NaN (NaN propagates, as in PyTorch).
+    """
+    from .window import isnan, reduction_op
+
+    ip = IndexPrinter()
+    node, element = fwd.node(), fwd.element()
+    op = reduction_op(node)
+    acc, e, v = sp.Symbol("acc", real=True), sp.Symbol("e", real=True), sp.Symbol("v")
+    step = sp.diff(op(acc, e), e)
+    fold = {"init": numba_code(op.identity), "select": None, "step": None,
+            "load": f"a_{element.base.name}[pl, {ip.doprint(element.indices[2])}, "
+                    f"{ip.doprint(element.indices[3])}]",
+            "element": numba_code(node.function.xreplace({element: v})),
+            "window": [(ip.doprint(w), ip.doprint(lo), ip.doprint(hi + 1))
+                       for w, lo, hi in node.limits],
+            "subscript": [ip.doprint(ix) for ix in element.indices[2:]]}
+    if isinstance(step, sp.Heaviside):
+        z = step.args[0]
+        indep, dep = z.as_independent(e)
+        fold["select"] = numba_code(sp.Or(sp.Gt(dep, -indep), isnan(e)))
+    elif step == 1:
+        fold["step"] = numba_code(op(acc, e))
+    else:
+        raise FormulaError(f"{fwd.name}: cannot fold the window with {op.__name__}")
+    return fold
+
+
+def _window_wrapper(fwd: Window) -> dict:
+    """Names and the printed output-size formula for the wrapper (H, W -> Ho, Wo)."""
+    names = {fwd.size: sp.Symbol("f", integer=True), fwd.stride: sp.Symbol("stride")}
+    return {
+        "input": fwd.element().base.name,
+        "out": fwd.output.base.name,
+        "out_rows": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("H")})),
+        "out_cols": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("W")})),
+        "i": fwd.output.indices[2].name, "j": fwd.output.indices[3].name,
+        "size_name": fwd.size.name, "stride_name": fwd.stride.name,
+    }
+
+
+_FT = sp.Symbol("_fT")  # the window size as a float of the kernel's dtype
+
+
+def plan_window(f: Window) -> KernelPlan:
+    """Forward pooling: per (n, c) plane and output position, fold the window."""
+    acc = sp.Symbol("acc", real=True)
+    finalize = f.expr.xreplace({f.node(): acc, f.size: _FT})
+    extra = {**_window_wrapper(f), **_window_fold(f), "backward": False}
+    return KernelPlan(
+        name=f.name, kind="window", template="numba/window.py.j2",
+        doc=_docstring(f, "Per (n, c) plane, over f x f windows:"), hash=f.content_hash(),
+        arrays=[extra["input"]], outputs=[extra["out"]],
+        body=[Statement(f"a_{extra['out']}[pl, {extra['i']}, {extra['j']}]",
+                        numba_code(finalize))],
+        extra=extra)
+
+
+def plan_window_gradient(g: WindowGradient) -> KernelPlan:
+    """Backward pooling from SymPy's local derivative dy/dv of a window element v.
+
+    A derivative with a Heaviside factor is an indicator of the selected element: the
+    gradient is routed there (the fold is replayed to find it). Otherwise it is spread
+    to every element of the window.
+    """
+    fwd = g.forward
+    extra = {**_window_wrapper(fwd), **_window_fold(fwd), "backward": True}
+    dyv = sp.Symbol("dyv", real=True)
+    local = g.local.xreplace({fwd.size: _FT})
+    route = bool(local.atoms(sp.Heaviside))
+    coef = local.replace(sp.Heaviside, lambda *args: sp.S.One) if route else local
+    if g.rest in coef.free_symbols:
+        raise FormulaError(f"{g.name}: the derivative {g.local} depends on the other "
+                           "elements of the window; this lowering cannot compute it")
+    (pre,), body = _leveled_statements({"_t": dyv * coef}, lambda n: n, [{_FT}], prefix="_g")
+    extra |= {"route": route, "grad": "d" + fwd.output.base.name,
+              "grad_out": "d" + fwd.element().base.name, "uses_v": g.value in coef.free_symbols}
+    return KernelPlan(
+        name=g.name, kind="window_gradient", template="numba/window.py.j2",
+        doc=_docstring(g, "Derived by SymPy, per (n, c) plane:"), hash=g.content_hash(),
+        arrays=[extra["input"], extra["grad"]], outputs=[extra["grad_out"]],
+        pre=pre, body=body, extra=extra)
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
             "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
-            "batch": plan_batch, "batch_gradient": plan_batch_gradient}
+            "batch": plan_batch, "batch_gradient": plan_batch_gradient,
+            "window": plan_window, "window_gradient": plan_window_gradient}
 
 
 def plan(f: Formula) -> KernelPlan:

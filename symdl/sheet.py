@@ -20,6 +20,7 @@ from .formula import (
     MaskedElementwise,
     Reduction,
     ScalarFunction,
+    Window,
 )
 from .printers import latex
 from .stable import stabilize
@@ -113,6 +114,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
         return _scalar_entry(f, e)
     if isinstance(f, MaskedElementwise):
         return _masked_entry(f, e)
+    if isinstance(f, Window):
+        return _window_entry(f, derived, e)
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
@@ -189,6 +192,22 @@ def _masked_entry(f: MaskedElementwise, e: Entry) -> Entry:
                 f"{f.flag}={value}: test phase, the expected training output")))
     e.distributions = [rf"{latex(m.symbol)} \sim \operatorname{{Bernoulli}}\left("
                        rf"{latex(m.keep)}\right)"]
+    return e
+
+
+def _window_entry(f: Window, derived: list[Formula], e: Entry) -> Entry:
+    """The window reduction, the output size (the CNN shape formula with p = 0) and
+    SymPy's derivative with respect to one element v of a window."""
+    e.definitions.append(Equation(latex(f.output), latex(f.expr)))
+    n_out = sp.Symbol("n_out")
+    e.definitions.append(Equation(latex(n_out), latex(f.out_size),
+                                  label="Output size along each axis (no padding):"))
+    for d in derived:
+        e.derived.append(Equation(
+            rf"\frac{{\partial {latex(f.output)}}}{{\partial {latex(d.value)}}}",
+            latex(d.local), label=tex_escape(
+                "For one element v of a window, with rho the reduction of the window's "
+                "other elements (the gradient dy of each output flows back this way):")))
     return e
 
 

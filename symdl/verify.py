@@ -24,6 +24,8 @@ from .formula import (
     MaskedElementwise,
     Reduction,
     ScalarFunction,
+    Window,
+    WindowGradient,
 )
 
 DIGITS = 50
@@ -362,6 +364,80 @@ def verify_contraction(f: Contraction, kernel, dtype, rng, n) -> Result:
     return Result(f.name, np.dtype(dtype).name, worst, 4, 1.0)
 
 
+#: (shape, f, stride) cases for window kernels: strides equal to, below (overlapping
+#: windows) and above 1, odd and even sizes.
+WINDOW_CASES = [((1, 1, 1, 1), 1, 1), ((2, 3, 5, 6), 2, None), ((1, 2, 7, 7), 3, 1),
+                ((2, 1, 8, 9), 3, 2), ((1, 2, 6, 5), 2, 1)]
+
+
+def _window_reference(f: Window, local, x: np.ndarray, dy, size: int, stride: int):
+    """y (and dx when dy is given) in mpmath, from the formula: the window's operator
+    applied to exact values, and SymPy's local derivative g(v, rho, f) per element."""
+    from .window import reduction_op
+
+    op = {sp.Add: mpmath.fsum, sp.Max: max}[reduction_op(f.node())]
+    r = sp.Symbol("_r")
+    finalize = _mp(f.expr.xreplace({f.node(): r}), [r, f.size])
+    n_, c_, h, w = x.shape
+    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+    y = np.empty((n_, c_, ho, wo), dtype=object)
+    dx = np.zeros(x.shape, dtype=object)
+    mag = np.zeros(x.shape, dtype=object)  # sum of |contributions|: the error's scale
+    for n, c, i, j in np.ndindex(y.shape):
+        cells = [(n, c, stride * i + a, stride * j + b) for a in range(size)
+                 for b in range(size)]
+        vals = [mpmath.mpf(float(x[p])) for p in cells]
+        y[n, c, i, j] = finalize(op(vals), size)
+        if dy is None:
+            continue
+        for k, p in enumerate(cells):
+            rest = vals[:k] + vals[k + 1:]
+            rho = op(rest) if rest else (0 if op is mpmath.fsum else -mpmath.inf)
+            term = mpmath.mpf(float(dy[n, c, i, j])) * local(vals[k], rho, size)
+            dx[p] += term
+            mag[p] += abs(term)
+    return y, dx, mag
+
+
+def verify_window(f, kernel, formulas, dtype, rng) -> Result:
+    """Pooling kernels against the formula in mpmath. A maximum is exact; a sum of k
+    terms is within k ULPs of the sum of their magnitudes (the recursive sum's bound),
+    so the score is the error over that bound (at most 1)."""
+    from .derive import window_local
+
+    dtype = np.dtype(dtype)
+    fwd = f.forward if isinstance(f, WindowGradient) else f
+    v, rho = sp.Symbol("v", real=True), sp.Symbol("rho", real=True)
+    local = _mp(window_local(fwd).replace(sp.Heaviside, lambda z, *_: sp.Piecewise(
+        (1, z > 0), (0, True))), [v, rho, fwd.size])
+    eps = float(np.finfo(dtype).eps)
+    worst = 0.0
+    for shape, size, stride in WINDOW_CASES:
+        x = rng.standard_normal(shape).astype(dtype)
+        s = size if stride is None else stride
+        dy = None
+        if isinstance(f, WindowGradient):
+            ho, wo = (shape[2] - size) // s + 1, (shape[3] - size) // s + 1
+            dy = rng.standard_normal((*shape[:2], ho, wo)).astype(dtype)
+            got = kernel(x, dy, size, stride)
+        else:
+            got = kernel(x, size, stride)
+        with mpmath.workdps(DIGITS):
+            y, dx, mag = _window_reference(fwd, local, x, dy, size, s)
+            exact = dx if dy is not None else y
+            for idx in np.ndindex(exact.shape):
+                err = abs(mpmath.mpf(float(got[idx])) - exact[idx])
+                # each contribution rounded once (dy * g), then summed: k + 1 roundings
+                bound = (size * size + 1) * eps * float(mag[idx]) or 1e-300
+                if dy is None:
+                    cells = x[idx[0], idx[1], idx[2] * s:idx[2] * s + size,
+                              idx[3] * s:idx[3] * s + size]
+                    bound = (size * size + 1) * eps * float(np.abs(cells).astype(
+                        np.float64).sum()) / size**2
+                worst = max(worst, float(err / bound))
+    return Result(f.name, dtype.name, worst, len(WINDOW_CASES), 1.0)
+
+
 #: Sample values per integer argument check (small: every combination is plausible).
 _INT_SAMPLES = {"natural": range(0, 40), "positive_int": range(1, 12), "odd": range(1, 40, 2)}
 
@@ -485,4 +561,6 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
             elif isinstance(f, MaskedElementwise):
                 results.append(verify_masked(f, kernel, dtype, rng, n))
+            elif isinstance(f, Window | WindowGradient):
+                results.append(verify_window(f, kernel, by_name, dtype, rng))
     return results
