@@ -652,3 +652,84 @@ class WindowGradient(Formula):
     def argument_names(self) -> list[str]:
         fwd = self.forward
         return [fwd.element().base.name, "d" + fwd.output.base.name, fwd.size.name, "stride"]
+
+
+@dataclass(frozen=True)
+class Correlation(Formula):
+    """A 2-D cross-correlation layer (PyTorch's conv2d) in index notation.
+
+    ``output`` is y[n, o, i, j]; ``expr`` is Sum(w[o, c, a, b] * x[n, c, s*i + a - p,
+    s*j + b - p], c, a, b) + bias[o]: the input ``x`` (N, C, H, W), the weights ``w``
+    (O, C, f, f) and the bias (O,), which the kernel's argument ``bias_arg`` may leave
+    out (None: no bias). ``stride`` and ``padding`` are runtime integer arguments;
+    reads outside the input are the zero padding. ``out_size`` is the CNN shape formula
+    in ``extent``, ``size``, ``stride`` and ``padding``. ``backward=True`` asks SymPy
+    for the gradients with respect to x, w and the bias (``<name>_backward``).
+    """
+
+    output: sp.Indexed | None = None
+    expr: sp.Expr | None = None
+    input: str = "x"
+    weight: str = "w"
+    bias: str = "bias"
+    bias_arg: str = "b"
+    size: sp.Symbol | None = None
+    stride: sp.Symbol | None = None
+    padding: sp.Symbol | None = None
+    extent: sp.Symbol | None = None
+    out_size: sp.Expr | None = None
+    backward: bool = False
+    kind: str = field(default="correlation", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in (self.input, self.weight, self.bias):
+            check_identifier(name, "array")
+        if not self.bias_arg.isidentifier():  # only the wrapper's argument (b, as PyTorch)
+            raise FormulaError(f"{self.name}: bias_arg {self.bias_arg!r} is not an identifier")
+        if not isinstance(self.output, sp.Indexed) or len(self.output.indices) != 4:
+            raise FormulaError(f"{self.name}: output must be y[n, o, i, j] (NCHW)")
+        sums = list(self.expr.atoms(sp.Sum))
+        if len(sums) != 1 or len(sums[0].limits) != 3:
+            raise FormulaError(f"{self.name}: expr needs one Sum over (c, a, b)")
+        names = {ix.base.name for ix in self.expr.atoms(sp.Indexed)}
+        if names != {self.input, self.weight, self.bias}:
+            raise FormulaError(f"{self.name}: expr must use {self.input}, {self.weight} and "
+                               f"{self.bias}, got {sorted(names)}")
+
+    def sum(self) -> sp.Sum:
+        (s,) = self.expr.atoms(sp.Sum)
+        return s
+
+    def indexed(self, name: str) -> sp.Indexed:
+        (ix,) = [ix for ix in self.expr.atoms(sp.Indexed) if ix.base.name == name]
+        return ix
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {self.output.base.name: self.expr, "out_size": self.out_size}
+
+    def argument_names(self) -> list[str]:
+        return [self.input, self.weight, self.bias_arg, "stride", "padding"]
+
+
+@dataclass(frozen=True)
+class CorrelationGradient(Formula):
+    """The backward pass of a ``Correlation``: each gradient as SymPy derived it.
+
+    ``gradients`` maps an array's name to (its gradient's target, e.g. dw[o, c, a, b],
+    and the value, a Sum over the remaining indices); a KroneckerDelta left in a value
+    pins a compound index (x's s*i + a - p): that gradient is scattered there.
+    Built by ``symdl.derive.correlation_backward_formula``.
+    """
+
+    forward: Correlation | None = None
+    gradients: Mapping[str, tuple[sp.Indexed, sp.Expr]] = field(default_factory=dict)
+    kind: str = field(default="correlation_gradient", init=False)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {**self.forward.expressions(),
+                **{str(t): v for t, v in self.gradients.values()}}
+
+    def argument_names(self) -> list[str]:
+        f = self.forward
+        return [f.input, f.weight, "d" + f.output.base.name, "stride", "padding"]

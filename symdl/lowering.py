@@ -16,6 +16,8 @@ from .formula import (
     Batch,
     BatchGradient,
     Contraction,
+    Correlation,
+    CorrelationGradient,
     Elementwise,
     Formula,
     FormulaError,
@@ -473,10 +475,80 @@ def plan_window_gradient(g: WindowGradient) -> KernelPlan:
         pre=pre, body=body, extra=extra)
 
 
+def _correlation_common(fwd: Correlation) -> dict:
+    """Names, the im2col subscripts of x and the output size, printed from the formula."""
+    ip = IndexPrinter()
+    xi = fwd.indexed(fwd.input)
+    (ch, ka, kb) = [lim[0] for lim in fwd.sum().limits]
+    names = {fwd.size: sp.Symbol("f"), fwd.stride: sp.Symbol("stride"),
+             fwd.padding: sp.Symbol("padding")}
+    return {
+        "input": fwd.input, "weight": fwd.weight, "bias": fwd.bias, "bias_arg": fwd.bias_arg,
+        "out": fwd.output.base.name, "c": ch.name, "a": ka.name, "b": kb.name,
+        "i": fwd.output.indices[2].name, "j": fwd.output.indices[3].name,
+        "rows": ip.doprint(xi.indices[2]), "cols": ip.doprint(xi.indices[3]),
+        "size_name": fwd.size.name, "stride_name": fwd.stride.name,
+        "padding_name": fwd.padding.name,
+        "out_rows": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("H")})),
+        "out_cols": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("W")})),
+    }
+
+
+def plan_correlation(f: Correlation) -> KernelPlan:
+    """Forward: the Sum over (c, a, b) is a matrix product once x is unfolded (im2col:
+    row (c, a, b), column (i, j) holds x at the summand's index expressions, 0 in the
+    padding); BLAS (np.dot in Numba) multiplies w (O, C*f*f) by it. What is left of
+    expr after the Sum (the bias) is added per element."""
+    extra = _correlation_common(f)
+    acc = sp.Symbol("_acc", real=True)
+    value = f.expr.xreplace({f.sum(): acc, f.indexed(f.bias): sp.Symbol("bv", real=True)})
+    return KernelPlan(
+        name=f.name, kind="correlation", template="numba/correlation.py.j2",
+        doc=_docstring(f, "In index notation (NCHW):"), hash=f.content_hash(),
+        arrays=[f.input, f.weight, f.bias], outputs=[extra["out"]],
+        body=[Statement("a_y2[o, q]", numba_code(value))],
+        extra={**extra, "backward": False})
+
+
+def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
+    """Backward from SymPy's gradients: the weight gradient (no deltas left: a gather)
+    is dy times the unfolded x transposed; the input gradient (deltas pin x's index
+    expressions: a scatter) is w transposed times dy, folded back (col2im) at the
+    delta's positions; the bias gradient sums dy. The planner checks that the derived
+    gradients have exactly this structure before choosing the BLAS lowering."""
+    fwd = g.forward
+    extra = _correlation_common(fwd)
+    ip = IndexPrinter()
+    dx_target, dx_value = g.gradients[fwd.input]
+    deltas = sorted(dx_value.atoms(sp.KroneckerDelta), key=sp.default_sort_key)
+    pinned = {}
+    for d in deltas:
+        h, e = d.args if d.args[0] in dx_target.indices else d.args[::-1]
+        pinned[h] = e
+    if list(pinned) != list(dx_target.indices[2:]):
+        raise FormulaError(f"{g.name}: the input gradient is not a scatter over the "
+                           "spatial axes; the BLAS lowering does not apply")
+    dw_target, dw_value = g.gradients[fwd.weight]
+    if dw_value.atoms(sp.KroneckerDelta) or not isinstance(dw_value, sp.Sum):
+        raise FormulaError(f"{g.name}: the weight gradient is not a gather")
+    _, db_value = g.gradients[fwd.bias]
+    extra |= {"backward": True, "grad": "d" + extra["out"],
+              "scatter_rows": ip.doprint(pinned[dx_target.indices[2]]),
+              "scatter_cols": ip.doprint(pinned[dx_target.indices[3]]),
+              "db_term": numba_code(db_value.function)}
+    return KernelPlan(
+        name=g.name, kind="correlation_gradient", template="numba/correlation.py.j2",
+        doc=_docstring(g, "Derived by SymPy, in index notation:"), hash=g.content_hash(),
+        arrays=[fwd.input, fwd.weight, extra["grad"]],
+        outputs=["d" + fwd.input, "d" + fwd.weight, "d" + fwd.bias_arg], extra=extra)
+
+
 PLANNERS = {"elementwise": plan_elementwise, "reduction": plan_reduction,
             "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
             "batch": plan_batch, "batch_gradient": plan_batch_gradient,
-            "window": plan_window, "window_gradient": plan_window_gradient}
+            "window": plan_window, "window_gradient": plan_window_gradient,
+            "correlation": plan_correlation,
+            "correlation_gradient": plan_correlation_gradient}
 
 
 def plan(f: Formula) -> KernelPlan:

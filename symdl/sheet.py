@@ -15,6 +15,7 @@ import sympy as sp
 
 from .formula import (
     Contraction,
+    Correlation,
     Elementwise,
     Formula,
     MaskedElementwise,
@@ -116,6 +117,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
         return _masked_entry(f, e)
     if isinstance(f, Window):
         return _window_entry(f, derived, e)
+    if isinstance(f, Correlation):
+        return _correlation_entry(f, derived, e)
     e.definitions = _equations(f, grads, stable=False)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
@@ -208,6 +211,18 @@ def _window_entry(f: Window, derived: list[Formula], e: Entry) -> Entry:
             latex(d.local), label=tex_escape(
                 "For one element v of a window, with rho the reduction of the window's "
                 "other elements (the gradient dy of each output flows back this way):")))
+    return e
+
+
+def _correlation_entry(f: Correlation, derived: list[Formula], e: Entry) -> Entry:
+    """The layer in index notation, its output size, and SymPy's gradients (a delta
+    left in a gradient marks where x's compound indices land)."""
+    e.definitions.append(Equation(latex(f.output), latex(f.expr)))
+    e.definitions.append(Equation(latex(sp.Symbol("n_out")), latex(f.out_size),
+                                  label="Output size along each axis:"))
+    for d in derived:
+        for target, value in d.gradients.values():
+            e.derived.append(Equation(latex(target), latex(value)))
     return e
 
 

@@ -19,6 +19,8 @@ from .formula import (
     Batch,
     BatchGradient,
     Contraction,
+    Correlation,
+    CorrelationGradient,
     Elementwise,
     Formula,
     MaskedElementwise,
@@ -438,6 +440,58 @@ def verify_window(f, kernel, formulas, dtype, rng) -> Result:
     return Result(f.name, dtype.name, worst, len(WINDOW_CASES), 1.0)
 
 
+#: (N, C, H, W, O, f, stride, padding) cases for correlation kernels.
+CORRELATION_CASES = [(1, 1, 3, 3, 1, 1, 1, 0), (2, 3, 5, 6, 2, 3, 1, 1), (1, 2, 7, 6, 3, 2, 2, 2)]
+
+
+def verify_correlation(f, kernel, dtype, rng) -> Result:
+    """conv2d and its backward against sums of exact products in mpmath (from the index
+    definition: each product w * x lands in y, dy * w in dx, dy * x in dw, dy in the
+    bias). A sum of k terms is within k ULPs of the sum of their magnitudes: the score
+    is the error over that bound."""
+    dtype = np.dtype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    worst = 0.0
+    for nb, c_, h_, w_, o_, fs, st, pd in CORRELATION_CASES:
+        x = rng.standard_normal((nb, c_, h_, w_)).astype(dtype)
+        w = rng.standard_normal((o_, c_, fs, fs)).astype(dtype)
+        bias = rng.standard_normal(o_).astype(dtype)
+        ho, wo = (h_ + 2 * pd - fs) // st + 1, (w_ + 2 * pd - fs) // st + 1
+        dy = rng.standard_normal((nb, o_, ho, wo)).astype(dtype)
+        if isinstance(f, CorrelationGradient):
+            got = kernel(x, w, dy, stride=st, padding=pd)
+        else:
+            got = (kernel(x, w, bias, stride=st, padding=pd),)
+        acc = {k: (np.zeros(s, dtype=object), np.zeros(s, dtype=object)) for k, s in
+               (("y", (nb, o_, ho, wo)), ("dx", x.shape), ("dw", w.shape), ("db", (o_,)))}
+
+        def add(name, idx, term, acc=acc):
+            acc[name][0][idx] += term
+            acc[name][1][idx] += abs(term)
+
+        with mpmath.workdps(DIGITS):
+            mp = {k: np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(a)
+                  for k, a in (("x", x), ("w", w), ("dy", dy), ("b", bias))}
+            for n, o, i, j in np.ndindex(nb, o_, ho, wo):
+                add("y", (n, o, i, j), mp["b"][o])
+                add("db", (o,), mp["dy"][n, o, i, j])
+                for c, a, b in np.ndindex(c_, fs, fs):
+                    h, v = st * i + a - pd, st * j + b - pd
+                    if 0 <= h < h_ and 0 <= v < w_:
+                        add("y", (n, o, i, j), mp["w"][o, c, a, b] * mp["x"][n, c, h, v])
+                        add("dx", (n, c, h, v), mp["dy"][n, o, i, j] * mp["w"][o, c, a, b])
+                        add("dw", (o, c, a, b), mp["dy"][n, o, i, j] * mp["x"][n, c, h, v])
+            names = ["dx", "dw", "db"] if isinstance(f, CorrelationGradient) else ["y"]
+            for name, g in zip(names, got, strict=True):
+                exact, mag = acc[name]
+                k = c_ * fs * fs * max(nb * ho * wo, o_) + 1
+                for idx in np.ndindex(exact.shape):
+                    bound = k * eps * float(mag[idx]) or 1e-300
+                    worst = max(worst, float(abs(mpmath.mpf(float(g[idx])) - exact[idx]))
+                                / bound)
+    return Result(f.name, dtype.name, worst, len(CORRELATION_CASES), 1.0)
+
+
 #: Sample values per integer argument check (small: every combination is plausible).
 _INT_SAMPLES = {"natural": range(0, 40), "positive_int": range(1, 12), "odd": range(1, 40, 2)}
 
@@ -561,6 +615,8 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
             elif isinstance(f, MaskedElementwise):
                 results.append(verify_masked(f, kernel, dtype, rng, n))
+            elif isinstance(f, Correlation | CorrelationGradient):
+                results.append(verify_correlation(f, kernel, dtype, rng))
             elif isinstance(f, Window | WindowGradient):
                 results.append(verify_window(f, kernel, by_name, dtype, rng))
     return results
