@@ -248,9 +248,11 @@ def _conv2d_ser(a_x, a_w, a_bias, p_stride, p_padding, a_y):
     Ho, Wo = a_y.shape[2], a_y.shape[3]
     K = C*f*f
     w2 = a_w.reshape(O, K)
+    # Images one after another: BLAS runs its own threads, and must not be called from
+    # inside a parallel loop (OpenBLAS warns that it may hang).
     w2t = np.ascontiguousarray(w2.T)
+    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
     for n in range(N):
-        cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
         # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
         # formula's index expressions, or 0 where they fall into the padding. (The
         # transposed layout makes the products tall and thin, which BLAS does fast.)
@@ -287,13 +289,15 @@ def _conv2d_par(a_x, a_w, a_bias, p_stride, p_padding, a_y):
     Ho, Wo = a_y.shape[2], a_y.shape[3]
     K = C*f*f
     w2 = a_w.reshape(O, K)
+    # Images one after another: BLAS runs its own threads, and must not be called from
+    # inside a parallel loop (OpenBLAS warns that it may hang).
     w2t = np.ascontiguousarray(w2.T)
-    for n in numba.prange(N):
-        cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    for n in range(N):
         # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
         # formula's index expressions, or 0 where they fall into the padding. (The
         # transposed layout makes the products tall and thin, which BLAS does fast.)
-        for i in range(Ho):
+        for i in numba.prange(Ho):
             for j in range(Wo):
                 q = i*Wo + j
                 for c in range(C):
@@ -308,7 +312,7 @@ def _conv2d_par(a_x, a_w, a_bias, p_stride, p_padding, a_y):
                                 cols[q, row] = T(0)
         yt = np.dot(cols, w2t)
         a_y2 = a_y[n].reshape(O, Ho*Wo)
-        for o in range(O):
+        for o in numba.prange(O):
             bv = a_bias[o]
             for q in range(Ho*Wo):
                 _acc = yt[q, o]
@@ -372,11 +376,12 @@ def _conv2d_backward_ser(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
     w2 = a_w.reshape(O, K)
     # Weight gradient: dy[n] times the unfolded x[n] transposed, summed over n in order.
     # Input gradient: w transposed times dy[n], folded back onto x's index expressions.
-    # One image per thread, each with its own unfolded buffer; the weight gradient's
-    # per-image terms are summed afterwards in image order (the same for any thread count).
-    dwn = np.empty((N, O, K), dtype=w2.dtype)
+    # Images one after another: BLAS runs its own threads, and must not be called from
+    # inside a parallel loop (OpenBLAS warns that it may hang). The unfolding and the
+    # folding back run in parallel over rows and channels, which write disjoint parts.
+    dw2 = a_dw.reshape(O, K)
+    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
     for n in range(N):
-        cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
         # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
         # formula's index expressions, or 0 where they fall into the padding. (The
         # transposed layout makes the products tall and thin, which BLAS does fast.)
@@ -394,9 +399,9 @@ def _conv2d_backward_ser(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
                             else:
                                 cols[q, row] = T(0)
         dy2 = np.ascontiguousarray(a_dy[n]).reshape(O, Ho*Wo)
-        dwn[n] = np.dot(dy2, cols)
+        dw2 += np.dot(dy2, cols)
         dcols = np.dot(np.ascontiguousarray(dy2.T), w2)
-        # Fold back (col2im) into this image's own slice of dx.
+        # Fold back (col2im): one channel per thread, so no two threads write one element.
         for c in range(C):
             for a in range(f):
                 for b in range(f):
@@ -408,9 +413,6 @@ def _conv2d_backward_ser(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
                                 v = b + j*s - p
                                 if 0 <= v < W:
                                     a_dx[n, c, h, v] += dcols[i*Wo + j, row]
-    dw2 = a_dw.reshape(O, K)
-    for n in range(N):
-        dw2 += dwn[n]
     # Bias gradient: the sum of dy over n, i, j (in a fixed order per output channel).
     for o in range(O):
         _acc = T(0)
@@ -434,15 +436,16 @@ def _conv2d_backward_par(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
     w2 = a_w.reshape(O, K)
     # Weight gradient: dy[n] times the unfolded x[n] transposed, summed over n in order.
     # Input gradient: w transposed times dy[n], folded back onto x's index expressions.
-    # One image per thread, each with its own unfolded buffer; the weight gradient's
-    # per-image terms are summed afterwards in image order (the same for any thread count).
-    dwn = np.empty((N, O, K), dtype=w2.dtype)
-    for n in numba.prange(N):
-        cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    # Images one after another: BLAS runs its own threads, and must not be called from
+    # inside a parallel loop (OpenBLAS warns that it may hang). The unfolding and the
+    # folding back run in parallel over rows and channels, which write disjoint parts.
+    dw2 = a_dw.reshape(O, K)
+    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    for n in range(N):
         # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
         # formula's index expressions, or 0 where they fall into the padding. (The
         # transposed layout makes the products tall and thin, which BLAS does fast.)
-        for i in range(Ho):
+        for i in numba.prange(Ho):
             for j in range(Wo):
                 q = i*Wo + j
                 for c in range(C):
@@ -456,10 +459,10 @@ def _conv2d_backward_par(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
                             else:
                                 cols[q, row] = T(0)
         dy2 = np.ascontiguousarray(a_dy[n]).reshape(O, Ho*Wo)
-        dwn[n] = np.dot(dy2, cols)
+        dw2 += np.dot(dy2, cols)
         dcols = np.dot(np.ascontiguousarray(dy2.T), w2)
-        # Fold back (col2im) into this image's own slice of dx.
-        for c in range(C):
+        # Fold back (col2im): one channel per thread, so no two threads write one element.
+        for c in numba.prange(C):
             for a in range(f):
                 for b in range(f):
                     row = (c*f + a)*f + b
@@ -470,9 +473,6 @@ def _conv2d_backward_par(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
                                 v = b + j*s - p
                                 if 0 <= v < W:
                                     a_dx[n, c, h, v] += dcols[i*Wo + j, row]
-    dw2 = a_dw.reshape(O, K)
-    for n in range(N):
-        dw2 += dwn[n]
     # Bias gradient: the sum of dy over n, i, j (in a fixed order per output channel).
     for o in numba.prange(O):
         _acc = T(0)
