@@ -17,11 +17,15 @@ from .formula import (
     BatchGradient,
     BatchMap,
     BatchReduction,
+    Correlation,
+    CorrelationGradient,
     Elementwise,
     FormulaError,
     MaskedElementwise,
     Network,
     NetworkGradient,
+    Window,
+    WindowGradient,
 )
 
 
@@ -193,6 +197,100 @@ def inference_formula(f: MaskedElementwise) -> MaskedElementwise:
     )
 
 
+WINDOW_VALUE = sp.Symbol("v", real=True)
+WINDOW_REST = sp.Symbol("rho", real=True)
+
+
+def window_local(f: Window) -> sp.Expr:
+    """d y / d v for one element v of a window, by SymPy.
+
+    An associative reduction of the window is op(h(v), rho), with h the element's
+    function and rho the reduction of every other element (any window size): so the
+    derivative needs no unrolled window. Average: 1/f**2; maximum: Heaviside(v - rho).
+    """
+    from .window import reduction_op
+
+    node = f.node()
+    element = f.element()
+    r = sp.Symbol("_r")
+    finalize = f.expr.xreplace({node: r})
+    h = node.function.xreplace({element: WINDOW_VALUE})
+    reduced = reduction_op(node)(h, WINDOW_REST)
+    return sp.simplify(sp.diff(finalize.xreplace({r: reduced}), WINDOW_VALUE))
+
+
+def window_backward_formula(fwd: Window) -> WindowGradient:
+    """The backward kernel's formula: dx = sum over the windows holding x of dy * dy/dv."""
+    return WindowGradient(
+        name=backward_name(fwd.name),
+        section=fwd.section,
+        title=f"{fwd.title}: backward",
+        doc=f"Gradient of {fwd.name} with respect to its input: each window passes "
+            f"d{fwd.output.base.name} times the derivative SymPy takes of the window's "
+            "reduction with respect to each of its elements.",
+        forward=fwd,
+        local=window_local(fwd),
+        value=WINDOW_VALUE,
+        rest=WINDOW_REST,
+        derived_from=fwd.name,
+    )
+
+
+def indexed_gradient(target: sp.IndexedBase, loss: sp.Expr, limits: list[tuple],
+                     names: list[str]) -> tuple[sp.Indexed, sp.Expr]:
+    """d loss / d target[h...] by SymPy, for loss = Sum over ``indices`` of a summand.
+
+    SymPy differentiates the summand with respect to target[h1, h2, ...] (fresh
+    symbols named ``names``), which yields KroneckerDelta(h_k, e_k) for each of the
+    target's index expressions e_k. A delta with a bare summation index (w's o, c, a,
+    b) is summed out by substitution; one with a compound index (x's s*i + a - p)
+    stays: it says where the term lands. ``limits`` are the (index, lower, upper) of
+    every summation index. Returns (dtarget[h...], Sum(value, remaining limits)).
+    """
+    hs = [sp.Symbol(nm, integer=True) for nm in names]
+    term = sp.diff(loss, target[tuple(hs)])
+    bounds = {lim[0]: lim for lim in limits}
+    rest = [lim[0] for lim in limits]
+    for delta in sorted(term.atoms(sp.KroneckerDelta), key=sp.default_sort_key):
+        h, e = delta.args if delta.args[0] in hs else delta.args[::-1]
+        if e in rest:
+            term = term.xreplace({delta: sp.S.One}).xreplace({e: h})
+            rest.remove(e)
+    grad = sp.IndexedBase("d" + target.label.name)[tuple(hs)]
+    return grad, sp.Sum(term, *[bounds[k] for k in rest]) if rest else term
+
+
+def correlation_backward_formula(fwd: Correlation) -> CorrelationGradient:
+    """Gradients of a correlation layer: L = Sum over the output of dy * y, and SymPy
+    takes dL/dx, dL/dw and dL/dbias element by element."""
+    dy = sp.IndexedBase("d" + fwd.output.base.name)
+    s = fwd.sum()
+    # The output indices run over the batch, the output channels and the output size.
+    ranges = [sp.Symbol(k, integer=True, positive=True) for k in ("N", "O", "n_out", "n_out")]
+    out_limits = [(k, 0, r - 1) for k, r in zip(fwd.output.indices, ranges, strict=True)]
+    # L = Sum_out dy * (Sum_{c,a,b} w * x + bias): the bias term is outside the inner sum.
+    terms = {fwd.input: (s.function, out_limits + list(s.limits)),
+             fwd.weight: (s.function, out_limits + list(s.limits)),
+             fwd.bias: (fwd.indexed(fwd.bias), out_limits)}
+    # Gradient indices named as the forward's (dx[n, c, h, v]); new symbols all the same.
+    axes = {fwd.input: ["n", "c", "h", "v"], fwd.weight: ["o", "c", "a", "b"], fwd.bias: ["o"]}
+    gradients = {}
+    for name, (term, limits) in terms.items():
+        base = fwd.indexed(name).base
+        gradients[name] = indexed_gradient(base, dy[fwd.output.indices] * term, limits,
+                                           axes[name])
+    return CorrelationGradient(
+        name=backward_name(fwd.name),
+        section=fwd.section,
+        title=f"{fwd.title}: backward",
+        doc=f"Gradients of {fwd.name} with respect to {fwd.input}, {fwd.weight} and the "
+            "bias, derived by SymPy in index notation.",
+        forward=fwd,
+        gradients=gradients,
+        derived_from=fwd.name,
+    )
+
+
 def expand_formulas(formulas: list) -> list:
     """The formulas of a module plus every formula derived from them, in order."""
     out = []
@@ -208,6 +306,10 @@ def expand_formulas(formulas: list) -> list:
             out.append(gradient_formula(f))
         elif isinstance(f, Network):
             out.append(network_backward_formula(f))
+        elif isinstance(f, Correlation) and f.backward:
+            out.append(correlation_backward_formula(f))
+        elif isinstance(f, Window) and f.backward:
+            out.append(window_backward_formula(f))
     return out
 
 

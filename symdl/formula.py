@@ -568,6 +568,173 @@ class MaskedElementwise(Formula):
 
 
 @dataclass(frozen=True)
+class Window(Formula):
+    """Pooling: each output is a reduction over an f x f window of an NCHW input.
+
+    ``output`` is y[n, c, i, j]; ``expr`` holds one window reduction (``sp.Sum`` for an
+    average, ``symdl.window.MaxOver`` for a maximum) over the window indices (a, b),
+    whose function is the window element x[n, c, s*i + a, s*j + b] (or a function of
+    it). ``size`` and ``stride`` are the symbols f and s (runtime arguments; the stride
+    defaults to f). ``out_size`` is the output size along one axis in ``extent`` (the
+    input size), f and s: the CNN shape formula, not retyped. ``backward=True`` asks
+    SymPy for ``<name>_backward(x, dy, f, stride=None) -> dx``.
+    """
+
+    output: sp.Indexed | None = None
+    expr: sp.Expr | None = None
+    size: sp.Symbol | None = None
+    stride: sp.Symbol | None = None
+    extent: sp.Symbol | None = None
+    out_size: sp.Expr | None = None
+    backward: bool = False
+    kind: str = field(default="window", init=False)
+
+    def __post_init__(self) -> None:
+        from .window import window_nodes
+
+        super().__post_init__()
+        if not isinstance(self.output, sp.Indexed) or len(self.output.indices) != 4:
+            raise FormulaError(f"{self.name}: output must be y[n, c, i, j] (NCHW)")
+        check_identifier(self.output.base.name, "output")
+        nodes = window_nodes(self.expr)
+        if len(nodes) != 1:
+            raise FormulaError(f"{self.name}: expr needs exactly one window reduction "
+                               "(Sum or MaxOver)")
+        (node,) = nodes
+        elements = node.function.atoms(sp.Indexed)
+        if len(elements) != 1 or len(node.limits) != 2:
+            raise FormulaError(f"{self.name}: the reduction must run over a 2-D window (a, b) "
+                               "of one array element x[n, c, s*i + a, s*j + b]")
+        (element,) = elements
+        check_identifier(element.base.name, "input")
+        if tuple(element.indices[:2]) != tuple(self.output.indices[:2]):
+            raise FormulaError(f"{self.name}: the window must stay in the output's (n, c) plane")
+        free = self.out_size.free_symbols - {self.extent, self.size, self.stride}
+        if free:
+            raise FormulaError(f"{self.name}: out_size uses undeclared symbols {free}")
+
+    def node(self) -> sp.Expr:
+        from .window import window_nodes
+
+        return window_nodes(self.expr)[0]
+
+    def element(self) -> sp.Indexed:
+        (element,) = self.node().function.atoms(sp.Indexed)
+        return element
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {self.output.base.name: self.expr, "out_size": self.out_size}
+
+    def argument_names(self) -> list[str]:
+        return [self.element().base.name, self.size.name, "stride"]
+
+
+@dataclass(frozen=True)
+class WindowGradient(Formula):
+    """The backward pass of a ``Window`` formula, as SymPy derived it.
+
+    ``local`` is the derivative of the output with respect to one window element v,
+    in v, rho (the reduction of the window's other elements) and the window size:
+    1/f**2 for an average (spread to every element), Heaviside(v - rho) for a maximum
+    (routed to the selected element). Built by ``symdl.derive.window_backward_formula``.
+    """
+
+    forward: Window | None = None
+    local: sp.Expr | None = None
+    value: sp.Symbol | None = None
+    rest: sp.Symbol | None = None
+    kind: str = field(default="window_gradient", init=False)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {**self.forward.expressions(), f"d{self.forward.output.base.name}_dv": self.local}
+
+    def argument_names(self) -> list[str]:
+        fwd = self.forward
+        return [fwd.element().base.name, "d" + fwd.output.base.name, fwd.size.name, "stride"]
+
+
+@dataclass(frozen=True)
+class Correlation(Formula):
+    """A 2-D cross-correlation layer (PyTorch's conv2d) in index notation.
+
+    ``output`` is y[n, o, i, j]; ``expr`` is Sum(w[o, c, a, b] * x[n, c, s*i + a - p,
+    s*j + b - p], c, a, b) + bias[o]: the input ``x`` (N, C, H, W), the weights ``w``
+    (O, C, f, f) and the bias (O,), which the kernel's argument ``bias_arg`` may leave
+    out (None: no bias). ``stride`` and ``padding`` are runtime integer arguments;
+    reads outside the input are the zero padding. ``out_size`` is the CNN shape formula
+    in ``extent``, ``size``, ``stride`` and ``padding``. ``backward=True`` asks SymPy
+    for the gradients with respect to x, w and the bias (``<name>_backward``).
+    """
+
+    output: sp.Indexed | None = None
+    expr: sp.Expr | None = None
+    input: str = "x"
+    weight: str = "w"
+    bias: str = "bias"
+    bias_arg: str = "b"
+    size: sp.Symbol | None = None
+    stride: sp.Symbol | None = None
+    padding: sp.Symbol | None = None
+    extent: sp.Symbol | None = None
+    out_size: sp.Expr | None = None
+    backward: bool = False
+    kind: str = field(default="correlation", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in (self.input, self.weight, self.bias):
+            check_identifier(name, "array")
+        if not self.bias_arg.isidentifier():  # only the wrapper's argument (b, as PyTorch)
+            raise FormulaError(f"{self.name}: bias_arg {self.bias_arg!r} is not an identifier")
+        if not isinstance(self.output, sp.Indexed) or len(self.output.indices) != 4:
+            raise FormulaError(f"{self.name}: output must be y[n, o, i, j] (NCHW)")
+        sums = list(self.expr.atoms(sp.Sum))
+        if len(sums) != 1 or len(sums[0].limits) != 3:
+            raise FormulaError(f"{self.name}: expr needs one Sum over (c, a, b)")
+        names = {ix.base.name for ix in self.expr.atoms(sp.Indexed)}
+        if names != {self.input, self.weight, self.bias}:
+            raise FormulaError(f"{self.name}: expr must use {self.input}, {self.weight} and "
+                               f"{self.bias}, got {sorted(names)}")
+
+    def sum(self) -> sp.Sum:
+        (s,) = self.expr.atoms(sp.Sum)
+        return s
+
+    def indexed(self, name: str) -> sp.Indexed:
+        (ix,) = [ix for ix in self.expr.atoms(sp.Indexed) if ix.base.name == name]
+        return ix
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {self.output.base.name: self.expr, "out_size": self.out_size}
+
+    def argument_names(self) -> list[str]:
+        return [self.input, self.weight, self.bias_arg, "stride", "padding"]
+
+
+@dataclass(frozen=True)
+class CorrelationGradient(Formula):
+    """The backward pass of a ``Correlation``: each gradient as SymPy derived it.
+
+    ``gradients`` maps an array's name to (its gradient's target, e.g. dw[o, c, a, b],
+    and the value, a Sum over the remaining indices); a KroneckerDelta left in a value
+    pins a compound index (x's s*i + a - p): that gradient is scattered there.
+    Built by ``symdl.derive.correlation_backward_formula``.
+    """
+
+    forward: Correlation | None = None
+    gradients: Mapping[str, tuple[sp.Indexed, sp.Expr]] = field(default_factory=dict)
+    kind: str = field(default="correlation_gradient", init=False)
+
+    def expressions(self) -> dict[str, sp.Expr]:
+        return {**self.forward.expressions(),
+                **{str(t): v for t, v in self.gradients.values()}}
+
+    def argument_names(self) -> list[str]:
+        f = self.forward
+        return [f.input, f.weight, "d" + f.output.base.name, "stride", "padding"]
+
+
+@dataclass(frozen=True)
 class Layer:
     """One layer of a ``Network``: Z = weight @ A_prev, A = activation(Z), no bias.
 

@@ -18,6 +18,8 @@ from .formula import (
     BatchMap,
     BatchReduction,
     Contraction,
+    Correlation,
+    CorrelationGradient,
     Elementwise,
     Formula,
     FormulaError,
@@ -27,6 +29,8 @@ from .formula import (
     Param,
     Reduction,
     ScalarFunction,
+    Window,
+    WindowGradient,
 )
 from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
@@ -618,11 +622,171 @@ def plan_network_gradient(f: NetworkGradient) -> KernelPlan:
                          "Derived by SymPy (reverse mode), per sample x:")
 
 
+def _window_fold(fwd: Window) -> dict:
+    """The fold over one window, printed: start value, element load and step.
+
+    The step is op(acc, e) for the window's operator. An operator that selects one of
+    its arguments (SymPy's derivative of op(acc, e) by e is Heaviside(e - acc)) is
+    printed as a selection: acc = e when e > acc, so that the first maximum is kept on
+    ties (as in PyTorch), or when e is NaN (NaN propagates, as in PyTorch).
+    """
+    from .window import isnan, reduction_op
+
+    ip = IndexPrinter()
+    node, element = fwd.node(), fwd.element()
+    op = reduction_op(node)
+    acc, e, v = sp.Symbol("acc", real=True), sp.Symbol("e", real=True), sp.Symbol("v")
+    step = sp.diff(op(acc, e), e)
+    fold = {"init": numba_code(op.identity), "select": None, "step": None,
+            "load": f"a_{element.base.name}[pl, {ip.doprint(element.indices[2])}, "
+                    f"{ip.doprint(element.indices[3])}]",
+            "element": numba_code(node.function.xreplace({element: v})),
+            "window": [(ip.doprint(w), ip.doprint(lo), ip.doprint(hi + 1))
+                       for w, lo, hi in node.limits],
+            "subscript": [ip.doprint(ix) for ix in element.indices[2:]]}
+    if isinstance(step, sp.Heaviside):
+        z = step.args[0]
+        indep, dep = z.as_independent(e)
+        fold["select"] = numba_code(sp.Or(sp.Gt(dep, -indep), isnan(e)))
+    elif step == 1:
+        fold["step"] = numba_code(op(acc, e))
+    else:
+        raise FormulaError(f"{fwd.name}: cannot fold the window with {op.__name__}")
+    return fold
+
+
+def _window_wrapper(fwd: Window) -> dict:
+    """Names and the printed output-size formula for the wrapper (H, W -> Ho, Wo)."""
+    names = {fwd.size: sp.Symbol("f", integer=True), fwd.stride: sp.Symbol("stride")}
+    return {
+        "input": fwd.element().base.name,
+        "out": fwd.output.base.name,
+        "out_rows": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("H")})),
+        "out_cols": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("W")})),
+        "i": fwd.output.indices[2].name, "j": fwd.output.indices[3].name,
+        "size_name": fwd.size.name, "stride_name": fwd.stride.name,
+    }
+
+
+_FT = sp.Symbol("_fT")  # the window size as a float of the kernel's dtype
+
+
+def plan_window(f: Window) -> KernelPlan:
+    """Forward pooling: per (n, c) plane and output position, fold the window."""
+    acc = sp.Symbol("acc", real=True)
+    finalize = f.expr.xreplace({f.node(): acc, f.size: _FT})
+    extra = {**_window_wrapper(f), **_window_fold(f), "backward": False}
+    return KernelPlan(
+        name=f.name, kind="window", template="numba/window.py.j2",
+        doc=_docstring(f, "Per (n, c) plane, over f x f windows:"), hash=f.content_hash(),
+        arrays=[extra["input"]], outputs=[extra["out"]],
+        body=[Statement(f"a_{extra['out']}[pl, {extra['i']}, {extra['j']}]",
+                        numba_code(finalize))],
+        extra=extra)
+
+
+def plan_window_gradient(g: WindowGradient) -> KernelPlan:
+    """Backward pooling from SymPy's local derivative dy/dv of a window element v.
+
+    A derivative with a Heaviside factor is an indicator of the selected element: the
+    gradient is routed there (the fold is replayed to find it). Otherwise it is spread
+    to every element of the window.
+    """
+    fwd = g.forward
+    extra = {**_window_wrapper(fwd), **_window_fold(fwd), "backward": True}
+    dyv = sp.Symbol("dyv", real=True)
+    local = g.local.xreplace({fwd.size: _FT})
+    route = bool(local.atoms(sp.Heaviside))
+    coef = local.replace(sp.Heaviside, lambda *args: sp.S.One) if route else local
+    if g.rest in coef.free_symbols:
+        raise FormulaError(f"{g.name}: the derivative {g.local} depends on the other "
+                           "elements of the window; this lowering cannot compute it")
+    (pre,), body = _leveled_statements({"_t": dyv * coef}, lambda n: n, [{_FT}], prefix="_g")
+    extra |= {"route": route, "grad": "d" + fwd.output.base.name,
+              "grad_out": "d" + fwd.element().base.name, "uses_v": g.value in coef.free_symbols}
+    return KernelPlan(
+        name=g.name, kind="window_gradient", template="numba/window.py.j2",
+        doc=_docstring(g, "Derived by SymPy, per (n, c) plane:"), hash=g.content_hash(),
+        arrays=[extra["input"], extra["grad"]], outputs=[extra["grad_out"]],
+        pre=pre, body=body, extra=extra)
+
+
+def _correlation_common(fwd: Correlation) -> dict:
+    """Names, the im2col subscripts of x and the output size, printed from the formula."""
+    ip = IndexPrinter()
+    xi = fwd.indexed(fwd.input)
+    (ch, ka, kb) = [lim[0] for lim in fwd.sum().limits]
+    names = {fwd.size: sp.Symbol("f"), fwd.stride: sp.Symbol("stride"),
+             fwd.padding: sp.Symbol("padding")}
+    return {
+        "input": fwd.input, "weight": fwd.weight, "bias": fwd.bias, "bias_arg": fwd.bias_arg,
+        "out": fwd.output.base.name, "c": ch.name, "a": ka.name, "b": kb.name,
+        "i": fwd.output.indices[2].name, "j": fwd.output.indices[3].name,
+        "rows": ip.doprint(xi.indices[2]), "cols": ip.doprint(xi.indices[3]),
+        "size_name": fwd.size.name, "stride_name": fwd.stride.name,
+        "padding_name": fwd.padding.name,
+        "out_rows": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("H")})),
+        "out_cols": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("W")})),
+    }
+
+
+def plan_correlation(f: Correlation) -> KernelPlan:
+    """Forward: the Sum over (c, a, b) is a matrix product once x is unfolded (im2col:
+    row (c, a, b), column (i, j) holds x at the summand's index expressions, 0 in the
+    padding); BLAS (np.dot in Numba) multiplies w (O, C*f*f) by it. What is left of
+    expr after the Sum (the bias) is added per element."""
+    extra = _correlation_common(f)
+    acc = sp.Symbol("_acc", real=True)
+    value = f.expr.xreplace({f.sum(): acc, f.indexed(f.bias): sp.Symbol("bv", real=True)})
+    return KernelPlan(
+        name=f.name, kind="correlation", template="numba/correlation.py.j2",
+        doc=_docstring(f, "In index notation (NCHW):"), hash=f.content_hash(),
+        arrays=[f.input, f.weight, f.bias], outputs=[extra["out"]],
+        body=[Statement("a_y2[o, q]", numba_code(value))],
+        extra={**extra, "backward": False})
+
+
+def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
+    """Backward from SymPy's gradients: the weight gradient (no deltas left: a gather)
+    is dy times the unfolded x transposed; the input gradient (deltas pin x's index
+    expressions: a scatter) is w transposed times dy, folded back (col2im) at the
+    delta's positions; the bias gradient sums dy. The planner checks that the derived
+    gradients have exactly this structure before choosing the BLAS lowering."""
+    fwd = g.forward
+    extra = _correlation_common(fwd)
+    ip = IndexPrinter()
+    dx_target, dx_value = g.gradients[fwd.input]
+    deltas = sorted(dx_value.atoms(sp.KroneckerDelta), key=sp.default_sort_key)
+    pinned = {}
+    for d in deltas:
+        h, e = d.args if d.args[0] in dx_target.indices else d.args[::-1]
+        pinned[h] = e
+    if list(pinned) != list(dx_target.indices[2:]):
+        raise FormulaError(f"{g.name}: the input gradient is not a scatter over the "
+                           "spatial axes; the BLAS lowering does not apply")
+    dw_target, dw_value = g.gradients[fwd.weight]
+    if dw_value.atoms(sp.KroneckerDelta) or not isinstance(dw_value, sp.Sum):
+        raise FormulaError(f"{g.name}: the weight gradient is not a gather")
+    _, db_value = g.gradients[fwd.bias]
+    extra |= {"backward": True, "grad": "d" + extra["out"],
+              "scatter_rows": ip.doprint(pinned[dx_target.indices[2]]),
+              "scatter_cols": ip.doprint(pinned[dx_target.indices[3]]),
+              "db_term": numba_code(db_value.function)}
+    return KernelPlan(
+        name=g.name, kind="correlation_gradient", template="numba/correlation.py.j2",
+        doc=_docstring(g, "Derived by SymPy, in index notation:"), hash=g.content_hash(),
+        arrays=[fwd.input, fwd.weight, extra["grad"]],
+        outputs=["d" + fwd.input, "d" + fwd.weight, "d" + fwd.bias_arg], extra=extra)
+
+
 PLANNERS = {"network": plan_network, "network_gradient": plan_network_gradient,
             "elementwise": plan_elementwise, "reduction": plan_reduction,
             "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
             "batch": plan_batch, "batch_gradient": plan_batch_gradient,
-            "batch_reduction": plan_batch_reduction, "batch_map": plan_batch_map}
+            "batch_reduction": plan_batch_reduction, "batch_map": plan_batch_map,
+            "window": plan_window, "window_gradient": plan_window_gradient,
+            "correlation": plan_correlation,
+            "correlation_gradient": plan_correlation_gradient}
 
 
 def plan(f: Formula) -> KernelPlan:

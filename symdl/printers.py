@@ -69,6 +69,19 @@ class NumbaPrinter(PythonCodePrinter):
             return f"{self.parenthesize(base, 60)}**{int(e)}"
         return super()._print_Pow(expr, rational)
 
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        # A small power prints as a product (x*x), which binds like a product: so the
+        # parent's a/x**2 -> "a/" + "x*x" would be wrong. Such denominators are printed
+        # here, parenthesized.
+        small = [a for a in expr.args
+                 if a.is_Pow and a.exp.is_Integer and -4 <= int(a.exp) <= -2]
+        if not small:
+            return super()._print_Mul(expr)
+        rest = sp.Mul(*[a for a in expr.args if a not in small], evaluate=False)
+        den = sp.Mul(*[a.base ** -a.exp for a in small], evaluate=False)
+        prec = sp.printing.precedence.PRECEDENCE["Mul"]
+        return f"{self.parenthesize(rest, prec)}/({self._print(den)})"
+
     def _print_BitXor(self, expr: sp.Expr) -> str:
         a, b = expr.args
         return f"({self._print(a)} ^ {self._print(b)})"

@@ -17,12 +17,14 @@ from .formula import (
     BatchMap,
     BatchReduction,
     Contraction,
+    Correlation,
     Elementwise,
     Formula,
     MaskedElementwise,
     Network,
     Reduction,
     ScalarFunction,
+    Window,
 )
 from .printers import SheetLatexPrinter, latex
 from .stable import stabilize
@@ -173,6 +175,10 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
         return _scalar_entry(f, e)
     if isinstance(f, MaskedElementwise):
         return _masked_entry(f, e)
+    if isinstance(f, Window):
+        return _window_entry(f, derived, e)
+    if isinstance(f, Correlation):
+        return _correlation_entry(f, derived, e)
     if isinstance(f, Network):
         return _network_entry(f, e, derived)
     e.definitions = _equations(f, grads, stable=False)
@@ -298,6 +304,34 @@ def _network_entry(f: Network, e: Entry, derived: list[Formula]) -> Entry:
         else:
             lhs = partial(k[1:])
         e.derived.append(Equation(lhs, tex(v)))
+    return e
+
+
+def _window_entry(f: Window, derived: list[Formula], e: Entry) -> Entry:
+    """The window reduction, the output size (the CNN shape formula with p = 0) and
+    SymPy's derivative with respect to one element v of a window."""
+    e.definitions.append(Equation(latex(f.output), latex(f.expr)))
+    n_out = sp.Symbol("n_out")
+    e.definitions.append(Equation(latex(n_out), latex(f.out_size),
+                                  label="Output size along each axis (no padding):"))
+    for d in derived:
+        e.derived.append(Equation(
+            rf"\frac{{\partial {latex(f.output)}}}{{\partial {latex(d.value)}}}",
+            latex(d.local), label=tex_escape(
+                "For one element v of a window, with rho the reduction of the window's "
+                "other elements (the gradient dy of each output flows back this way):")))
+    return e
+
+
+def _correlation_entry(f: Correlation, derived: list[Formula], e: Entry) -> Entry:
+    """The layer in index notation, its output size, and SymPy's gradients (a delta
+    left in a gradient marks where x's compound indices land)."""
+    e.definitions.append(Equation(latex(f.output), latex(f.expr)))
+    e.definitions.append(Equation(latex(sp.Symbol("n_out")), latex(f.out_size),
+                                  label="Output size along each axis:"))
+    for d in derived:
+        for target, value in d.gradients.values():
+            e.derived.append(Equation(latex(target), latex(value)))
     return e
 
 

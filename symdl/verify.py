@@ -21,6 +21,8 @@ from .formula import (
     BatchMap,
     BatchReduction,
     Contraction,
+    Correlation,
+    CorrelationGradient,
     Elementwise,
     Formula,
     MaskedElementwise,
@@ -28,6 +30,8 @@ from .formula import (
     NetworkGradient,
     Reduction,
     ScalarFunction,
+    Window,
+    WindowGradient,
 )
 
 DIGITS = 50
@@ -377,6 +381,132 @@ def verify_contraction(f: Contraction, kernel, dtype, rng, n) -> Result:
     return Result(f.name, np.dtype(dtype).name, worst, 4, 1.0)
 
 
+#: (shape, f, stride) cases for window kernels: strides equal to, below (overlapping
+#: windows) and above 1, odd and even sizes.
+WINDOW_CASES = [((1, 1, 1, 1), 1, 1), ((2, 3, 5, 6), 2, None), ((1, 2, 7, 7), 3, 1),
+                ((2, 1, 8, 9), 3, 2), ((1, 2, 6, 5), 2, 1)]
+
+
+def _window_reference(f: Window, local, x: np.ndarray, dy, size: int, stride: int):
+    """y (and dx when dy is given) in mpmath, from the formula: the window's operator
+    applied to exact values, and SymPy's local derivative g(v, rho, f) per element."""
+    from .window import reduction_op
+
+    op = {sp.Add: mpmath.fsum, sp.Max: max}[reduction_op(f.node())]
+    r = sp.Symbol("_r")
+    finalize = _mp(f.expr.xreplace({f.node(): r}), [r, f.size])
+    n_, c_, h, w = x.shape
+    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+    y = np.empty((n_, c_, ho, wo), dtype=object)
+    dx = np.zeros(x.shape, dtype=object)
+    mag = np.zeros(x.shape, dtype=object)  # sum of |contributions|: the error's scale
+    for n, c, i, j in np.ndindex(y.shape):
+        cells = [(n, c, stride * i + a, stride * j + b) for a in range(size)
+                 for b in range(size)]
+        vals = [mpmath.mpf(float(x[p])) for p in cells]
+        y[n, c, i, j] = finalize(op(vals), size)
+        if dy is None:
+            continue
+        for k, p in enumerate(cells):
+            rest = vals[:k] + vals[k + 1:]
+            rho = op(rest) if rest else (0 if op is mpmath.fsum else -mpmath.inf)
+            term = mpmath.mpf(float(dy[n, c, i, j])) * local(vals[k], rho, size)
+            dx[p] += term
+            mag[p] += abs(term)
+    return y, dx, mag
+
+
+def verify_window(f, kernel, formulas, dtype, rng) -> Result:
+    """Pooling kernels against the formula in mpmath. A maximum is exact; a sum of k
+    terms is within k ULPs of the sum of their magnitudes (the recursive sum's bound),
+    so the score is the error over that bound (at most 1)."""
+    from .derive import window_local
+
+    dtype = np.dtype(dtype)
+    fwd = f.forward if isinstance(f, WindowGradient) else f
+    v, rho = sp.Symbol("v", real=True), sp.Symbol("rho", real=True)
+    local = _mp(window_local(fwd).replace(sp.Heaviside, lambda z, *_: sp.Piecewise(
+        (1, z > 0), (0, True))), [v, rho, fwd.size])
+    eps = float(np.finfo(dtype).eps)
+    worst = 0.0
+    for shape, size, stride in WINDOW_CASES:
+        x = rng.standard_normal(shape).astype(dtype)
+        s = size if stride is None else stride
+        dy = None
+        if isinstance(f, WindowGradient):
+            ho, wo = (shape[2] - size) // s + 1, (shape[3] - size) // s + 1
+            dy = rng.standard_normal((*shape[:2], ho, wo)).astype(dtype)
+            got = kernel(x, dy, size, stride)
+        else:
+            got = kernel(x, size, stride)
+        with mpmath.workdps(DIGITS):
+            y, dx, mag = _window_reference(fwd, local, x, dy, size, s)
+            exact = dx if dy is not None else y
+            for idx in np.ndindex(exact.shape):
+                err = abs(mpmath.mpf(float(got[idx])) - exact[idx])
+                # each contribution rounded once (dy * g), then summed: k + 1 roundings
+                bound = (size * size + 1) * eps * float(mag[idx]) or 1e-300
+                if dy is None:
+                    cells = x[idx[0], idx[1], idx[2] * s:idx[2] * s + size,
+                              idx[3] * s:idx[3] * s + size]
+                    bound = (size * size + 1) * eps * float(np.abs(cells).astype(
+                        np.float64).sum()) / size**2
+                worst = max(worst, float(err / bound))
+    return Result(f.name, dtype.name, worst, len(WINDOW_CASES), 1.0)
+
+
+#: (N, C, H, W, O, f, stride, padding) cases for correlation kernels.
+CORRELATION_CASES = [(1, 1, 3, 3, 1, 1, 1, 0), (2, 3, 5, 6, 2, 3, 1, 1), (1, 2, 7, 6, 3, 2, 2, 2)]
+
+
+def verify_correlation(f, kernel, dtype, rng) -> Result:
+    """conv2d and its backward against sums of exact products in mpmath (from the index
+    definition: each product w * x lands in y, dy * w in dx, dy * x in dw, dy in the
+    bias). A sum of k terms is within k ULPs of the sum of their magnitudes: the score
+    is the error over that bound."""
+    dtype = np.dtype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    worst = 0.0
+    for nb, c_, h_, w_, o_, fs, st, pd in CORRELATION_CASES:
+        x = rng.standard_normal((nb, c_, h_, w_)).astype(dtype)
+        w = rng.standard_normal((o_, c_, fs, fs)).astype(dtype)
+        bias = rng.standard_normal(o_).astype(dtype)
+        ho, wo = (h_ + 2 * pd - fs) // st + 1, (w_ + 2 * pd - fs) // st + 1
+        dy = rng.standard_normal((nb, o_, ho, wo)).astype(dtype)
+        if isinstance(f, CorrelationGradient):
+            got = kernel(x, w, dy, stride=st, padding=pd)
+        else:
+            got = (kernel(x, w, bias, stride=st, padding=pd),)
+        acc = {k: (np.zeros(s, dtype=object), np.zeros(s, dtype=object)) for k, s in
+               (("y", (nb, o_, ho, wo)), ("dx", x.shape), ("dw", w.shape), ("db", (o_,)))}
+
+        def add(name, idx, term, acc=acc):
+            acc[name][0][idx] += term
+            acc[name][1][idx] += abs(term)
+
+        with mpmath.workdps(DIGITS):
+            mp = {k: np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(a)
+                  for k, a in (("x", x), ("w", w), ("dy", dy), ("b", bias))}
+            for n, o, i, j in np.ndindex(nb, o_, ho, wo):
+                add("y", (n, o, i, j), mp["b"][o])
+                add("db", (o,), mp["dy"][n, o, i, j])
+                for c, a, b in np.ndindex(c_, fs, fs):
+                    h, v = st * i + a - pd, st * j + b - pd
+                    if 0 <= h < h_ and 0 <= v < w_:
+                        add("y", (n, o, i, j), mp["w"][o, c, a, b] * mp["x"][n, c, h, v])
+                        add("dx", (n, c, h, v), mp["dy"][n, o, i, j] * mp["w"][o, c, a, b])
+                        add("dw", (o, c, a, b), mp["dy"][n, o, i, j] * mp["x"][n, c, h, v])
+            names = ["dx", "dw", "db"] if isinstance(f, CorrelationGradient) else ["y"]
+            for name, g in zip(names, got, strict=True):
+                exact, mag = acc[name]
+                k = c_ * fs * fs * max(nb * ho * wo, o_) + 1
+                for idx in np.ndindex(exact.shape):
+                    bound = k * eps * float(mag[idx]) or 1e-300
+                    worst = max(worst, float(abs(mpmath.mpf(float(g[idx])) - exact[idx]))
+                                / bound)
+    return Result(f.name, dtype.name, worst, len(CORRELATION_CASES), 1.0)
+
+
 #: Sample values per integer argument check (small: every combination is plausible).
 _INT_SAMPLES = {"natural": range(0, 40), "positive_int": range(1, 12), "odd": range(1, 40, 2)}
 
@@ -704,6 +834,10 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
             elif isinstance(f, MaskedElementwise):
                 results.append(verify_masked(f, kernel, dtype, rng, n))
+            elif isinstance(f, Correlation | CorrelationGradient):
+                results.append(verify_correlation(f, kernel, dtype, rng))
+            elif isinstance(f, Window | WindowGradient):
+                results.append(verify_window(f, kernel, by_name, dtype, rng))
             elif isinstance(f, Network | NetworkGradient):
                 results.append(verify_network(f, kernel, dtype, rng))
     return results

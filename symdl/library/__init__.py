@@ -5,5 +5,6 @@ Each module defines ``FORMULAS``, a list of formula objects (``symdl.formula``).
 the order of ``MODULES``.
 """
 
-MODULES = ["activations", "linalg", "metrics", "optimizers", "batchnorm", "cnn", "bias",
+MODULES = ["activations", "linalg", "metrics", "optimizers", "batchnorm", "cnn", "pooling", "conv",
+           "bias",
            "dropout", "gan", "backprop"]

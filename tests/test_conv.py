@@ -1,0 +1,115 @@
+"""conv2d against PyTorch (F.conv2d and autograd), gradients derived by SymPy, bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+import sympy as sp
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+# (N, C, H, W, O, f): channels in != out, odd and even sizes and filters.
+SHAPES = [(2, 3, 7, 8, 4, 3), (1, 2, 6, 6, 5, 2), (3, 1, 5, 9, 2, 1), (2, 4, 9, 7, 3, 4)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, stride, padding, bias", [
+    (s, st, p, b) for s, st, p, b in itertools.product(SHAPES, (1, 2), (0, 1, 2), (True, False))
+    if s[2] + 2 * p >= s[5] and s[3] + 2 * p >= s[5]])
+def test_forward_and_backward_match_torch(kernels, shape, stride, padding, bias, dtype):
+    nb, c, h, w_, o, f = shape
+    rng = np.random.default_rng(hash((shape, stride, padding, bias)) % 2**32)
+    x = rng.standard_normal((nb, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((o, c, f, f)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    ty = F.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    dy = rng.standard_normal(ty.shape).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    y = kernels.conv2d(x, w, b, stride=stride, padding=padding)
+    dx, dw, db = kernels.conv2d_backward(x, w, dy, stride=stride, padding=padding)
+    assert y.dtype == dx.dtype == dw.dtype == db.dtype == dtype
+    assert y.shape == ty.shape and dx.shape == x.shape and dw.shape == w.shape
+    # Both sides sum the same k products in different orders (BLAS blocking, oneDNN):
+    # each is within k ULPs of the products' magnitude sum, so they differ by 2k at most.
+    eps = np.finfo(dtype).eps
+    ax, aw, ady = np.abs(x), np.abs(w), np.abs(dy)
+    k = c * f * f
+    ref_db = tb.grad.numpy() if bias else dy.sum(axis=(0, 2, 3))
+    for got, ref, scale, terms in [
+        (y, ty.detach().numpy(), aw.max() * ax.max() * k, k + 1),
+        (dx, tx.grad.numpy(), ady.max() * aw.max() * o * f * f, o * f * f),
+        (dw, tw.grad.numpy(), ady.max() * ax.max() * dy[0, 0].size * nb, dy[0, 0].size * nb),
+        (db, ref_db, ady.max() * dy[0, 0].size * nb, dy[0, 0].size * nb),
+    ]:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2 * terms * eps * scale)
+
+
+def test_backward_against_finite_differences(kernels):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((3, 2, 3, 3))
+    b = rng.standard_normal(3)
+    dy = rng.standard_normal((1, 3, 3, 2))
+    dx, dw, db = kernels.conv2d_backward(x, w, dy, stride=2, padding=1)
+
+    def loss(xx, ww, bb):
+        return float(np.sum(dy * kernels.conv2d(xx, ww, bb, stride=2, padding=1)))
+
+    h = 1e-6
+    for arr, grad, pos in ((x, dx, 0), (w, dw, 1), (b, db, 2)):
+        for idx in np.ndindex(arr.shape):
+            e = np.zeros_like(arr)
+            e[idx] = h
+            args_p, args_m = [x, w, b], [x, w, b]
+            args_p[pos], args_m[pos] = arr + e, arr - e
+            assert abs((loss(*args_p) - loss(*args_m)) / (2 * h) - grad[idx]) < 1e-7
+
+
+def test_gradients_are_derived_by_sympy():
+    from symdl.derive import correlation_backward_formula
+    from symdl.library import conv
+
+    g = correlation_backward_formula(conv.conv2d)
+    dw_target, dw = g.gradients["w"]
+    dx_target, dx = g.gradients["x"]
+    _, db = g.gradients["bias"]
+    assert not dw.atoms(sp.KroneckerDelta)  # a gather: w's indices are bare
+    assert len(dx.atoms(sp.KroneckerDelta)) == 2  # a scatter at s*i + a - p, s*j + b - p
+    assert [lim[0].name for lim in db.limits] == ["n", "i", "j"]  # the bias is outside the Sum
+    assert db.function == sp.IndexedBase("dy")[conv.n, sp.Symbol("o", integer=True), conv.i,
+                                                conv.j]
+
+
+def test_dtypes_layouts_and_empty(kernels):
+    x = np.arange(2 * 1 * 4 * 4).reshape(2, 1, 4, 4)  # ints -> float64
+    w = np.ones((1, 1, 2, 2), dtype=np.float32)
+    assert kernels.conv2d(x, w).dtype == np.float64
+    xf = np.asfortranarray(np.random.default_rng(4).standard_normal((2, 3, 5, 5)))
+    wf = np.ones((2, 3, 3, 3))
+    np.testing.assert_array_equal(kernels.conv2d(xf, wf, padding=1),
+                                  kernels.conv2d(np.ascontiguousarray(xf), wf, padding=1))
+    assert kernels.conv2d(np.zeros((0, 3, 5, 5)), wf).shape == (0, 2, 3, 3)
+
+
+@pytest.mark.parametrize("call, match, exc", [
+    (lambda k: k.conv2d(np.zeros((3, 4, 4)), np.zeros((1, 3, 2, 2))), "'x'.*4-D", ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 3, 4, 4)), np.zeros((1, 2, 2, 2))), "'w'", ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 3, 4, 4)), np.zeros((1, 3, 2, 3))), "'w'", ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 5, 5))), "'w'.*larger",
+     ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 1, 4, 4)), np.zeros((2, 1, 2, 2)), np.zeros(3)), "'b'",
+     ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 2, 2)), stride=0), "'stride'",
+     ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 2, 2)), padding=-1),
+     "'padding'", ValueError),
+    (lambda k: k.conv2d(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 2, 2)), stride=1.5), "'stride'",
+     TypeError),
+    (lambda k: k.conv2d_backward(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 2, 2)),
+                                 np.zeros((1, 1, 2, 2))), "'dy'.*expected", ValueError),
+])
+def test_bad_input_is_named(kernels, call, match, exc):
+    with pytest.raises(exc, match=match):
+        call(kernels)
