@@ -65,7 +65,8 @@ def run(opts: Options) -> int:
         (f" --size {opts.size}" if opts.size else "") + "".join(f" {x}" for x in opts.names)
     res = Results(settings={"command": command, "n": n, "rounds": rounds,
                             "date": time.strftime("%Y-%m-%d %H:%M %Z")},
-                  machine=describe(), bounds={c.name: c.bound for c in CASES})
+                  machine=describe(), bounds={c.name: c.bound for c in CASES},
+                  speedups={c.name: c.torch_speedup for c in CASES if c.torch_speedup})
     for peer in missing_peers():
         res.notes.append(f"{peer} not installed: its columns are skipped "
                          "(pip install -e '.[bench]')")

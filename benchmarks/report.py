@@ -43,7 +43,8 @@ class Results:
     latency: dict[str, float] = field(default_factory=dict)
     simd: dict[str, str] = field(default_factory=dict)  # "kernel dtype" -> yes/no
     notes: list[str] = field(default_factory=list)
-    bounds: dict[str, str] = field(default_factory=dict)  # kernel -> memory/compute
+    bounds: dict[str, str] = field(default_factory=dict)  # kernel -> memory/compute/peer
+    speedups: dict[str, float] = field(default_factory=dict)  # kernel -> x PyTorch's speed
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -172,6 +173,12 @@ def targets(res: Results) -> list[tuple[str, bool, str]]:
                 goal = f">= {want}x faster than" if want > 1 else "faster than"
                 out.append((f"{kernel} {dtype} {mode}: {goal} PyTorch/JAX",
                             r >= want, f"best {best.peer}{way}: {r:.2f}x"))
+        want = res.speedups.get(kernel)
+        r = _ratio(peers.get("torch"), ref)
+        if want and r is not None:
+            way = f" ({peers['torch'].variant})" if peers["torch"].variant else ""
+            out.append((f"{kernel} {dtype} {mode}: >= {want}x faster than PyTorch",
+                        r >= want, f"best torch{way}: {r:.2f}x"))
     for (kernel, dtype, mode), peers in _groups(res.small).items():
         r = _ratio(peers.get("torch"), peers["symdl"])
         if r is not None:

@@ -91,6 +91,7 @@ class Case:
     validate: Callable[[Inputs, Any, np.dtype], str] | None = None
     traffic: Callable[[Inputs], int] | None = None
     kernel: str | None = None
+    torch_speedup: float | None = None  # a target of its own: this much faster than torch
 
     @property
     def kernels(self) -> tuple[str, ...]:

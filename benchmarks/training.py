@@ -362,6 +362,7 @@ _RMSPROP_CASE = Case(
     inplace=("theta", "square_avg", "momentum_buf"),
     compare=("theta", "square_avg"),
     traffic=_rmsprop_no_momentum_traffic,
+    torch_speedup=1.1,  # issue 4
     notes=("momentum 0: the minimal traffic skips momentum_buf, which PyTorch leaves "
            "alone and symdl's one formula for any momentum still stores.",),
 )
@@ -375,6 +376,7 @@ TRAINING_CASES: list[Case] = [
         torch=_torch_adam,
         params=ADAM,
         inplace=("theta", "m", "v"),
+        torch_speedup=1.1,  # issue 4
         notes=("in place on theta, m, v at step t = 10; PyTorch: torch.optim.Adam, fused and "
                "foreach, state set to the same arrays.",),
     ),

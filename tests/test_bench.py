@@ -67,6 +67,7 @@ def test_quick_bench_runs_and_reports(tmp_path, capsys, without_optional_peers):
         {"alloc"}
     assert by[("dropout", "torch", "", "float64")]["status"] == "ok"
     assert "| adam_step | float64 | inplace |" in report
+    assert "| adam_step float32 inplace: >= 1.1x faster than PyTorch |" in report  # issue 4
 
 
 def test_unknown_kernel_is_refused(tmp_path, capsys):
