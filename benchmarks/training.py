@@ -421,7 +421,9 @@ TRAINING_CASES += [
                        ("g_real", "g_fake"))),
         returns=("cost", "g_real", "g_fake"),
         notes=("gan_d_loss_logits + gan_d_loss_logits_grad, n logits in each batch; "
-               "PyTorch: BCE-with-logits or logsigmoid + autograd; JAX: jit(value_and_grad).",),
+               "PyTorch: BCE-with-logits or logsigmoid + autograd; JAX: jit(value_and_grad).",
+               "numexpr adds a float32 sum in float32, in order: from about 10^6 logits its "
+               "cost misses the tolerance of a blocked or pairwise sum (WRONG, not timed).",),
     ),
     Case(
         "gan_g_nonsat_logits+grad",
