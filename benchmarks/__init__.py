@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("stream", "kernels", "small", "threshold", "latency")
+SECTIONS = ("stream", "kernels", "simd", "small", "threshold", "latency")
+"""What ``symdl bench --sections`` can choose (default: all). ``simd`` inspects the
+serial cores' machine code (slow: each core is compiled once more, uncached)."""
 
 
 @dataclass
@@ -63,7 +65,8 @@ def run(opts: Options) -> int:
         (f" --size {opts.size}" if opts.size else "") + "".join(f" {x}" for x in opts.names)
     res = Results(settings={"command": command, "n": n, "rounds": rounds,
                             "date": time.strftime("%Y-%m-%d %H:%M %Z")},
-                  machine=describe(), bounds={c.name: c.bound for c in CASES})
+                  machine=describe(), bounds={c.name: c.bound for c in CASES},
+                  speedups={c.name: c.torch_speedup for c in CASES if c.torch_speedup})
     for peer in missing_peers():
         res.notes.append(f"{peer} not installed: its columns are skipped "
                          "(pip install -e '.[bench]')")
@@ -81,6 +84,10 @@ def run(opts: Options) -> int:
             for dtype in opts.dtypes:
                 _progress(f"{case.name} {dtype}, {n:,} elements ...")
                 res.rows += run_case(case, n, dtype, rounds, list(PEERS), probe=probe)
+    if "simd" in opts.sections:
+        _progress("SIMD evidence (serial cores' machine code) ...")
+        for case in cases:
+            for dtype in opts.dtypes:
                 res.simd[f"{case.name} {dtype}"] = _simd(vectorized, case, dtype)
     if "small" in opts.sections:
         _progress("small inputs (1,000 elements) ...")
@@ -126,16 +133,21 @@ def _write_report(path: Path, text: str) -> None:
 
 
 def _simd(vectorized, case, dtype: str) -> str:
+    import symdl.kernels
+
     from .cases import symdl_variants
 
-    args = [np.ascontiguousarray(a, dtype=dtype)
-            for a in case.inputs(64, np.random.default_rng(0)).values()]
+    inputs = case.inputs(64, np.random.default_rng(0))
+    args = [np.ascontiguousarray(a, dtype=dtype) for a in inputs.values()]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            return vectorized(symdl_variants(case.name).alloc, args)
+            # One small call compiles (or loads) the serial cores for this dtype.
+            symdl_variants(case, list(inputs)).alloc(*args)
+            found = [(k, vectorized(getattr(symdl.kernels, k), dtype)) for k in case.kernels]
     except Exception as err:  # noqa: BLE001 - evidence only; never fail the run on it
         return f"? ({type(err).__name__})"
+    return found[0][1] if len(found) == 1 else "; ".join(f"{k}: {v}" for k, v in found)
 
 
 def _notes(res, cases) -> None:

@@ -1,60 +1,31 @@
 """What is benchmarked: one table entry per kernel, with the peers a user would reach for.
 
-Adding a kernel (adam_step, batchnorm, conv2d, ...) is one ``Case`` in ``CASES``:
+Adding a kernel (conv2d, pooling, ...) is one ``Case`` in ``CASES`` (see ``spec.Case``):
 how to make its inputs, and how NumPy, numexpr, PyTorch and JAX compute the same
 thing. The symdl kernel (``symdl.kernels.<name>``) and the ``sympy.lambdify`` peer
 come from the formula itself (``symdl.library`` and ``symdl.derive``), so they need
 no entry. Peers are written the way a user writes them, in two modes, compared only
 with each other: ``alloc`` (returns a fresh result) and ``out`` (writes into a
-preallocated array).
+preallocated array). In-place kernels (optimizer steps) have one mode, ``inplace``;
+pipelines (forward + backward, cost + gradient) chain several symdl kernels. The
+training kernels' entries are in ``training``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from math import isqrt
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-Inputs = dict[str, np.ndarray]
+from .spec import Case, Inputs, Step, Variants, bind
+from .training import TRAINING_CASES
 
-
-@dataclass(frozen=True)
-class Variants:
-    """A peer's two ways of computing a kernel: ``alloc(*args)`` returns a new result;
-    ``out(*args, out)`` writes the result into ``out``. Either may be missing."""
-
-    alloc: Callable[..., Any] | None = None
-    out: Callable[..., Any] | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    """One kernel and its peers.
-
-    ``inputs(n, rng)`` gives float64 inputs of about n elements, by argument name
-    (the runner casts them to each dtype). ``numpy`` is the hand-written NumPy peer;
-    its float64 ``alloc`` result, computed from the inputs upcast to float64, is the
-    reference every result is checked against. ``numexpr`` is an expression string
-    (or a function of the module giving Variants); ``torch`` and ``jax`` are functions
-    of the module giving Variants (JAX: a function to ``jax.jit``). ``bound`` says
-    which target applies: "memory" (memory-bound) or "compute" (transcendentals).
-    """
-
-    name: str
-    inputs: Callable[[int, np.random.Generator], Inputs]
-    numpy: Variants
-    numexpr: str | Callable[[ModuleType], Variants] | None = None
-    torch: Callable[[ModuleType], Variants] | None = None
-    jax: Callable[[ModuleType], Callable[..., Any]] | None = None
-    bound: str = "memory"
-    atol: Callable[[Inputs, Any], float] | None = None
-    notes: tuple[str, ...] = field(default=())
+__all__ = ["CASES", "Case", "Inputs", "Step", "Variants", "formulas", "lambdify_variants",
+           "symdl_variants"]
 
 
 # ---- inputs ------------------------------------------------------------------------
@@ -187,6 +158,7 @@ CASES: list[Case] = [
                "that they are binary (two extra passes over the inputs).",),
     ),
 ]
+CASES += TRAINING_CASES
 """Every benchmarked kernel, in report order."""
 
 
@@ -199,30 +171,83 @@ def formulas() -> Mapping[str, Any]:
     return {f.name: f for m in builtin_modules() for f in m.formulas}
 
 
-def symdl_variants(name: str) -> Variants:
-    """The generated kernel, called with and (where it takes one) without ``out=``."""
+def _chain(case: Case, names: list[str], make: Callable[[str], Callable[..., Any] | None]
+           ) -> Callable[..., Any] | None:
+    """The case's pipeline run with ``make(kernel)`` for each step (None if one is None)."""
+    steps = [(s, make(s.kernel)) for s in case.pipeline]
+    if any(fn is None for _, fn in steps):
+        return None
+
+    def run(*args):
+        env = dict(zip(names, args, strict=True))
+        for step, fn in steps:
+            got = fn(*[env[a] for a in step.args])
+            env.update(zip(step.results, got if len(step.results) > 1 else (got,),
+                           strict=True))
+        return tuple(env[r] for r in case.returns)
+
+    return run
+
+
+def symdl_variants(case: Case, names: list[str] | None = None) -> Variants:
+    """The generated kernel (or pipeline of kernels), with the case's parameters bound,
+    called with and (where it takes one) without ``out=``."""
     import symdl.kernels
 
-    kernel = getattr(symdl.kernels, name)
+    if case.pipeline:
+        return Variants(_chain(case, names or [], lambda k: bind(
+            getattr(symdl.kernels, k), case.params)))
+    kernel = getattr(symdl.kernels, case.kernels[0])
+    call = bind(kernel, case.params)
     if "out" in inspect.signature(kernel).parameters:
-        return Variants(kernel, lambda *args, out: kernel(*args, out=out))
-    return Variants(kernel)
+        return Variants(call, lambda *args, out: call(*args, out=out))
+    return Variants(call)
 
 
-def lambdify_variants(name: str) -> tuple[Variants, str]:
+def lambdify_variants(case: Case, names: list[str] | None = None) -> tuple[Variants, str]:
     """``sympy.lambdify(..., "numpy")`` of the formula's own SymPy expressions.
 
     Returns the variants and a note (why there are none, when there are none).
     """
+    if case.pipeline:
+        whys: list[str] = []
+
+        def make(kernel: str):
+            v, why = _lambdify_one(kernel, case.params)
+            whys.append(f"{kernel}: {why}" if why else "")
+            return v.alloc
+
+        run = _chain(case, names or [], make)
+        return Variants(run), next((w for w in whys if w), "")
+    return _lambdify_one(case.kernels[0], case.params)
+
+
+def _lambdify_one(name: str, params: Mapping[str, Any]) -> tuple[Variants, str]:
     import sympy as sp
 
     f = formulas().get(name)
     if f is None:
         return Variants(), "no SymPy formula of this name"
     if f.kind == "elementwise":
-        exprs = list(f.results().values())
-        fn = sp.lambdify(list(f.inputs), exprs[0] if len(exprs) == 1 else exprs, "numpy")
-        return Variants(fn), ""
+        results = f.results()
+        exprs = list(results.values())
+        # The formula's scalar parameters (lr, beta1, ...) are arguments too.
+        symbols = {s.name: s for e in exprs for s in e.free_symbols}
+        pnames = [p.name for p in getattr(f, "params", ())]
+        args = list(f.inputs) + [symbols.get(p, sp.Symbol(p)) for p in pnames]
+        fn = sp.lambdify(args, exprs[0] if len(exprs) == 1 else exprs, "numpy")
+        defaults = {p.name: p.default for p in getattr(f, "params", ())}
+        kw = {p: params.get(p, defaults[p]) for p in pnames}
+        if getattr(f, "updates", None):
+            order = [str(s) for s in f.inputs]
+
+            def update(*arrays):
+                new = fn(*arrays, **kw)  # every update from the old values, then stored
+                for name_, value in zip(results, new, strict=True):
+                    arrays[order.index(name_)][...] = value
+
+            return Variants(update), ""
+        return Variants((lambda *a: fn(*a, **kw)) if kw else fn), ""
     if f.kind == "reduction":
         summands = [sp.lambdify(list(f.inputs), e, "numpy") for e in f.sums.values()]
         finish = sp.lambdify(f.sum_symbols() + [f.count], list(f.outputs.values()), "numpy")
@@ -233,4 +258,6 @@ def lambdify_variants(name: str) -> tuple[Variants, str]:
 
         return Variants(reduction), ""
     return Variants(), (f"lambdify prints a {f.kind} (sp.Sum over sp.Indexed) as a Python "
-                        "loop, not NumPy: no comparable peer")
+                        "loop, not NumPy: no comparable peer" if f.kind in (
+                            "contraction", "batch", "batch_gradient", "batch_reduction",
+                            "batch_map") else f"no lambdify of a {f.kind} formula")

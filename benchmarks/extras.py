@@ -31,16 +31,18 @@ class SweepRow:
 def threshold_sweep(cases: list[Case], sizes: list[int], dtypes: list[str],
                     rounds: int) -> list[SweepRow]:
     """Time each kernel's serial and parallel core (PARALLEL_THRESHOLD forced high/low)."""
+    import symdl.kernels
+
     rows = []
     for case in cases:
-        v = symdl_variants(case.name)
-        module = sys.modules[v.alloc.__module__]
-        saved = module.PARALLEL_THRESHOLD
+        modules = {sys.modules[getattr(symdl.kernels, k).__module__] for k in case.kernels}
+        saved = {m: m.PARALLEL_THRESHOLD for m in modules}
         try:
             for dtype in dtypes:
                 for n in sizes:
-                    args = [np.ascontiguousarray(a, dtype=dtype)
-                            for a in case.inputs(n, np.random.default_rng(0)).values()]
+                    inputs = case.inputs(n, np.random.default_rng(0))
+                    v = symdl_variants(case, list(inputs))
+                    args = [np.ascontiguousarray(a, dtype=dtype) for a in inputs.values()]
                     if v.out is not None:
                         out = np.zeros_like(args[0])
 
@@ -48,12 +50,13 @@ def threshold_sweep(cases: list[Case], sizes: list[int], dtypes: list[str],
                             return v.out(*args, out=out)
                     else:
 
-                        def call(v=v, args=args):
+                        def call(v=v, args=args):  # in-place kernels update args
                             return v.alloc(*args)
 
-                    def forced(threshold, call=call, module=module):
+                    def forced(threshold, call=call, modules=modules):
                         def run():
-                            module.PARALLEL_THRESHOLD = threshold
+                            for m in modules:
+                                m.PARALLEL_THRESHOLD = threshold
                             return call()
 
                         return run
@@ -64,7 +67,8 @@ def threshold_sweep(cases: list[Case], sizes: list[int], dtypes: list[str],
                     rows.append(SweepRow(case.name, dtype, n, t["ser"], t["par"],
                                          other.cores))
         finally:
-            module.PARALLEL_THRESHOLD = saved
+            for m, threshold in saved.items():
+                m.PARALLEL_THRESHOLD = threshold
     return rows
 
 

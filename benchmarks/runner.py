@@ -8,7 +8,7 @@ float64 on the same inputs). Only then is it timed, round-robin with the others.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +16,13 @@ import numpy as np
 
 from .cases import Case, Variants, lambdify_variants, symdl_variants
 from .peers import optional
+from .spec import bind
 from .timing import OtherLoad, interleaved_medians
 
 
 @dataclass
 class Row:
-    """One implementation of one kernel at one dtype, in one mode (alloc or out)."""
+    """One implementation of one kernel at one dtype, in one mode (alloc, out, inplace)."""
 
     kernel: str
     dtype: str
@@ -32,6 +33,7 @@ class Row:
     traffic: int  # minimal bytes read + written, write-allocate included
     other_load: float = float("nan")  # cores other processes kept busy meanwhile
     limit_gbs: float | None = None  # STREAM limit measured in the same rounds
+    variant: str = ""  # which of a peer's ways (torch: "fused", "foreach", ...)
 
     @property
     def gbs(self) -> float | None:
@@ -46,8 +48,31 @@ def _as_numpy(result: Any) -> np.ndarray:
     return np.asarray(result)
 
 
-def check(got: Any, ref: Any, dtype: np.dtype, atol_eps: float = 0.0) -> str:
-    """'ok', or what is wrong with ``got`` compared with the float64 reference."""
+def _parts(result: Any) -> list[Any]:
+    """A result as a list of parts: arrays, or one array of scalars (a tuple of them)."""
+    if isinstance(result, tuple | list) and any(np.ndim(_as_numpy(v)) for v in result):
+        return [p for v in result for p in _parts(v)]
+    return [result]
+
+
+def check(got: Any, ref: Any, dtype: np.dtype, atol_eps: float | tuple = 0.0) -> str:
+    """'ok', or what is wrong with ``got`` compared with the float64 reference.
+
+    A result made of several arrays (a pipeline's, an in-place update's) is compared
+    part by part, each against its own scale, with ``atol_eps`` one number or one per
+    part."""
+    gots, refs = _parts(got), _parts(ref)
+    if len(gots) != len(refs):
+        return f"WRONG: {len(gots)} results, expected {len(refs)}"
+    atols = atol_eps if isinstance(atol_eps, tuple | list) else (atol_eps,) * len(refs)
+    for k, (g, r, a) in enumerate(zip(gots, refs, atols, strict=True)):
+        status = _check_part(g, r, dtype, a)
+        if status != "ok":
+            return status if len(refs) == 1 else f"{status} in result {k}"
+    return "ok"
+
+
+def _check_part(got: Any, ref: Any, dtype: np.dtype, atol_eps: float) -> str:
     got, ref = _as_numpy(got), _as_numpy(ref)
     if got.shape != ref.shape:
         return f"WRONG shape {got.shape}, expected {ref.shape}"
@@ -63,39 +88,69 @@ def check(got: Any, ref: Any, dtype: np.dtype, atol_eps: float = 0.0) -> str:
     return "ok"
 
 
-def _peer_variants(case: Case, peer: str, names: list[str]) -> tuple[Variants, str]:
-    """A peer's variants for this case, taking numpy arrays, or (empty, why not)."""
+def _bind(fn, params):
+    return fn and bind(fn, params)
+
+
+def _peer_variants(case: Case, peer: str, names: list[str]
+                   ) -> tuple[dict[str, Variants], str]:
+    """A peer's variants for this case by name ("" when it has one way), taking numpy
+    arrays with the case's parameters bound, or (empty, why not)."""
     if peer == "symdl":
-        return symdl_variants(case.name), ""
+        return {"": symdl_variants(case, names)}, ""
     if peer == "numpy":
-        return case.numpy, ""
+        v = case.numpy
+        return {"": Variants(_bind(v.alloc, case.params), _bind(v.out, case.params))}, ""
     if peer == "lambdify":
-        return lambdify_variants(case.name)
+        v, why = lambdify_variants(case, names)
+        return {"": v}, why
     spec = getattr(case, peer)
     if spec is None:
-        return Variants(), "no peer entry"
+        return {}, "no peer entry"
     module = optional(peer)
     if module is None:
-        return Variants(), f"{peer} not installed"
+        return {}, f"{peer} not installed"
     if peer == "numexpr":
         if not isinstance(spec, str):
-            return spec(module), ""
-        def env(a):
-            return dict(zip(names, a, strict=True))
+            v = spec(module)
+            return {"": Variants(_bind(v.alloc, case.params), _bind(v.out, case.params))}, ""
 
-        return Variants(lambda *a: module.evaluate(spec, local_dict=env(a)),
-                        lambda *a, out: module.evaluate(spec, local_dict=env(a), out=out)), ""
+        def env(a):
+            # Parameters as scalars of the arrays' dtype, so float32 stays float32.
+            kw = {k: np.asarray(v, dtype=a[0].dtype) for k, v in case.params.items()}
+            return {**dict(zip(names, a, strict=True)), **kw}
+
+        return {"": Variants(lambda *a: module.evaluate(spec, local_dict=env(a)),
+                             lambda *a, out: module.evaluate(spec, local_dict=env(a),
+                                                             out=out))}, ""
     if peer == "torch":
-        v = spec(module)
-        wrap = module.from_numpy
-        return Variants(
-            v.alloc and (lambda *a: v.alloc(*map(wrap, a))),
-            v.out and (lambda *a, out: v.out(*map(wrap, a), out=wrap(out))),
-        ), ""
+        ways = spec(module)
+        ways = ways if isinstance(ways, Mapping) else {"": ways}
+        return {k: Variants(_bind(v.alloc, case.params) and _TorchCall(
+                                module, _bind(v.alloc, case.params)),
+                            _bind(v.out, case.params) and _TorchCall(
+                                module, _bind(v.out, case.params)))
+                for k, v in ways.items()}, ""
     if peer == "jax":
-        fn = module.jit(spec(module))
-        return Variants(_JaxCall(module, fn)), ""
+        # Parameters are compile-time constants, as a user's closure would make them.
+        fn = module.jit(bind(spec(module), case.params))
+        return {"": Variants(_JaxCall(module, fn))}, ""
     raise ValueError(f"unknown peer {peer!r}")
+
+
+class _TorchCall:
+    """A PyTorch call on numpy arrays: the tensors sharing their memory are made once
+    per input set (so a stateful peer, an optimizer, sees the same tensors)."""
+
+    def __init__(self, torch, fn) -> None:
+        self.torch, self.fn, self.key, self.args = torch, fn, None, None
+
+    def __call__(self, *args, out=None):
+        if self.key is None or any(a is not b for a, b in zip(args, self.key, strict=True)):
+            self.key, self.args = args, [self.torch.from_numpy(a) for a in args]
+        if out is None:
+            return self.fn(*self.args)
+        return self.fn(*self.args, out=self.torch.from_numpy(out))
 
 
 class _JaxCall:
@@ -121,49 +176,36 @@ def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
     inputs64 = case.inputs(n, np.random.default_rng(seed))
     names = list(inputs64)
     args = [np.ascontiguousarray(a, dtype=dtype) for a in inputs64.values()]
-    up = [a.astype(np.float64) for a in args]
-    with np.errstate(all="ignore"):
-        ref = case.numpy.alloc(*up)
-    atol_eps = case.atol(dict(zip(names, up, strict=True)), ref) if case.atol else 0.0
+    up = {k: a.astype(np.float64) for k, a in zip(names, args, strict=True)}
+    ref = _reference(case, names, up)
+    atol_eps = case.atol(up, ref) if case.atol else 0.0
     out = np.zeros(np.shape(ref), dtype=dtype) if isinstance(ref, np.ndarray) else None
-    read = sum(a.nbytes for a in args)
-    written = out.nbytes if out is not None else 0
-    traffic = read + 2 * written  # an ordinary store also reads its cache line first
+    traffic = case.traffic(dict(zip(names, args, strict=True))) if case.traffic else \
+        _traffic(case, args, ref, dtype)
+    # In-place calls: each check on fresh copies; timing on one working set, which
+    # every implementation updates in turn (the values stay in range over the rounds).
+    work = [a.copy() for a in args] if case.inplace else args
 
     rows: list[Row] = []
-    thunks: dict[tuple[str, str], Callable[[], object]] = {}
+    thunks: dict[tuple[str, str, str], Callable[[], object]] = {}
     for peer in peers:
-        variants, why = _peer_variants(case, peer, names)
-        for mode in ("alloc", "out"):
-            fn = getattr(variants, mode)
-            row = Row(case.name, dtype.name, mode, peer, None, "", traffic)
-            rows.append(row)
-            if fn is None:
-                row.status = why or ("no out= variant" if mode == "out" else "no variant")
-                continue
-            if mode == "out":
-                if out is None:
+        ways, why = _peer_variants(case, peer, names)
+        for variant, variants in (ways or {"": Variants()}).items():
+            for mode in case.modes:
+                fn = getattr(variants, "alloc" if mode == "inplace" else mode)
+                row = Row(case.name, dtype.name, mode, peer, None, "", traffic,
+                          variant=variant)
+                rows.append(row)
+                if fn is None:
+                    row.status = why or ("no out= variant" if mode == "out" else "no variant")
+                    continue
+                if mode == "out" and out is None:
                     row.status = "scalar result"
                     continue
-
-                def thunk(fn=fn):
-                    return fn(*args, out=out)
-            else:
-
-                def thunk(fn=fn):
-                    return fn(*args)
-
-            try:
-                with warnings.catch_warnings(), np.errstate(all="ignore"):
-                    warnings.simplefilter("ignore")
-                    got = thunk()
-                    if mode == "out":
-                        got = out
-                    row.status = check(got, ref, dtype, atol_eps)
-            except Exception as err:  # noqa: BLE001 - a peer that fails is reported, not fatal
-                row.status = f"error: {type(err).__name__}: {str(err).splitlines()[0][:60]}"
-            if row.status == "ok":
-                thunks[(mode, peer)] = thunk
+                row.status = _checked(case, names, fn, mode, args, out, ref, dtype, atol_eps,
+                                      up)
+                if row.status == "ok":
+                    thunks[(mode, peer, variant)] = _thunk(fn, mode, work, out)
     with warnings.catch_warnings(), np.errstate(all="ignore"), OtherLoad() as other:
         warnings.simplefilter("ignore")
         medians = interleaved_medians({**thunks, **(probe.thunks() if probe else {})},
@@ -172,6 +214,54 @@ def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
     for row in rows:
         row.other_load = other.cores
         row.limit_gbs = limit
-        if (row.mode, row.peer) in medians:
-            row.seconds = medians[(row.mode, row.peer)]
+        row.seconds = medians.get((row.mode, row.peer, row.variant))
     return rows
+
+
+def _reference(case: Case, names: list[str], up: dict[str, np.ndarray]) -> Any:
+    """The hand-written NumPy formula in float64: its result, or the updated arrays."""
+    fn = _bind(case.numpy.alloc, case.params)
+    with np.errstate(all="ignore"):
+        if not case.inplace:
+            return fn(*up.values())
+        copies = {k: a.copy() for k, a in up.items()}
+        fn(*copies.values())
+        return tuple(copies[k] for k in case.compared)
+
+
+def _traffic(case: Case, args: list[np.ndarray], ref: Any, dtype: np.dtype) -> int:
+    """Minimal bytes: inputs read; results written, plus the read of each fresh
+    output's lines before they are stored (write-allocate), none for in-place ones."""
+    read = sum(a.nbytes for a in args)
+    if case.inplace:
+        return read + sum(r.size * dtype.itemsize for r in _parts(ref))
+    written = sum(np.size(r) * (1 if np.asarray(r).dtype == np.bool_ else dtype.itemsize)
+                  for r in _parts(ref) if np.ndim(r))
+    return read + 2 * written
+
+
+def _checked(case, names, fn, mode, args, out, ref, dtype, atol_eps, up) -> str:
+    """Run one implementation once, on copies where it updates in place; check it."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if mode == "inplace":
+                copies = [a.copy() for a in args]
+                fn(*copies)
+                got = tuple(copies[names.index(k)] for k in case.compared)
+            elif mode == "out":
+                fn(*args, out=out)
+                got = out
+            else:
+                got = fn(*args)
+            if case.validate is not None:
+                return case.validate(up, got, dtype)
+            return check(got, ref, dtype, atol_eps)
+    except Exception as err:  # noqa: BLE001 - a peer that fails is reported, not fatal
+        return f"error: {type(err).__name__}: {str(err).splitlines()[0][:60]}"
+
+
+def _thunk(fn, mode: str, args: list[np.ndarray], out) -> Callable[[], object]:
+    if mode == "out":
+        return lambda: fn(*args, out=out)
+    return lambda: fn(*args)

@@ -10,33 +10,33 @@ from __future__ import annotations
 import re
 import sys
 
-import numpy as np
-
 _PACKED = re.compile(r"\bv(?:add|sub|mul|div|fn?m(?:add|sub)\d*)p[sd]\s+%?[xyz]mm")
 # libm called through a register: ``movabsq $exp, %rbx`` then ``callq *%rbx``
 _CALLS = re.compile(r"\$(exp|expf|tanh|tanhf|log1p|log1pf|log|logf|expm1|expm1f)\b")
 
 
-def vectorized(kernel, args: list[np.ndarray]) -> str:
-    """'yes', 'no', plus ', scalar exp calls' when libm is called one element at a time."""
+def vectorized(kernel, dtype: str) -> str:
+    """'yes', 'no', plus ', scalar exp calls' when libm is called one element at a time,
+    for the kernel's serial cores already compiled for ``dtype`` (call it first);
+    'no' if any of them (one per batch of a cost, per variant) is not vectorized."""
     import numba
 
     module = sys.modules[kernel.__module__]
-    core = getattr(module, f"_{kernel.__name__}_ser", None)
-    if core is None:
-        return "?"
-    kernel(*args)  # picks and compiles (or loads) the core for these dtypes
-    options = {k: v for k, v in core.targetoptions.items() if k != "cache"}
-    copy = numba.njit(**options)(core.py_func)
-    sigs = []
-    for sig in core.signatures:
-        copy.compile(sig)
-        sigs.append(sig)
-    want = np.result_type(*[a.dtype for a in args]).name
-    for sig in sigs:
-        if want in str(sig[-1]) or want in str(sig[0]):
+    # _<kernel>_ser, or one core per batch (_b0_ser) or per variant (_true_ser).
+    name = re.compile(rf"_{kernel.__name__}(?:_b\d+|_true|_false)?_ser")
+    cores = [c for k, c in vars(module).items() if name.fullmatch(k)]
+    verdicts, calls = [], set()
+    for core in cores:
+        options = {k: v for k, v in core.targetoptions.items() if k != "cache"}
+        copy = numba.njit(**options)(core.py_func)
+        for sig in core.signatures:
+            if dtype not in str(sig[0]) and dtype not in str(sig[-1]):
+                continue
+            copy.compile(sig)
             asm = copy.inspect_asm(sig)
-            calls = sorted(set(_CALLS.findall(asm)))
-            tail = f", scalar {'/'.join(calls)} calls" if calls else ""
-            return ("yes" if _PACKED.search(asm) else "no") + tail
-    return "?"
+            calls.update(_CALLS.findall(asm))
+            verdicts.append(bool(_PACKED.search(asm)))
+    if not verdicts:
+        return "?"
+    tail = f", scalar {'/'.join(sorted(calls))} calls" if calls else ""
+    return ("yes" if all(verdicts) else "no") + tail

@@ -4,6 +4,7 @@ No timing is asserted (the machine is shared and noisy); what is asserted is tha
 every implementation's result was checked, and that the generated kernels passed.
 """
 
+import dataclasses
 import json
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from symdl.benchmarks import peers
-from symdl.benchmarks.cases import CASES
+from symdl.benchmarks.cases import CASES, Variants
 from symdl.benchmarks.runner import check
 from symdl.cli import main
 
@@ -45,6 +46,28 @@ def test_quick_bench_runs_and_reports(tmp_path, capsys, without_optional_peers):
     assert len({(r["kernel"], r["dtype"]) for r in symdl_rows}) == 2 * len(CASES)
     assert all(r["status"] == "ok" for r in symdl_rows)
     assert all(r["status"] != "ok" for r in data["rows"] if r["peer"] in ("numexpr", "jax"))
+    # NumPy (the reference's own formula, in the benchmarked dtype) and every way of
+    # PyTorch agree with the reference, for every kind of case: nothing WRONG or failing.
+    for r in data["rows"]:
+        if r["peer"] in ("numpy", "torch"):
+            assert not r["status"].startswith(("WRONG", "error")), r
+    by = {(r["kernel"], r["peer"], r["variant"], r["dtype"]): r for r in data["rows"]
+          if r["mode"] != "out"}
+    # In-place kernels: one mode; each way of PyTorch's optimizers checked and timed.
+    assert {r["mode"] for r in data["rows"] if r["kernel"] == "adam_step"} == {"inplace"}
+    for kernel, ways in [("adam_step", ("fused", "foreach")),
+                         ("rmsprop_step_momentum", ("foreach", "for-loop")),
+                         ("batchnorm_256x4096", ("autograd", "aten")),
+                         ("gan_d_loss_logits+grad", ("bce", "logsigmoid"))]:
+        for way in ways:
+            row = by[(kernel, "torch", way, "float32")]
+            assert row["status"] == "ok" and row["seconds"], row
+    # Pipelines return several results; only the allocating mode exists.
+    assert {r["mode"] for r in data["rows"] if r["kernel"] == "batchnorm_4096x1024"} == \
+        {"alloc"}
+    assert by[("dropout", "torch", "", "float64")]["status"] == "ok"
+    assert "| adam_step | float64 | inplace |" in report
+    assert "| adam_step float32 inplace: >= 1.1x faster than PyTorch |" in report  # issue 4
 
 
 def test_unknown_kernel_is_refused(tmp_path, capsys):
@@ -68,3 +91,82 @@ def test_report_keeps_the_hand_written_analysis(tmp_path, capsys):
     report = (tmp_path / "benchmarks.md").read_text()
     assert report.startswith("# symdl benchmarks") and "old" not in report
     assert report.endswith(f"{ANALYSIS_MARK}\nThe gap is exp.\n")
+
+
+# ---- the new kinds of case: a wrong peer is caught, never timed ------------------------
+def _case(name):
+    return next(c for c in CASES if c.name == name)
+
+
+def _statuses(case, dtype="float64"):
+    from symdl.benchmarks.runner import run_case
+
+    rows = run_case(case, 2000, dtype, 1, ["symdl", "numpy", "torch"])
+    return {(r.peer, r.variant): r for r in rows}
+
+
+def test_inplace_peer_that_is_wrong_or_not_in_place_is_caught():
+    from symdl.benchmarks.training import _np_adam
+
+    def wrong_eps(theta, grad, m, v, t, lr, beta1, beta2, eps):
+        _np_adam(theta.numpy(), grad.numpy(), m.numpy(), v.numpy(), t, lr, beta1, beta2, 1e-3)
+
+    def returns_copies(theta, grad, m, v, t, lr, beta1, beta2, eps):
+        theta, m, v = theta.clone(), m.clone(), v.clone()
+        _np_adam(theta.numpy(), grad.numpy(), m.numpy(), v.numpy(), t, lr, beta1, beta2, eps)
+        return theta, m, v
+
+    case = dataclasses.replace(_case("adam_step"), torch=lambda t: {
+        "wrong_eps": Variants(wrong_eps), "copies": Variants(returns_copies)})
+    rows = _statuses(case)
+    assert rows[("symdl", "")].status == "ok" and rows[("symdl", "")].seconds
+    assert rows[("numpy", "")].status == "ok"
+    for way in ("wrong_eps", "copies"):
+        assert rows[("torch", way)].status.startswith("WRONG")
+        assert rows[("torch", way)].seconds is None
+    # Bytes: read theta, grad, m, v and write theta, m, v back, no write-allocate.
+    assert rows[("symdl", "")].traffic == 7 * 2000 * 8
+
+
+def test_pipeline_part_that_is_wrong_is_caught():
+    from symdl.benchmarks.training import _np_batchnorm
+
+    def off(x, gamma, beta, dout, eps):
+        out, dx, dgamma, dbeta = _np_batchnorm(*(a.numpy() for a in (x, gamma, beta, dout)),
+                                               eps)
+        return out, dx * (1 + 1e-6), dgamma, dbeta
+
+    case = dataclasses.replace(_case("batchnorm_256x4096"),
+                               torch=lambda t: {"off": Variants(off)})
+    rows = _statuses(case)
+    assert rows[("symdl", "")].status == "ok"
+    assert rows[("torch", "off")].status.startswith("WRONG") and \
+        rows[("torch", "off")].status.endswith("in result 1")
+
+
+def test_dropout_results_are_checked_against_their_own_mask():
+    case = _case("dropout")
+    x = np.random.default_rng(3).standard_normal(20000)
+    q = 1 - case.params["p"]
+    mask = np.random.default_rng(4).random(x.size) < q
+    inputs = {"x": x}
+    assert case.validate(inputs, (np.where(mask, x / q, 0), mask), np.dtype("float64")) == "ok"
+    # Standard dropout's scaling, a mask that keeps everything, a float mask: all wrong.
+    assert case.validate(inputs, (np.where(mask, x, 0), mask),
+                         np.dtype("float64")).startswith("WRONG")
+    keep_all = np.ones(x.size, bool)
+    assert case.validate(inputs, (x / q, keep_all), np.dtype("float64")).startswith("WRONG")
+    assert case.validate(inputs, (np.where(mask, x / q, 0), mask.astype(float)),
+                         np.dtype("float64")).startswith("WRONG mask")
+
+
+def test_simd_evidence_for_pipelines_and_inplace_kernels():
+    from symdl.benchmarks import _simd
+    from symdl.benchmarks.simd import vectorized
+
+    evidence = _simd(vectorized, _case("gan_g_nonsat_logits+grad"), "float32")
+    parts = evidence.split("; ")
+    assert [p.split(":")[0] for p in parts] == ["gan_g_loss_nonsaturating_logits",
+                                                "gan_g_loss_nonsaturating_logits_grad"]
+    assert all(p.split(": ")[1].startswith(("yes", "no")) for p in parts)
+    assert _simd(vectorized, _case("adam_step"), "float64").startswith(("yes", "no"))
