@@ -88,7 +88,7 @@ def test_mean_over_seeds_approaches_inference(kernels, inverted):
 def test_same_mask_for_any_thread_count_chunking_and_shape(kernels):
     import importlib
 
-    module = importlib.import_module("symdl.kernels.dropout")
+    module = importlib.import_module("symdl.kernels.regularization")
 
     x = np.random.default_rng(4).standard_normal(300_000)
     ref_y, ref_mask = kernels.dropout(x, 0.25, seed=2024)

@@ -20,12 +20,14 @@ import types
 import numba
 import numpy as np
 
-PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 262144))
+PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 32768))
 """Element count from which the parallel core is used (override with the
 SYMDL_PARALLEL_THRESHOLD environment variable, or assign this attribute)."""
 
-BATCH_BLOCK = 16384
-"""Batch kernels sum blocks of about this many elements (whole rows) per thread."""
+BATCH_ROWS = 16
+"""Batch kernels sum blocks of this many rows, then combine the block sums with
+compensated addition: few terms per plain sum, so little rounding, and the result
+does not depend on the thread count."""
 
 REDUCTION_BLOCK = 8192
 """Reductions sum fixed blocks of this many elements and combine the block sums in
@@ -272,8 +274,8 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
     nb = partials.shape[0]
     eps = T(p_eps)
     # Pass 1: sums per feature.
-    # Compensated (Neumaier) sums: partials[b, 0] holds the sums, partials[b, 1] the
-    # rounding errors they dropped, added back at the end.
+    # Each block of `rows` rows sums into partials[b] (a few terms: little rounding);
+    # the blocks are then combined with compensated (TwoSum) addition, in block order.
     partials[:] = 0.0
     for b in range(nb):
         for i in range(b * rows, min(m, (b + 1) * rows)):
@@ -284,28 +286,19 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
                 mean = a_mean[c]
                 var = a_var[c]
                 _term0 = x
-                _old = partials[b, 0, 0, c]
-                _new = _old + _term0
-                if abs(_old) >= abs(_term0):
-                    partials[b, 1, 0, c] += (_old - _new) + _term0
-                else:
-                    partials[b, 1, 0, c] += (_term0 - _new) + _old
-                partials[b, 0, 0, c] = _new
+                partials[b, 0, c] += _term0
     for c in range(C):
         gamma = a_gamma[c]
         beta = a_beta[c]
         mean = a_mean[c]
         var = a_var[c]
-        r_mean = partials[0, 0, 0, c]
-        _err = partials[0, 1, 0, c]
+        r_mean = partials[0, 0, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_mean
-            r_mean = _old + partials[b, 0, 0, c]
-            if abs(_old) >= abs(partials[b, 0, 0, c]):
-                _err += (_old - r_mean) + partials[b, 0, 0, c]
-            else:
-                _err += (partials[b, 0, 0, c] - r_mean) + _old
-            _err += partials[b, 1, 0, c]
+            r_mean = _old + partials[b, 0, c]
+            _back = r_mean - _old
+            _err += (_old - (r_mean - _back)) + (partials[b, 0, c] - _back)
         r_mean += _err
         mean = r_mean/m
         a_mean[c] = mean
@@ -318,8 +311,8 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
         var = a_var[c]
         _rf0 = -mean
         pf2[0, c] = _rf0
-    # Compensated (Neumaier) sums: partials[b, 0] holds the sums, partials[b, 1] the
-    # rounding errors they dropped, added back at the end.
+    # Each block of `rows` rows sums into partials[b] (a few terms: little rounding);
+    # the blocks are then combined with compensated (TwoSum) addition, in block order.
     partials[:] = 0.0
     for b in range(nb):
         for i in range(b * rows, min(m, (b + 1) * rows)):
@@ -331,28 +324,19 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
                 var = a_var[c]
                 _rf0 = pf2[0, c]
                 _term0 = (_rf0 + x)*(_rf0 + x)
-                _old = partials[b, 0, 0, c]
-                _new = _old + _term0
-                if abs(_old) >= abs(_term0):
-                    partials[b, 1, 0, c] += (_old - _new) + _term0
-                else:
-                    partials[b, 1, 0, c] += (_term0 - _new) + _old
-                partials[b, 0, 0, c] = _new
+                partials[b, 0, c] += _term0
     for c in range(C):
         gamma = a_gamma[c]
         beta = a_beta[c]
         mean = a_mean[c]
         var = a_var[c]
-        r_var = partials[0, 0, 0, c]
-        _err = partials[0, 1, 0, c]
+        r_var = partials[0, 0, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_var
-            r_var = _old + partials[b, 0, 0, c]
-            if abs(_old) >= abs(partials[b, 0, 0, c]):
-                _err += (_old - r_var) + partials[b, 0, 0, c]
-            else:
-                _err += (partials[b, 0, 0, c] - r_var) + _old
-            _err += partials[b, 1, 0, c]
+            r_var = _old + partials[b, 0, c]
+            _back = r_var - _old
+            _err += (_old - (r_var - _back)) + (partials[b, 0, c] - _back)
         r_var += _err
         var = r_var/m
         a_var[c] = var
@@ -390,8 +374,8 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
     nb = partials.shape[0]
     eps = T(p_eps)
     # Pass 1: sums per feature.
-    # Compensated (Neumaier) sums: partials[b, 0] holds the sums, partials[b, 1] the
-    # rounding errors they dropped, added back at the end.
+    # Each block of `rows` rows sums into partials[b] (a few terms: little rounding);
+    # the blocks are then combined with compensated (TwoSum) addition, in block order.
     partials[:] = 0.0
     for b in numba.prange(nb):
         for i in range(b * rows, min(m, (b + 1) * rows)):
@@ -402,28 +386,19 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
                 mean = a_mean[c]
                 var = a_var[c]
                 _term0 = x
-                _old = partials[b, 0, 0, c]
-                _new = _old + _term0
-                if abs(_old) >= abs(_term0):
-                    partials[b, 1, 0, c] += (_old - _new) + _term0
-                else:
-                    partials[b, 1, 0, c] += (_term0 - _new) + _old
-                partials[b, 0, 0, c] = _new
+                partials[b, 0, c] += _term0
     for c in range(C):
         gamma = a_gamma[c]
         beta = a_beta[c]
         mean = a_mean[c]
         var = a_var[c]
-        r_mean = partials[0, 0, 0, c]
-        _err = partials[0, 1, 0, c]
+        r_mean = partials[0, 0, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_mean
-            r_mean = _old + partials[b, 0, 0, c]
-            if abs(_old) >= abs(partials[b, 0, 0, c]):
-                _err += (_old - r_mean) + partials[b, 0, 0, c]
-            else:
-                _err += (partials[b, 0, 0, c] - r_mean) + _old
-            _err += partials[b, 1, 0, c]
+            r_mean = _old + partials[b, 0, c]
+            _back = r_mean - _old
+            _err += (_old - (r_mean - _back)) + (partials[b, 0, c] - _back)
         r_mean += _err
         mean = r_mean/m
         a_mean[c] = mean
@@ -436,8 +411,8 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
         var = a_var[c]
         _rf0 = -mean
         pf2[0, c] = _rf0
-    # Compensated (Neumaier) sums: partials[b, 0] holds the sums, partials[b, 1] the
-    # rounding errors they dropped, added back at the end.
+    # Each block of `rows` rows sums into partials[b] (a few terms: little rounding);
+    # the blocks are then combined with compensated (TwoSum) addition, in block order.
     partials[:] = 0.0
     for b in numba.prange(nb):
         for i in range(b * rows, min(m, (b + 1) * rows)):
@@ -449,28 +424,19 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, pa
                 var = a_var[c]
                 _rf0 = pf2[0, c]
                 _term0 = (_rf0 + x)*(_rf0 + x)
-                _old = partials[b, 0, 0, c]
-                _new = _old + _term0
-                if abs(_old) >= abs(_term0):
-                    partials[b, 1, 0, c] += (_old - _new) + _term0
-                else:
-                    partials[b, 1, 0, c] += (_term0 - _new) + _old
-                partials[b, 0, 0, c] = _new
+                partials[b, 0, c] += _term0
     for c in range(C):
         gamma = a_gamma[c]
         beta = a_beta[c]
         mean = a_mean[c]
         var = a_var[c]
-        r_var = partials[0, 0, 0, c]
-        _err = partials[0, 1, 0, c]
+        r_var = partials[0, 0, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_var
-            r_var = _old + partials[b, 0, 0, c]
-            if abs(_old) >= abs(partials[b, 0, 0, c]):
-                _err += (_old - r_var) + partials[b, 0, 0, c]
-            else:
-                _err += (partials[b, 0, 0, c] - r_var) + _old
-            _err += partials[b, 1, 0, c]
+            r_var = _old + partials[b, 0, c]
+            _back = r_var - _old
+            _err += (_old - (r_var - _back)) + (partials[b, 0, c] - _back)
         r_var += _err
         var = r_var/m
         a_var[c] = var
@@ -515,8 +481,8 @@ def batchnorm_forward(x, gamma, beta, eps=1e-05):
     o_out = np.empty((m, C), dtype=dtype)
     o_mean = np.empty(C, dtype=dtype)
     o_var = np.empty(C, dtype=dtype)
-    rows = max(1, BATCH_BLOCK // max(C, 1))
-    partials = np.zeros(((m + rows - 1) // rows, 2, 1, C))
+    rows = BATCH_ROWS
+    partials = np.zeros(((m + rows - 1) // rows, 1, C))
     core = _batchnorm_forward_par if x.size >= PARALLEL_THRESHOLD else _batchnorm_forward_ser
     core(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(gamma, dtype=dtype), np.ascontiguousarray(beta, dtype=dtype), eps, o_out, o_mean, o_var, partials, rows)
     return o_out, o_mean, o_var
@@ -555,8 +521,8 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         pf1[3, c] = _rf3
         _rf4 = (T(1)/math.sqrt(eps + var))
         pf1[4, c] = _rf4
-    # Compensated (Neumaier) sums: partials[b, 0] holds the sums, partials[b, 1] the
-    # rounding errors they dropped, added back at the end.
+    # Each block of `rows` rows sums into partials[b] (a few terms: little rounding);
+    # the blocks are then combined with compensated (TwoSum) addition, in block order.
     partials[:] = 0.0
     for b in range(nb):
         for i in range(b * rows, min(m, (b + 1) * rows)):
@@ -581,41 +547,11 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
                 _term2 = _rf3 - T(2)*x
                 _term3 = _r0*_rf4
                 _term4 = dout
-                _old = partials[b, 0, 0, c]
-                _new = _old + _term0
-                if abs(_old) >= abs(_term0):
-                    partials[b, 1, 0, c] += (_old - _new) + _term0
-                else:
-                    partials[b, 1, 0, c] += (_term0 - _new) + _old
-                partials[b, 0, 0, c] = _new
-                _old = partials[b, 0, 1, c]
-                _new = _old + _term1
-                if abs(_old) >= abs(_term1):
-                    partials[b, 1, 1, c] += (_old - _new) + _term1
-                else:
-                    partials[b, 1, 1, c] += (_term1 - _new) + _old
-                partials[b, 0, 1, c] = _new
-                _old = partials[b, 0, 2, c]
-                _new = _old + _term2
-                if abs(_old) >= abs(_term2):
-                    partials[b, 1, 2, c] += (_old - _new) + _term2
-                else:
-                    partials[b, 1, 2, c] += (_term2 - _new) + _old
-                partials[b, 0, 2, c] = _new
-                _old = partials[b, 0, 3, c]
-                _new = _old + _term3
-                if abs(_old) >= abs(_term3):
-                    partials[b, 1, 3, c] += (_old - _new) + _term3
-                else:
-                    partials[b, 1, 3, c] += (_term3 - _new) + _old
-                partials[b, 0, 3, c] = _new
-                _old = partials[b, 0, 4, c]
-                _new = _old + _term4
-                if abs(_old) >= abs(_term4):
-                    partials[b, 1, 4, c] += (_old - _new) + _term4
-                else:
-                    partials[b, 1, 4, c] += (_term4 - _new) + _old
-                partials[b, 0, 4, c] = _new
+                partials[b, 0, c] += _term0
+                partials[b, 1, c] += _term1
+                partials[b, 2, c] += _term2
+                partials[b, 3, c] += _term3
+                partials[b, 4, c] += _term4
     for c in range(C):
         gamma = a_gamma[c]
         mean = a_mean[c]
@@ -624,60 +560,45 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         dbeta = a_dbeta[c]
         adj_var = a_adj_var[c]
         adj_mean = a_adj_mean[c]
-        r_var = partials[0, 0, 0, c]
-        _err = partials[0, 1, 0, c]
+        r_var = partials[0, 0, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_var
-            r_var = _old + partials[b, 0, 0, c]
-            if abs(_old) >= abs(partials[b, 0, 0, c]):
-                _err += (_old - r_var) + partials[b, 0, 0, c]
-            else:
-                _err += (partials[b, 0, 0, c] - r_var) + _old
-            _err += partials[b, 1, 0, c]
+            r_var = _old + partials[b, 0, c]
+            _back = r_var - _old
+            _err += (_old - (r_var - _back)) + (partials[b, 0, c] - _back)
         r_var += _err
-        r_mean = partials[0, 0, 1, c]
-        _err = partials[0, 1, 1, c]
+        r_mean = partials[0, 1, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_mean
-            r_mean = _old + partials[b, 0, 1, c]
-            if abs(_old) >= abs(partials[b, 0, 1, c]):
-                _err += (_old - r_mean) + partials[b, 0, 1, c]
-            else:
-                _err += (partials[b, 0, 1, c] - r_mean) + _old
-            _err += partials[b, 1, 1, c]
+            r_mean = _old + partials[b, 1, c]
+            _back = r_mean - _old
+            _err += (_old - (r_mean - _back)) + (partials[b, 1, c] - _back)
         r_mean += _err
-        r_var_mean = partials[0, 0, 2, c]
-        _err = partials[0, 1, 2, c]
+        r_var_mean = partials[0, 2, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_var_mean
-            r_var_mean = _old + partials[b, 0, 2, c]
-            if abs(_old) >= abs(partials[b, 0, 2, c]):
-                _err += (_old - r_var_mean) + partials[b, 0, 2, c]
-            else:
-                _err += (partials[b, 0, 2, c] - r_var_mean) + _old
-            _err += partials[b, 1, 2, c]
+            r_var_mean = _old + partials[b, 2, c]
+            _back = r_var_mean - _old
+            _err += (_old - (r_var_mean - _back)) + (partials[b, 2, c] - _back)
         r_var_mean += _err
-        r_gamma = partials[0, 0, 3, c]
-        _err = partials[0, 1, 3, c]
+        r_gamma = partials[0, 3, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_gamma
-            r_gamma = _old + partials[b, 0, 3, c]
-            if abs(_old) >= abs(partials[b, 0, 3, c]):
-                _err += (_old - r_gamma) + partials[b, 0, 3, c]
-            else:
-                _err += (partials[b, 0, 3, c] - r_gamma) + _old
-            _err += partials[b, 1, 3, c]
+            r_gamma = _old + partials[b, 3, c]
+            _back = r_gamma - _old
+            _err += (_old - (r_gamma - _back)) + (partials[b, 3, c] - _back)
         r_gamma += _err
-        r_beta = partials[0, 0, 4, c]
-        _err = partials[0, 1, 4, c]
+        r_beta = partials[0, 4, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_beta
-            r_beta = _old + partials[b, 0, 4, c]
-            if abs(_old) >= abs(partials[b, 0, 4, c]):
-                _err += (_old - r_beta) + partials[b, 0, 4, c]
-            else:
-                _err += (partials[b, 0, 4, c] - r_beta) + _old
-            _err += partials[b, 1, 4, c]
+            r_beta = _old + partials[b, 4, c]
+            _back = r_beta - _old
+            _err += (_old - (r_beta - _back)) + (partials[b, 4, c] - _back)
         r_beta += _err
         adj_var = r_var
         adj_mean = adj_var*r_var_mean/m + r_mean
@@ -758,8 +679,8 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         pf1[3, c] = _rf3
         _rf4 = (T(1)/math.sqrt(eps + var))
         pf1[4, c] = _rf4
-    # Compensated (Neumaier) sums: partials[b, 0] holds the sums, partials[b, 1] the
-    # rounding errors they dropped, added back at the end.
+    # Each block of `rows` rows sums into partials[b] (a few terms: little rounding);
+    # the blocks are then combined with compensated (TwoSum) addition, in block order.
     partials[:] = 0.0
     for b in numba.prange(nb):
         for i in range(b * rows, min(m, (b + 1) * rows)):
@@ -784,41 +705,11 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
                 _term2 = _rf3 - T(2)*x
                 _term3 = _r0*_rf4
                 _term4 = dout
-                _old = partials[b, 0, 0, c]
-                _new = _old + _term0
-                if abs(_old) >= abs(_term0):
-                    partials[b, 1, 0, c] += (_old - _new) + _term0
-                else:
-                    partials[b, 1, 0, c] += (_term0 - _new) + _old
-                partials[b, 0, 0, c] = _new
-                _old = partials[b, 0, 1, c]
-                _new = _old + _term1
-                if abs(_old) >= abs(_term1):
-                    partials[b, 1, 1, c] += (_old - _new) + _term1
-                else:
-                    partials[b, 1, 1, c] += (_term1 - _new) + _old
-                partials[b, 0, 1, c] = _new
-                _old = partials[b, 0, 2, c]
-                _new = _old + _term2
-                if abs(_old) >= abs(_term2):
-                    partials[b, 1, 2, c] += (_old - _new) + _term2
-                else:
-                    partials[b, 1, 2, c] += (_term2 - _new) + _old
-                partials[b, 0, 2, c] = _new
-                _old = partials[b, 0, 3, c]
-                _new = _old + _term3
-                if abs(_old) >= abs(_term3):
-                    partials[b, 1, 3, c] += (_old - _new) + _term3
-                else:
-                    partials[b, 1, 3, c] += (_term3 - _new) + _old
-                partials[b, 0, 3, c] = _new
-                _old = partials[b, 0, 4, c]
-                _new = _old + _term4
-                if abs(_old) >= abs(_term4):
-                    partials[b, 1, 4, c] += (_old - _new) + _term4
-                else:
-                    partials[b, 1, 4, c] += (_term4 - _new) + _old
-                partials[b, 0, 4, c] = _new
+                partials[b, 0, c] += _term0
+                partials[b, 1, c] += _term1
+                partials[b, 2, c] += _term2
+                partials[b, 3, c] += _term3
+                partials[b, 4, c] += _term4
     for c in range(C):
         gamma = a_gamma[c]
         mean = a_mean[c]
@@ -827,60 +718,45 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         dbeta = a_dbeta[c]
         adj_var = a_adj_var[c]
         adj_mean = a_adj_mean[c]
-        r_var = partials[0, 0, 0, c]
-        _err = partials[0, 1, 0, c]
+        r_var = partials[0, 0, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_var
-            r_var = _old + partials[b, 0, 0, c]
-            if abs(_old) >= abs(partials[b, 0, 0, c]):
-                _err += (_old - r_var) + partials[b, 0, 0, c]
-            else:
-                _err += (partials[b, 0, 0, c] - r_var) + _old
-            _err += partials[b, 1, 0, c]
+            r_var = _old + partials[b, 0, c]
+            _back = r_var - _old
+            _err += (_old - (r_var - _back)) + (partials[b, 0, c] - _back)
         r_var += _err
-        r_mean = partials[0, 0, 1, c]
-        _err = partials[0, 1, 1, c]
+        r_mean = partials[0, 1, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_mean
-            r_mean = _old + partials[b, 0, 1, c]
-            if abs(_old) >= abs(partials[b, 0, 1, c]):
-                _err += (_old - r_mean) + partials[b, 0, 1, c]
-            else:
-                _err += (partials[b, 0, 1, c] - r_mean) + _old
-            _err += partials[b, 1, 1, c]
+            r_mean = _old + partials[b, 1, c]
+            _back = r_mean - _old
+            _err += (_old - (r_mean - _back)) + (partials[b, 1, c] - _back)
         r_mean += _err
-        r_var_mean = partials[0, 0, 2, c]
-        _err = partials[0, 1, 2, c]
+        r_var_mean = partials[0, 2, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_var_mean
-            r_var_mean = _old + partials[b, 0, 2, c]
-            if abs(_old) >= abs(partials[b, 0, 2, c]):
-                _err += (_old - r_var_mean) + partials[b, 0, 2, c]
-            else:
-                _err += (partials[b, 0, 2, c] - r_var_mean) + _old
-            _err += partials[b, 1, 2, c]
+            r_var_mean = _old + partials[b, 2, c]
+            _back = r_var_mean - _old
+            _err += (_old - (r_var_mean - _back)) + (partials[b, 2, c] - _back)
         r_var_mean += _err
-        r_gamma = partials[0, 0, 3, c]
-        _err = partials[0, 1, 3, c]
+        r_gamma = partials[0, 3, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_gamma
-            r_gamma = _old + partials[b, 0, 3, c]
-            if abs(_old) >= abs(partials[b, 0, 3, c]):
-                _err += (_old - r_gamma) + partials[b, 0, 3, c]
-            else:
-                _err += (partials[b, 0, 3, c] - r_gamma) + _old
-            _err += partials[b, 1, 3, c]
+            r_gamma = _old + partials[b, 3, c]
+            _back = r_gamma - _old
+            _err += (_old - (r_gamma - _back)) + (partials[b, 3, c] - _back)
         r_gamma += _err
-        r_beta = partials[0, 0, 4, c]
-        _err = partials[0, 1, 4, c]
+        r_beta = partials[0, 4, c]
+        _err = 0.0
         for b in range(1, nb):
             _old = r_beta
-            r_beta = _old + partials[b, 0, 4, c]
-            if abs(_old) >= abs(partials[b, 0, 4, c]):
-                _err += (_old - r_beta) + partials[b, 0, 4, c]
-            else:
-                _err += (partials[b, 0, 4, c] - r_beta) + _old
-            _err += partials[b, 1, 4, c]
+            r_beta = _old + partials[b, 4, c]
+            _back = r_beta - _old
+            _err += (_old - (r_beta - _back)) + (partials[b, 4, c] - _back)
         r_beta += _err
         adj_var = r_var
         adj_mean = adj_var*r_var_mean/m + r_mean
@@ -956,8 +832,8 @@ def batchnorm_backward(dout, x, gamma, mean, var, eps=1e-05):
     o_dx = np.empty((m, C), dtype=dtype)
     o_dgamma = np.empty(C, dtype=dtype)
     o_dbeta = np.empty(C, dtype=dtype)
-    rows = max(1, BATCH_BLOCK // max(C, 1))
-    partials = np.zeros(((m + rows - 1) // rows, 2, 5, C))
+    rows = BATCH_ROWS
+    partials = np.zeros(((m + rows - 1) // rows, 5, C))
     core = _batchnorm_backward_par if dout.size >= PARALLEL_THRESHOLD else _batchnorm_backward_ser
     core(np.ascontiguousarray(dout, dtype=dtype), np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(gamma, dtype=dtype), np.ascontiguousarray(mean, dtype=dtype), np.ascontiguousarray(var, dtype=dtype), eps, o_dx, o_dgamma, o_dbeta, partials, rows)
     return o_dx, o_dgamma, o_dbeta
@@ -1046,8 +922,8 @@ def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps=1e-05):
     dtype = _common_dtype([x, gamma, beta, running_mean, running_var])
     m, C = x.shape
     o_out = np.empty((m, C), dtype=dtype)
-    rows = max(1, BATCH_BLOCK // max(C, 1))
-    partials = np.zeros(((m + rows - 1) // rows, 2, 1, C))
+    rows = BATCH_ROWS
+    partials = np.zeros(((m + rows - 1) // rows, 1, C))
     core = _batchnorm_inference_par if x.size >= PARALLEL_THRESHOLD else _batchnorm_inference_ser
     core(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(gamma, dtype=dtype), np.ascontiguousarray(beta, dtype=dtype), np.ascontiguousarray(running_mean, dtype=dtype), np.ascontiguousarray(running_var, dtype=dtype), eps, o_out, partials, rows)
     return o_out

@@ -18,12 +18,14 @@ import types
 import numba
 import numpy as np
 
-PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 262144))
+PARALLEL_THRESHOLD = int(os.environ.get("SYMDL_PARALLEL_THRESHOLD", 32768))
 """Element count from which the parallel core is used (override with the
 SYMDL_PARALLEL_THRESHOLD environment variable, or assign this attribute)."""
 
-BATCH_BLOCK = 16384
-"""Batch kernels sum blocks of about this many elements (whole rows) per thread."""
+BATCH_ROWS = 16
+"""Batch kernels sum blocks of this many rows, then combine the block sums with
+compensated addition: few terms per plain sum, so little rounding, and the result
+does not depend on the thread count."""
 
 REDUCTION_BLOCK = 8192
 """Reductions sum fixed blocks of this many elements and combine the block sums in

@@ -6,5 +6,4 @@ the order of ``MODULES``.
 """
 
 MODULES = ["activations", "linalg", "metrics", "optimizers", "batchnorm", "cnn", "pooling", "conv",
-           "bias",
-           "dropout", "gan", "backprop"]
+           "bias", "regularization", "gan", "backprop"]
