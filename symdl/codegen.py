@@ -132,7 +132,7 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
                        module_hash=module_hash[:16], parallel_threshold=PARALLEL_THRESHOLD,
                        reduction_block=REDUCTION_BLOCK, batch_rows=BATCH_ROWS, vecmath=[])
         text = code.get_template("numba/module.py.j2").render(**context)
-        if "_vexp(" in text or "_vtanh(" in text:  # print the vectorizable functions
+        if any(f"_v{n}(" in text for n in ("exp", "tanh", "log1p")):  # vectorizable functions
             context["vecmath"] = vecmath_functions()
             text = code.get_template("numba/module.py.j2").render(**context)
         files[f"kernels/{m.name}.py"] = text

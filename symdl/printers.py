@@ -97,6 +97,15 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_VecTanh(self, expr: sp.Expr) -> str:
         return f"_vtanh({self._print(expr.args[0])})"
 
+    def _print_VecLog1p(self, expr: sp.Expr) -> str:
+        return f"_vlog1p({self._print(expr.args[0])})"
+
+    def _print_IntToFloat(self, expr: sp.Expr) -> str:
+        return f"T({IndexPrinter().doprint(expr.args[0])})"
+
+    def _print_NaN(self, expr: sp.Expr) -> str:
+        return "T(math.nan)"
+
     def _print_CopySign(self, expr: sp.Expr) -> str:
         a, b = (self._print(arg) for arg in expr.args)
         return f"math.copysign({a}, {b})"

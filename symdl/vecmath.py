@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 
 class VecExp(sp.Function):
@@ -45,6 +46,21 @@ class VecTanh(sp.Function):
 
     def _eval_rewrite_as_tanh(self, arg, **kwargs) -> sp.Expr:
         return sp.tanh(arg)
+
+
+class VecLog1p(sp.Function):
+    """log(1 + x), computed by the vectorizable algorithm of the kernel's dtype."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.log(1 + self.args[0]))
+
+
+class IntToFloat(sp.Function):
+    """A signed integer converted to the kernel's float type."""
+
+    nargs = 1
 
 
 class CopySign(sp.Function):
@@ -180,13 +196,56 @@ def tanh_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str
     return steps, y
 
 
+def log1p_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """log1p(x): u = 1 + x = 2**k * m with m in [sqrt(2)/2, sqrt(2)) read off u's bits,
+    log(m) = 2*atanh(s) with s = (m - 1)/(m + 1) (an odd series from SymPy), plus the
+    rounding error of 1 + x, (x - (u - 1))/u, so tiny x keep every digit."""
+    x = sp.Symbol("x", real=True)
+    u, ub, kb, k, m, s, s2, logm, um1, c, lo, lo2, khi, y, yy = sp.symbols(
+        "u ub kb k m s s2 logm um1 c lo lo2 khi y yy", real=True)
+    largest = sp.Float(float(2 - sp.Rational(1, 2**fmt.mantissa)) * 2.0**(fmt.bias), 17)
+    half_sqrt2 = _float_bits(float(sp.sqrt(2) / 2), fmt.width)
+    s_max = (sp.sqrt(2) - 1) / (sp.sqrt(2) + 1)  # |s| at the ends of m's range
+    terms = 1
+    while float(s_max ** (2 * terms) / (2 * terms + 1)) > 2.0 ** -(fmt.mantissa + 8):
+        terms += 1
+    series = sp.Rational(2, 2 * terms - 1)
+    for j in reversed(range(terms - 1)):
+        series = sp.Rational(2, 2 * j + 1) + s2 * series
+    scale = 2**fmt.ln2_hi_bits
+    ln2_hi = sp.Rational(int(mpmath.nint(mpmath.log(2) * scale)), scale)
+    ln2_lo = sp.Float(sp.N(sp.log(2) - ln2_hi, 40), 17)
+    steps = [
+        (u, 1 + x, "float"),
+        (ub, FloatBits(u), "int"),
+        (kb, ShiftRightArith(ub - half_sqrt2, fmt.mantissa), "int"),
+        (m, BitsFloat(ub - ShiftLeft(kb, fmt.mantissa), fmt.width), "float"),
+        (k, IntToFloat(kb), "float"),
+        (s, (m - 1) / (m + 1), "float"),
+        (s2, s * s, "float"),
+        (logm, s * series, "float"),
+        # One operation a statement where the order matters (SymPy would reorder a sum):
+        (um1, u - 1, "float"),  # exact (Sterbenz) where the correction matters
+        (c, (x - um1) / u, "float"),
+        (lo, logm + c, "float"),
+        (lo2, lo + k * ln2_lo, "float"),
+        (khi, k * ln2_hi, "float"),  # exact: ln2_hi has few bits
+        (y, khi + lo2, "float"),
+        # Outside (-1, largest finite]: -inf at -1, nan below, inf and nan pass through.
+        (yy, sp.Piecewise((y, (x > -1) & (x <= largest)), (-sp.oo, sp.Eq(x, -1)),
+                          (sp.nan, x < -1), (x, True)), "float"),
+    ]
+    return steps, yy
+
+
 #: The vectorizable functions: SymPy function -> (node, printed name, algorithm).
 ALGORITHMS = {sp.exp: (VecExp, "vexp", exp_algorithm),
-              sp.tanh: (VecTanh, "vtanh", tanh_algorithm)}
+              sp.tanh: (VecTanh, "vtanh", tanh_algorithm),
+              log1p: (VecLog1p, "vlog1p", log1p_algorithm)}
 
 
 def vectorize(expr: sp.Expr) -> sp.Expr:
-    """Replace exp and tanh by their vectorizable forms (nodes printed as _vexp, _vtanh)."""
+    """Replace exp, tanh and log1p by their vectorizable forms (printed _vexp, ...)."""
     for func, (node, _, _) in ALGORITHMS.items():
         expr = expr.replace(func, node)
     return expr

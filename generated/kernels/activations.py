@@ -401,7 +401,63 @@ def _vtanh_typed(x):
     return None
 
 
-_CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh)
+@numba.njit(inline="always")
+def _vlog1p_f64(x):
+    T = np.float64
+    u = x + T(1)
+    ub = _float_bits(u)
+    kb = (ub - 4604544271217802189 >> 52)
+    m = _bits_f64(ub - (kb << 52))
+    k = T(kb)
+    s = (m - T(1))/(m + T(1))
+    s2 = s*s
+    logm = s*(s2*(s2*(s2*(s2*(s2*(s2*(s2*(s2*(s2*((T(0.09523809523809523))*s2 + T(0.10526315789473684)) + T(0.11764705882352941)) + T(0.13333333333333333)) + T(0.15384615384615385)) + T(0.18181818181818182)) + T(0.2222222222222222)) + T(0.2857142857142857)) + T(0.4)) + T(0.6666666666666666)) + T(2))
+    um1 = u - T(1)
+    c = (-um1 + x)/u
+    lo = c + logm
+    lo2 = -T(4.2009150726810846e-11)*k + lo
+    khi = (T(0.6931471806019545))*k
+    y = khi + lo2
+    yy = ((y) if (x <= T(1.7976931348623157e+308)) and (x > -T(1)) else (T(-math.inf)) if (x == -T(1)) else (T(math.nan)) if (x < -T(1)) else (x))
+    return yy
+
+
+@numba.njit(inline="always")
+def _vlog1p_f32(x):
+    T = np.float32
+    u = x + T(1)
+    ub = _float_bits(u)
+    kb = (ub - 1060439283 >> 23)
+    m = _bits_f32(ub - (kb << 23))
+    k = T(kb)
+    s = (m - T(1))/(m + T(1))
+    s2 = s*s
+    logm = s*(s2*(s2*(s2*(s2*((T(0.18181818181818182))*s2 + T(0.2222222222222222)) + T(0.2857142857142857)) + T(0.4)) + T(0.6666666666666666)) + T(2))
+    um1 = u - T(1)
+    c = (-um1 + x)/u
+    lo = c + logm
+    lo2 = T(3.1946184945309415e-05)*k + lo
+    khi = (T(0.693115234375))*k
+    y = khi + lo2
+    yy = ((y) if (x <= T(3.4028234663852886e+38)) and (x > -T(1)) else (T(-math.inf)) if (x == -T(1)) else (T(math.nan)) if (x < -T(1)) else (x))
+    return yy
+
+
+def _vlog1p(x):
+    """The vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    return _vlog1p_f32(x) if np.asarray(x).dtype == np.float32 else _vlog1p_f64(x)
+
+
+@numba.extending.overload(_vlog1p, inline="always")
+def _vlog1p_typed(x):
+    if isinstance(x, numba.types.Float):
+        if x.bitwidth == 32:
+            return lambda x: _vlog1p_f32(x)
+        return lambda x: _vlog1p_f64(x)
+    return None
+
+
+_CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh, _vlog1p=_vlog1p)
 
 
 # ---- sigmoid (map) --------------------------------------------------
