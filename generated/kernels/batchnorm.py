@@ -293,9 +293,14 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
         f_mean = a_mean[c0:c1]
         f_var = a_var[c0:c1]
         # Per column and sum: the current block's sum, the running sum, its error.
+        # The loops index 1-D rows of these (blk0, tot0, ...): LLVM vectorizes loops
+        # over 1-D arrays better than over a 2-D array's rows (measured: twice faster).
         blk = np.empty((1, w))
         tot = np.empty((1, w))
         err = np.empty((1, w))
+        blk0 = blk[0]
+        tot0 = tot[0]
+        err0 = err[0]
         # Pass 1: sums per feature.
         # Each block of `rows` rows sums into blk (a few terms: little rounding); the
         # block sums are added to tot with compensated (TwoSum) addition, in block order.
@@ -308,25 +313,25 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 for c in range(w):
                     x = e_x[c]
                     _term0 = x
-                    blk[0, c] += _term0
-            for j in range(1):
-                for c in range(w):
-                    _old = tot[j, c]
-                    _new = _old + blk[j, c]
-                    _back = _new - _old
-                    err[j, c] += (_old - (_new - _back)) + (blk[j, c] - _back)
-                    tot[j, c] = _new
+                    blk0[c] += _term0
+            for c in range(w):
+                _old = tot0[c]
+                _new = _old + blk0[c]
+                _back = _new - _old
+                err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
+                tot0[c] = _new
         for c in range(w):
-            _s0 = tot[0, c] + err[0, c]
+            _s0 = tot0[c] + err0[c]
             r_mean = _s0
             mean = r_mean/m
             f_mean[c] = mean
         # Pass 2: sums per feature.
         pf2 = np.empty((1, w), dtype=a_x.dtype)
+        pf2_0 = pf2[0]
         for c in range(w):
             mean = f_mean[c]
             _rf0 = -mean
-            pf2[0, c] = _rf0
+            pf2_0[c] = _rf0
         # Each block of `rows` rows sums into blk (a few terms: little rounding); the
         # block sums are added to tot with compensated (TwoSum) addition, in block order.
         tot[:] = 0.0
@@ -337,39 +342,40 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 e_x = a_x[i, c0:c1]
                 for c in range(w):
                     x = e_x[c]
-                    _rf0 = pf2[0, c]
+                    _rf0 = pf2_0[c]
                     _term0 = (_rf0 + x)*(_rf0 + x)
-                    blk[0, c] += _term0
-            for j in range(1):
-                for c in range(w):
-                    _old = tot[j, c]
-                    _new = _old + blk[j, c]
-                    _back = _new - _old
-                    err[j, c] += (_old - (_new - _back)) + (blk[j, c] - _back)
-                    tot[j, c] = _new
+                    blk0[c] += _term0
+            for c in range(w):
+                _old = tot0[c]
+                _new = _old + blk0[c]
+                _back = _new - _old
+                err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
+                tot0[c] = _new
         for c in range(w):
-            _s0 = tot[0, c] + err[0, c]
+            _s0 = tot0[c] + err0[c]
             r_var = _s0
             var = r_var/m
             f_var[c] = var
         # Pass 3: per element.
         pf3 = np.empty((2, w), dtype=a_x.dtype)
+        pf3_0 = pf3[0]
+        pf3_1 = pf3[1]
         for c in range(w):
             gamma = f_gamma[c]
             mean = f_mean[c]
             var = f_var[c]
             _mf0 = gamma/math.sqrt(eps + var)
-            pf3[0, c] = _mf0
+            pf3_0[c] = _mf0
             _mf1 = -mean
-            pf3[1, c] = _mf1
+            pf3_1[c] = _mf1
         for i in range(m):
             e_x = a_x[i, c0:c1]
             o_out = a_out[i, c0:c1]
             for c in range(w):
                 x = e_x[c]
                 beta = f_beta[c]
-                _mf0 = pf3[0, c]
-                _mf1 = pf3[1, c]
+                _mf0 = pf3_0[c]
+                _mf1 = pf3_1[c]
                 o_out[c] = _mf0*(_mf1 + x) + beta
 
 
@@ -394,9 +400,14 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
         f_mean = a_mean[c0:c1]
         f_var = a_var[c0:c1]
         # Per column and sum: the current block's sum, the running sum, its error.
+        # The loops index 1-D rows of these (blk0, tot0, ...): LLVM vectorizes loops
+        # over 1-D arrays better than over a 2-D array's rows (measured: twice faster).
         blk = np.empty((1, w))
         tot = np.empty((1, w))
         err = np.empty((1, w))
+        blk0 = blk[0]
+        tot0 = tot[0]
+        err0 = err[0]
         # Pass 1: sums per feature.
         # Each block of `rows` rows sums into blk (a few terms: little rounding); the
         # block sums are added to tot with compensated (TwoSum) addition, in block order.
@@ -409,25 +420,25 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 for c in range(w):
                     x = e_x[c]
                     _term0 = x
-                    blk[0, c] += _term0
-            for j in range(1):
-                for c in range(w):
-                    _old = tot[j, c]
-                    _new = _old + blk[j, c]
-                    _back = _new - _old
-                    err[j, c] += (_old - (_new - _back)) + (blk[j, c] - _back)
-                    tot[j, c] = _new
+                    blk0[c] += _term0
+            for c in range(w):
+                _old = tot0[c]
+                _new = _old + blk0[c]
+                _back = _new - _old
+                err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
+                tot0[c] = _new
         for c in range(w):
-            _s0 = tot[0, c] + err[0, c]
+            _s0 = tot0[c] + err0[c]
             r_mean = _s0
             mean = r_mean/m
             f_mean[c] = mean
         # Pass 2: sums per feature.
         pf2 = np.empty((1, w), dtype=a_x.dtype)
+        pf2_0 = pf2[0]
         for c in range(w):
             mean = f_mean[c]
             _rf0 = -mean
-            pf2[0, c] = _rf0
+            pf2_0[c] = _rf0
         # Each block of `rows` rows sums into blk (a few terms: little rounding); the
         # block sums are added to tot with compensated (TwoSum) addition, in block order.
         tot[:] = 0.0
@@ -438,39 +449,40 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 e_x = a_x[i, c0:c1]
                 for c in range(w):
                     x = e_x[c]
-                    _rf0 = pf2[0, c]
+                    _rf0 = pf2_0[c]
                     _term0 = (_rf0 + x)*(_rf0 + x)
-                    blk[0, c] += _term0
-            for j in range(1):
-                for c in range(w):
-                    _old = tot[j, c]
-                    _new = _old + blk[j, c]
-                    _back = _new - _old
-                    err[j, c] += (_old - (_new - _back)) + (blk[j, c] - _back)
-                    tot[j, c] = _new
+                    blk0[c] += _term0
+            for c in range(w):
+                _old = tot0[c]
+                _new = _old + blk0[c]
+                _back = _new - _old
+                err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
+                tot0[c] = _new
         for c in range(w):
-            _s0 = tot[0, c] + err[0, c]
+            _s0 = tot0[c] + err0[c]
             r_var = _s0
             var = r_var/m
             f_var[c] = var
         # Pass 3: per element.
         pf3 = np.empty((2, w), dtype=a_x.dtype)
+        pf3_0 = pf3[0]
+        pf3_1 = pf3[1]
         for c in range(w):
             gamma = f_gamma[c]
             mean = f_mean[c]
             var = f_var[c]
             _mf0 = gamma/math.sqrt(eps + var)
-            pf3[0, c] = _mf0
+            pf3_0[c] = _mf0
             _mf1 = -mean
-            pf3[1, c] = _mf1
+            pf3_1[c] = _mf1
         for i in range(m):
             e_x = a_x[i, c0:c1]
             o_out = a_out[i, c0:c1]
             for c in range(w):
                 x = e_x[c]
                 beta = f_beta[c]
-                _mf0 = pf3[0, c]
-                _mf1 = pf3[1, c]
+                _mf0 = pf3_0[c]
+                _mf1 = pf3_1[c]
                 o_out[c] = _mf0*(_mf1 + x) + beta
 
 
@@ -524,15 +536,27 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         f_adj_var = a_adj_var[c0:c1]
         f_adj_mean = a_adj_mean[c0:c1]
         # Per column and sum: the current block's sum, the running sum, its error.
+        # The loops index 1-D rows of these (blk0, tot0, ...): LLVM vectorizes loops
+        # over 1-D arrays better than over a 2-D array's rows (measured: twice faster).
         blk = np.empty((3, w))
         tot = np.empty((3, w))
         err = np.empty((3, w))
+        blk0 = blk[0]
+        tot0 = tot[0]
+        err0 = err[0]
+        blk1 = blk[1]
+        tot1 = tot[1]
+        err1 = err[1]
+        blk2 = blk[2]
+        tot2 = tot[2]
+        err2 = err[2]
         # Pass 1: sums per feature.
         pf1 = np.empty((1, w), dtype=a_dout.dtype)
+        pf1_0 = pf1[0]
         for c in range(w):
             mean = f_mean[c]
             _rf0 = -mean
-            pf1[0, c] = _rf0
+            pf1_0[c] = _rf0
         # Each block of `rows` rows sums into blk (a few terms: little rounding); the
         # block sums are added to tot with compensated (TwoSum) addition, in block order.
         tot[:] = 0.0
@@ -546,26 +570,37 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
                     dout = e_dout[c]
                     x = e_x[c]
                     mean = f_mean[c]
-                    _rf0 = pf1[0, c]
+                    _rf0 = pf1_0[c]
                     _term0 = dout*(_rf0 + x)
                     _term1 = dout
                     _term2 = mean - x
-                    blk[0, c] += _term0
-                    blk[1, c] += _term1
-                    blk[2, c] += _term2
-            for j in range(3):
-                for c in range(w):
-                    _old = tot[j, c]
-                    _new = _old + blk[j, c]
-                    _back = _new - _old
-                    err[j, c] += (_old - (_new - _back)) + (blk[j, c] - _back)
-                    tot[j, c] = _new
+                    blk0[c] += _term0
+                    blk1[c] += _term1
+                    blk2[c] += _term2
+            for c in range(w):
+                _old = tot0[c]
+                _new = _old + blk0[c]
+                _back = _new - _old
+                err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
+                tot0[c] = _new
+            for c in range(w):
+                _old = tot1[c]
+                _new = _old + blk1[c]
+                _back = _new - _old
+                err1[c] += (_old - (_new - _back)) + (blk1[c] - _back)
+                tot1[c] = _new
+            for c in range(w):
+                _old = tot2[c]
+                _new = _old + blk2[c]
+                _back = _new - _old
+                err2[c] += (_old - (_new - _back)) + (blk2[c] - _back)
+                tot2[c] = _new
         for c in range(w):
             gamma = f_gamma[c]
             var = f_var[c]
-            _s0 = tot[0, c] + err[0, c]
-            _s1 = tot[1, c] + err[1, c]
-            _s2 = tot[2, c] + err[2, c]
+            _s0 = tot0[c] + err0[c]
+            _s1 = tot1[c] + err1[c]
+            _s2 = tot2[c] + err2[c]
             _c0 = eps + var
             _c1 = (T(1)/math.sqrt(_c0))
             r_var = -T(0.5)*_s0*gamma/_c0**(T(1.5))
@@ -583,6 +618,11 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
             f_dbeta[c] = dbeta
         # Pass 2: per element.
         pf2 = np.empty((5, w), dtype=a_dout.dtype)
+        pf2_0 = pf2[0]
+        pf2_1 = pf2[1]
+        pf2_2 = pf2[2]
+        pf2_3 = pf2[3]
+        pf2_4 = pf2[4]
         for c in range(w):
             gamma = f_gamma[c]
             mean = f_mean[c]
@@ -590,15 +630,15 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
             adj_var = f_adj_var[c]
             adj_mean = f_adj_mean[c]
             _mp0 = (T(1)/m)
-            pf2[0, c] = _mp0
+            pf2_0[c] = _mp0
             _mf0 = _mp0*adj_mean
-            pf2[1, c] = _mf0
+            pf2_1[c] = _mf0
             _mf1 = _mp0*adj_var
-            pf2[2, c] = _mf1
+            pf2_2[c] = _mf1
             _mf2 = -T(2)*mean
-            pf2[3, c] = _mf2
+            pf2_3[c] = _mf2
             _mf3 = gamma/math.sqrt(eps + var)
-            pf2[4, c] = _mf3
+            pf2_4[c] = _mf3
         for i in range(m):
             e_dout = a_dout[i, c0:c1]
             e_x = a_x[i, c0:c1]
@@ -606,10 +646,10 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
             for c in range(w):
                 dout = e_dout[c]
                 x = e_x[c]
-                _mf0 = pf2[1, c]
-                _mf1 = pf2[2, c]
-                _mf2 = pf2[3, c]
-                _mf3 = pf2[4, c]
+                _mf0 = pf2_1[c]
+                _mf1 = pf2_2[c]
+                _mf2 = pf2_3[c]
+                _mf3 = pf2_4[c]
                 o_dx[c] = _mf0 + _mf1*(_mf2 + T(2)*x) + _mf3*dout
 
 
@@ -639,15 +679,27 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         f_adj_var = a_adj_var[c0:c1]
         f_adj_mean = a_adj_mean[c0:c1]
         # Per column and sum: the current block's sum, the running sum, its error.
+        # The loops index 1-D rows of these (blk0, tot0, ...): LLVM vectorizes loops
+        # over 1-D arrays better than over a 2-D array's rows (measured: twice faster).
         blk = np.empty((3, w))
         tot = np.empty((3, w))
         err = np.empty((3, w))
+        blk0 = blk[0]
+        tot0 = tot[0]
+        err0 = err[0]
+        blk1 = blk[1]
+        tot1 = tot[1]
+        err1 = err[1]
+        blk2 = blk[2]
+        tot2 = tot[2]
+        err2 = err[2]
         # Pass 1: sums per feature.
         pf1 = np.empty((1, w), dtype=a_dout.dtype)
+        pf1_0 = pf1[0]
         for c in range(w):
             mean = f_mean[c]
             _rf0 = -mean
-            pf1[0, c] = _rf0
+            pf1_0[c] = _rf0
         # Each block of `rows` rows sums into blk (a few terms: little rounding); the
         # block sums are added to tot with compensated (TwoSum) addition, in block order.
         tot[:] = 0.0
@@ -661,26 +713,37 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
                     dout = e_dout[c]
                     x = e_x[c]
                     mean = f_mean[c]
-                    _rf0 = pf1[0, c]
+                    _rf0 = pf1_0[c]
                     _term0 = dout*(_rf0 + x)
                     _term1 = dout
                     _term2 = mean - x
-                    blk[0, c] += _term0
-                    blk[1, c] += _term1
-                    blk[2, c] += _term2
-            for j in range(3):
-                for c in range(w):
-                    _old = tot[j, c]
-                    _new = _old + blk[j, c]
-                    _back = _new - _old
-                    err[j, c] += (_old - (_new - _back)) + (blk[j, c] - _back)
-                    tot[j, c] = _new
+                    blk0[c] += _term0
+                    blk1[c] += _term1
+                    blk2[c] += _term2
+            for c in range(w):
+                _old = tot0[c]
+                _new = _old + blk0[c]
+                _back = _new - _old
+                err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
+                tot0[c] = _new
+            for c in range(w):
+                _old = tot1[c]
+                _new = _old + blk1[c]
+                _back = _new - _old
+                err1[c] += (_old - (_new - _back)) + (blk1[c] - _back)
+                tot1[c] = _new
+            for c in range(w):
+                _old = tot2[c]
+                _new = _old + blk2[c]
+                _back = _new - _old
+                err2[c] += (_old - (_new - _back)) + (blk2[c] - _back)
+                tot2[c] = _new
         for c in range(w):
             gamma = f_gamma[c]
             var = f_var[c]
-            _s0 = tot[0, c] + err[0, c]
-            _s1 = tot[1, c] + err[1, c]
-            _s2 = tot[2, c] + err[2, c]
+            _s0 = tot0[c] + err0[c]
+            _s1 = tot1[c] + err1[c]
+            _s2 = tot2[c] + err2[c]
             _c0 = eps + var
             _c1 = (T(1)/math.sqrt(_c0))
             r_var = -T(0.5)*_s0*gamma/_c0**(T(1.5))
@@ -698,6 +761,11 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
             f_dbeta[c] = dbeta
         # Pass 2: per element.
         pf2 = np.empty((5, w), dtype=a_dout.dtype)
+        pf2_0 = pf2[0]
+        pf2_1 = pf2[1]
+        pf2_2 = pf2[2]
+        pf2_3 = pf2[3]
+        pf2_4 = pf2[4]
         for c in range(w):
             gamma = f_gamma[c]
             mean = f_mean[c]
@@ -705,15 +773,15 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
             adj_var = f_adj_var[c]
             adj_mean = f_adj_mean[c]
             _mp0 = (T(1)/m)
-            pf2[0, c] = _mp0
+            pf2_0[c] = _mp0
             _mf0 = _mp0*adj_mean
-            pf2[1, c] = _mf0
+            pf2_1[c] = _mf0
             _mf1 = _mp0*adj_var
-            pf2[2, c] = _mf1
+            pf2_2[c] = _mf1
             _mf2 = -T(2)*mean
-            pf2[3, c] = _mf2
+            pf2_3[c] = _mf2
             _mf3 = gamma/math.sqrt(eps + var)
-            pf2[4, c] = _mf3
+            pf2_4[c] = _mf3
         for i in range(m):
             e_dout = a_dout[i, c0:c1]
             e_x = a_x[i, c0:c1]
@@ -721,10 +789,10 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
             for c in range(w):
                 dout = e_dout[c]
                 x = e_x[c]
-                _mf0 = pf2[1, c]
-                _mf1 = pf2[2, c]
-                _mf2 = pf2[3, c]
-                _mf3 = pf2[4, c]
+                _mf0 = pf2_1[c]
+                _mf1 = pf2_2[c]
+                _mf2 = pf2_3[c]
+                _mf3 = pf2_4[c]
                 o_dx[c] = _mf0 + _mf1*(_mf2 + T(2)*x) + _mf3*dout
 
 
@@ -783,22 +851,24 @@ def _batchnorm_inference_ser(a_x, a_gamma, a_beta, a_running_mean, a_running_var
         f_running_var = a_running_var[c0:c1]
         # Pass 1: per element.
         pf1 = np.empty((2, w), dtype=a_x.dtype)
+        pf1_0 = pf1[0]
+        pf1_1 = pf1[1]
         for c in range(w):
             gamma = f_gamma[c]
             running_mean = f_running_mean[c]
             running_var = f_running_var[c]
             _mf0 = gamma/math.sqrt(eps + running_var)
-            pf1[0, c] = _mf0
+            pf1_0[c] = _mf0
             _mf1 = -running_mean
-            pf1[1, c] = _mf1
+            pf1_1[c] = _mf1
         for i in range(m):
             e_x = a_x[i, c0:c1]
             o_out = a_out[i, c0:c1]
             for c in range(w):
                 x = e_x[c]
                 beta = f_beta[c]
-                _mf0 = pf1[0, c]
-                _mf1 = pf1[1, c]
+                _mf0 = pf1_0[c]
+                _mf1 = pf1_1[c]
                 o_out[c] = _mf0*(_mf1 + x) + beta
 
 
@@ -824,22 +894,24 @@ def _batchnorm_inference_par(a_x, a_gamma, a_beta, a_running_mean, a_running_var
         f_running_var = a_running_var[c0:c1]
         # Pass 1: per element.
         pf1 = np.empty((2, w), dtype=a_x.dtype)
+        pf1_0 = pf1[0]
+        pf1_1 = pf1[1]
         for c in range(w):
             gamma = f_gamma[c]
             running_mean = f_running_mean[c]
             running_var = f_running_var[c]
             _mf0 = gamma/math.sqrt(eps + running_var)
-            pf1[0, c] = _mf0
+            pf1_0[c] = _mf0
             _mf1 = -running_mean
-            pf1[1, c] = _mf1
+            pf1_1[c] = _mf1
         for i in range(m):
             e_x = a_x[i, c0:c1]
             o_out = a_out[i, c0:c1]
             for c in range(w):
                 x = e_x[c]
                 beta = f_beta[c]
-                _mf0 = pf1[0, c]
-                _mf1 = pf1[1, c]
+                _mf0 = pf1_0[c]
+                _mf1 = pf1_1[c]
                 o_out[c] = _mf0*(_mf1 + x) + beta
 
 
