@@ -146,3 +146,37 @@ def test_batchnorm_bad_input(kernels):
         kernels.batchnorm_update_running(np.zeros(3), np.ones(3), np.zeros(3), np.ones(3), 1)
     with pytest.raises(TypeError, match="'running_mean'"):
         kernels.batchnorm_update_running([0.0] * 3, np.ones(3), np.zeros(3), np.ones(3), 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_identical_for_any_thread_count_core_and_tile(kernels, dtype):
+    """Each column is summed alone, in fixed 16-row blocks combined in block order: the
+    serial core, the parallel core on 1 or all threads, and any column-tile width give
+    the same bits (a tile width of 8 puts most columns in the vector loops, 24 in the
+    scalar remainder too)."""
+    import numba
+
+    from symdl.kernels import batchnorm as mod
+
+    rng = np.random.default_rng(25)
+    x = (rng.standard_normal((203, 77)) * 3 + rng.uniform(-50, 50, 77)).astype(dtype)
+    gamma, beta = rng.standard_normal(77).astype(dtype), rng.standard_normal(77).astype(dtype)
+    dout = rng.standard_normal((203, 77)).astype(dtype)
+    saved_threshold, saved_tile = mod.PARALLEL_THRESHOLD, mod._batch_tile
+    threads = numba.get_num_threads()
+    results = []
+    try:
+        for threshold, nthreads, tile in [(10**12, 1, None), (0, 1, None), (0, threads, None),
+                                          (0, threads, 8), (0, threads, 24), (10**12, 1, 80)]:
+            mod.PARALLEL_THRESHOLD = threshold
+            numba.set_num_threads(nthreads)
+            mod._batch_tile = saved_tile if tile is None else (lambda n, t=tile: t)
+            out, mean, var = kernels.batchnorm_forward(x, gamma, beta)
+            results.append((out, mean, var, *kernels.batchnorm_backward(dout, x, gamma, mean,
+                                                                        var)))
+    finally:
+        mod.PARALLEL_THRESHOLD, mod._batch_tile = saved_threshold, saved_tile
+        numba.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert np.array_equal(a, b)
