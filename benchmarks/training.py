@@ -464,3 +464,81 @@ TRAINING_CASES += [
                "identity (PyTorch returns its input).",),
     ),
 ]
+
+
+# ---- two-layer sigmoid network (mlp): forward + backward -----------------------------
+MLP_SHAPE = (4096, 256, 256, 128)  # m samples, widths n0, n1, n2
+
+
+def _mlp_inputs(n: int, rng: np.random.Generator) -> Inputs:
+    """X (m, n0), weights scaled by 1/sqrt(fan-in) (so the sigmoids are not saturated)
+    and the adjoint df (m,). Smaller runs (--quick, small inputs) shrink the batch and
+    every width alike, to about n elements of X."""
+    m, *widths = MLP_SHAPE
+    f = min(1.0, sqrt(n / (m * widths[0])))
+    m, n0, n1, n2 = max(2, round(m * f)), *(max(1, round(w * f)) for w in widths)
+    return {"X": rng.standard_normal((m, n0)),
+            "W1": rng.standard_normal((n1, n0)) / sqrt(n0),
+            "W2": rng.standard_normal((n2, n1)) / sqrt(n1),
+            "w3": rng.standard_normal(n2) / sqrt(n2),
+            "df": rng.standard_normal(m)}
+
+
+def _np_mlp(X, W1, W2, w3, df):
+    A1 = 1 / (1 + np.exp(-(X @ W1.T)))
+    A2 = 1 / (1 + np.exp(-(A1 @ W2.T)))
+    f = A2 @ w3
+    delta2 = np.outer(df, w3) * A2 * (1 - A2)
+    delta1 = (delta2 @ W2) * A1 * (1 - A1)
+    return f, delta1 @ W1, delta1.T @ X, delta2.T @ A1, df @ A2
+
+
+def _torch_mlp(torch):
+    def autograd(X, W1, W2, w3, df):
+        X, W1, W2, w3 = (a.detach().requires_grad_() for a in (X, W1, W2, w3))
+        f = torch.sigmoid(torch.sigmoid(X @ W1.T) @ W2.T) @ w3
+        f.backward(df)
+        return f.detach(), X.grad, W1.grad, W2.grad, w3.grad
+
+    return Variants(autograd)
+
+
+def _jax_mlp(jax):
+    sig = jax.nn.sigmoid
+
+    def train(X, W1, W2, w3, df):
+        f, vjp = jax.vjp(lambda *a: sig(sig(a[0] @ a[1].T) @ a[2].T) @ a[3], X, W1, W2, w3)
+        return (f, *vjp(df))
+
+    return train
+
+
+def _mlp_atol(a: Inputs, ref) -> tuple[float, ...]:
+    # Each part is a sum of products (over a width, or over the m samples for the weight
+    # gradients) fed by earlier ones, which a peer's BLAS adds in any order: up to K
+    # rounding errors of the part's scale, K the longest sum on its path (the bound of a
+    # recursive sum), where the check alone allows 32.
+    k = max(*a["X"].shape, *a["W1"].shape, *a["W2"].shape)
+    return tuple(4.0 * k * float(np.max(np.abs(r))) for r in ref)
+
+
+MLP_CASES: list[Case] = [
+    Case(
+        "mlp_forward+backward",
+        _mlp_inputs,
+        numpy=Variants(_np_mlp),
+        torch=_torch_mlp,
+        jax=_jax_mlp,
+        bound="peer",
+        atol=_mlp_atol,
+        pipeline=(Step("mlp_forward", ("X", "W1", "W2", "w3"), ("f",)),
+                  Step("mlp_backward", ("X", "W1", "W2", "w3", "df"),
+                       ("dX", "dW1", "dW2", "dw3"))),
+        returns=("f", "dX", "dW1", "dW2", "dw3"),
+        notes=("mlp_forward + mlp_backward (two sigmoid layers, linear read-out) with "
+               f"m, n0, n1, n2 = {', '.join(map(str, MLP_SHAPE))} (--quick and small runs "
+               "shrink them); PyTorch: the same formula with autograd (f.backward(df)); "
+               "JAX: jit(vjp).",),
+    ),
+]
+TRAINING_CASES += MLP_CASES

@@ -570,11 +570,17 @@ def _dot(name: str, e: sp.MatrixExpr, roles: dict[str, _Role], shared: bool) -> 
 
 
 def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
-                 shared: set[str], outputs: list[str]) -> tuple[list[dict], list[Statement]]:
+                 shared: set[str], outputs: list[str], scratch: frozenset[str] = frozenset(),
+                 given: dict[str, tuple] | None = None) -> tuple[list[dict], list[Statement]]:
     """Per-sample steps -> kernel ops: "dot" (a BLAS product, the structure) or "map"
     (an elementwise loop whose statements are printed from SymPy). An elementwise
     step used only by elementwise steps is substituted into them (never stored); a
-    map writes over an input buffer that is dead after it."""
+    map writes over an input buffer that is dead after it. ``scratch`` names steps
+    whose core arrays (given in ``roles``) the kernel owns: a product is stored into
+    them, and a map may write over them once they are dead. ``given``: steps computed
+    before the kernel (name -> shape), passed in as arrays."""
+    given = given or {}
+
     def is_map(n, e):
         return n not in shared and not (isinstance(e, sp.MatMul) and
                                         sum(a.is_Matrix for a in e.args) == 2)
@@ -592,11 +598,13 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
                 steps[u] = steps[u].xreplace({sym: steps[n]})
             del steps[n]
     order = list(steps)
-    last_use = {n: max([order.index(u) for u in users(n)], default=-1) for n in order}
+    last_use = {n: max([order.index(u) for u in users(n)], default=-1)
+                for n in [*given, *order]}
+    shape = {**given, **{n: e.shape for n, e in steps.items()}}
     roles = dict(roles)
     ops, statements = [], []
     for j, (n, e) in enumerate(steps.items()):
-        out = n in outputs
+        out = n in outputs or n in scratch
         if n not in roles:
             roles[n] = _Role(f"a_{n}" if out else f"_t_{n}", n not in shared,
                              0 if e.shape == (1, 1) else 1 if e.shape[1] == 1 else 2)
@@ -612,9 +620,10 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
             r = roles[name]
             index = ("i, c" if r.rank else "i") if r.batch else "c"
             loads.append(Statement(name, f"{r.array}[{index}]"))
-        reuse = [m for m in names if m in last_use and last_use[m] == j and not roles[m]
-                 .array.startswith("a_") and steps[m].shape == e.shape]
-        alloc = not out and not reuse
+        reuse = [m for m in names if m in last_use and last_use[m] == j and (
+                 m in scratch or not roles[m].array.startswith("a_"))
+                 and shape[m] == e.shape]
+        alloc = n not in outputs and not reuse
         if reuse:
             roles[n] = _Role(roles[reuse[0]].array, True, 1)
         target = f"{roles[n].array}[i, c]"
@@ -642,27 +651,52 @@ def _network_plan(f: Formula, net: Network, ops: list[dict], body: list[Statemen
     )
 
 
+def _saved_activations(net: Network) -> dict[str, list[str]]:
+    """The activations A_l the forward kernel keeps for the backward one (the memo in
+    templates/numba/memo.py.j2): name -> (batch, width) dims."""
+    widths = [w.name for w in net.widths()]
+    return {f"A{k}": ["m", widths[k]] for k in range(1, len(net.layers) + 1)}
+
+
 def plan_network(f: Network) -> KernelPlan:
-    """The forward pass, batched over the rows of the input."""
+    """The forward pass, batched over the rows of the input. Each product Z_l is
+    stored into the buffer of its activation A_l, which the activation then overwrites:
+    the wrapper keeps the activations for the backward kernel."""
     roles = _network_roles(f)
-    ops, body = _network_ops(f.steps(), roles, set(), [f.output])
-    return _network_plan(f, f, ops, body, f.argument_names(), {f.output: ["m"]},
-                         "Per sample x (a row of the input, as a column vector):")
+    saved = _saved_activations(f)
+    roles |= {"Z" + a[1:]: _Role(f"s_{a}", True, 1) for a in saved}
+    ops, body = _network_ops(f.steps(), roles, set(), [f.output],
+                             frozenset("Z" + a[1:] for a in saved))
+    plan_ = _network_plan(f, f, ops, body, f.argument_names(), {f.output: ["m"]},
+                          "Per sample x (a row of the input, as a column vector):")
+    plan_.extra |= {"saved": saved, "memo": f.name}
+    return plan_
 
 
 def plan_network_gradient(f: NetworkGradient) -> KernelPlan:
-    """The forward pass again (the activations), then the derived backward steps."""
+    """The forward pass again (the activations), then the derived backward steps; and a
+    second core that starts from the activations the forward kernel kept (``resume``)."""
     net = f.network
     roles = _network_roles(net)
     fwd = {k: e for k, e in net.steps().items() if k != net.output}
     ops, body = _network_ops({**fwd, **f.steps}, roles, set(f.shared), list(f.results))
+    saved = _saved_activations(net)
+    kept = {**roles, **{a: _Role(f"s_{a}", True, 1) for a in saved}}
+    shapes = {a: e.shape for a, e in fwd.items() if a in saved}
+    # The resume core takes the activations as given (s_A<l>, not a_: it owns their
+    # buffers, which the memo hands over once, so the deltas may overwrite them).
+    resume, _ = _network_ops(dict(f.steps), kept, set(f.shared), list(f.results),
+                             given=shapes)
     widths = [w.name for w in net.widths()]
     out_dims = {f.results[0]: ["m", widths[0]]}
     for k, ly in enumerate(net.layers, start=1):
         out_dims["d" + ly.weight] = [widths[k], widths[k - 1]]
     out_dims["d" + net.readout] = [widths[-1]]
-    return _network_plan(f, net, ops, body, f.argument_names(), out_dims,
-                         "Derived by SymPy (reverse mode), per sample x:")
+    plan_ = _network_plan(f, net, ops, body, f.argument_names(), out_dims,
+                          "Derived by SymPy (reverse mode), per sample x:")
+    plan_.extra |= {"saved": saved, "memo": net.name, "resume": resume,
+                    "inputs": net.argument_names()}
+    return plan_
 
 
 def _window_fold(fwd: Window) -> dict:

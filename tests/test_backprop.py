@@ -273,3 +273,88 @@ def test_pure_python_run_agrees_with_jit():
     for a, b in zip(*runs, strict=True):
         # Same BLAS calls; the loops may fuse a*b+c into an FMA under the JIT.
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-14, atol=1e-15)
+
+
+# ---- the activation memo: mlp_backward reuses mlp_forward's activations --------------
+@pytest.fixture
+def cores(kernels, monkeypatch):
+    """Records which backward core runs: "full" (forward again) or "resume" (the
+    activations kept by mlp_forward)."""
+    mod = sys.modules[kernels.mlp_backward.__module__]
+    ran = []
+    for name, tag in (("_mlp_backward_ser", "full"), ("_mlp_backward_resume_ser", "resume")):
+        core = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _c=core, _t=tag: (ran.append(_t), _c(*a)))
+    return ran
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_memo_reuses_activations_bit_for_bit(kernels, cores, dtype):
+    X, W1, W2, w3, df = _problem(np.random.default_rng(5), 40, 12, 9, 7, dtype)
+    kernels.mlp_forward(X, W1, W2, w3)
+    kept = kernels.mlp_backward(X, W1, W2, w3, df)
+    # The memo is handed over once: a second call computes the forward pass again.
+    again = kernels.mlp_backward(X, W1, W2, w3, df)
+    assert cores == ["resume", "full"]
+    for a, b in zip(kept, again, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    # Equal copies (other objects, same bits) are the same inputs.
+    kernels.mlp_forward(X, W1, W2, w3)
+    kernels.mlp_backward(X.copy(), W1.copy(), W2.copy(), w3.copy(), df)
+    assert cores[-1] == "resume"
+
+
+def _fresh_backward(kernels, *args):
+    return kernels.mlp_backward(*[a.copy() for a in args])
+
+
+def test_memo_recomputes_after_in_place_changes(kernels, cores):
+    X, W1, W2, w3, df = _problem(np.random.default_rng(6), 30, 8, 6, 5, np.float64)
+    for change in (lambda: W1.__setitem__((2, 3), W1[2, 3] + 0.5),
+                   lambda: X.__setitem__((0, 0), -X[0, 0]),
+                   lambda: w3.__imul__(2.0),
+                   lambda: W2.__setitem__((1, 1), np.nextafter(W2[1, 1], 1.0))):
+        kernels.mlp_forward(X, W1, W2, w3)
+        change()  # the same arrays, modified in place (W2: by one ulp)
+        got = kernels.mlp_backward(X, W1, W2, w3, df)
+        assert cores[-1] == "full"
+        rf, rgrads = _torch([torch.sigmoid] * 2, X, [W1, W2], w3, df)
+        for g, r in zip(got, rgrads, strict=True):
+            _normwise(g, r, 40 * np.finfo(np.float64).eps)
+
+
+def test_memo_compares_bits_dtypes_and_threads(kernels, cores):
+    import threading
+
+    X, W1, W2, w3, df = _problem(np.random.default_rng(7), 20, 6, 5, 4, np.float64)
+    X[0, 0] = 0.0
+    # -0.0 == 0.0 as numbers, but not as bits: recompute (the result is the same here).
+    kernels.mlp_forward(X, W1, W2, w3)
+    Xn = X.copy()
+    Xn[0, 0] = -0.0
+    got = kernels.mlp_backward(Xn, W1, W2, w3, df)
+    assert cores[-1] == "full"
+    for a, b in zip(got, _fresh_backward(kernels, Xn, W1, W2, w3, df), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Another dtype: float32 forward, float32 inputs with a float64 df -> float64 backward.
+    args32 = [a.astype(np.float32) for a in (X, W1, W2, w3)]
+    kernels.mlp_forward(*args32)
+    got = kernels.mlp_backward(*args32, df)
+    assert cores[-1] == "full" and all(g.dtype == np.float64 for g in got)
+    for a, b in zip(got, _fresh_backward(kernels, *args32, df), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # float64 forward, float32 backward.
+    kernels.mlp_forward(X, W1, W2, w3)
+    got = kernels.mlp_backward(*args32, df.astype(np.float32))
+    assert cores[-1] == "full" and all(g.dtype == np.float32 for g in got)
+    # Another shape (a smaller batch): recompute.
+    kernels.mlp_forward(X, W1, W2, w3)
+    kernels.mlp_backward(X[:10], W1, W2, w3, df[:10])
+    assert cores[-1] == "full"
+    # One memo per thread: another thread's forward pass is not this thread's.
+    t = threading.Thread(target=kernels.mlp_forward, args=(X, W1, W2, w3))
+    t.start()
+    t.join()
+    kernels.mlp_backward(X, W1, W2, w3, df)
+    assert cores[-1] == "full"

@@ -269,6 +269,37 @@ def _combine(partials):
     return float(np.sum(values))
 
 
+# ---- network activations kept from forward to backward ----------------------------
+# A network's forward kernel keeps its activations, with exact copies of its inputs;
+# the backward kernel uses them (once) only when its inputs are bit-for-bit those
+# copies, else it computes the forward pass again. One memo per thread.
+import threading  # noqa: E402
+
+_MEMO = threading.local()
+
+
+def _memo_store(key, inputs, activations):
+    """Keep the activations of the forward kernel ``key`` with copies of its inputs."""
+    memo = _MEMO.__dict__.setdefault("saved", {})
+    memo[key] = (tuple(a.copy() for a in inputs), activations)
+
+
+def _memo_take(key, inputs):
+    """The kept activations (handed over: the memo forgets them) if ``inputs`` are
+    bit-for-bit the forward kernel's, of the same dtypes and shapes; else None."""
+    entry = _MEMO.__dict__.get("saved", {}).pop(key, None)
+    if entry is None:
+        return None
+    copies, activations = entry
+    for a, b in zip(inputs, copies):
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return None
+        bits = np.dtype(f"u{a.dtype.itemsize}")  # bits, so -0.0 != 0.0 and nan == nan
+        if not np.array_equal(a.view(bits), b.view(bits)):
+            return None
+    return activations
+
+
 # ---- vectorizable elementary functions (symdl/vecmath.py) ------------------
 # Bodies printed from SymPy; only the bit casts are structure, as Numba intrinsics
 # (or numpy views when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python).
@@ -469,7 +500,7 @@ _CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh, _vlog1p=_vlog1p)
 
 # ---- mlp_forward (network) ------------------------------------------
 @_jit(parallel=False)
-def _mlp_forward_ser(a_X, a_W1, a_W2, a_w3, a_f):
+def _mlp_forward_ser(a_X, a_W1, a_W2, a_w3, s_A1, s_A2, a_f):
     # Products are BLAS calls (np.dot) on whole batches, one sample per row; the
     # elementwise steps are loops over (sample i, unit c).
     T = a_f.dtype.type
@@ -477,47 +508,21 @@ def _mlp_forward_ser(a_X, a_W1, a_W2, a_w3, a_f):
     _n0 = a_X.shape[1]
     _n1 = a_W1.shape[0]
     _n2 = a_W2.shape[0]
-    _t_Z1 = np.dot(a_X, a_W1.T)
+    np.dot(a_X, a_W1.T, s_A1)
     for i in range(_m):
         for c in range(_n1):
-            Z1 = _t_Z1[i, c]
+            Z1 = s_A1[i, c]
             _c0 = _vexp(-abs(Z1))
             _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
-    _t_Z2 = np.dot(_t_Z1, a_W2.T)
+            s_A1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
+    np.dot(s_A1, a_W2.T, s_A2)
     for i in range(_m):
         for c in range(_n2):
-            Z2 = _t_Z2[i, c]
+            Z2 = s_A2[i, c]
             _c0 = _vexp(-abs(Z2))
             _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
-    np.dot(_t_Z2, a_w3, a_f)
-
-
-@_jit(parallel=True)
-def _mlp_forward_par(a_X, a_W1, a_W2, a_w3, a_f):
-    # Products are BLAS calls (np.dot) on whole batches, one sample per row; the
-    # elementwise steps are loops over (sample i, unit c).
-    T = a_f.dtype.type
-    _m = a_X.shape[0]
-    _n0 = a_X.shape[1]
-    _n1 = a_W1.shape[0]
-    _n2 = a_W2.shape[0]
-    _t_Z1 = np.dot(a_X, a_W1.T)
-    for i in numba.prange(_m):
-        for c in range(_n1):
-            Z1 = _t_Z1[i, c]
-            _c0 = _vexp(-abs(Z1))
-            _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
-    _t_Z2 = np.dot(_t_Z1, a_W2.T)
-    for i in numba.prange(_m):
-        for c in range(_n2):
-            Z2 = _t_Z2[i, c]
-            _c0 = _vexp(-abs(Z2))
-            _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
-    np.dot(_t_Z2, a_w3, a_f)
+            s_A2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
+    np.dot(s_A2, a_w3, a_f)
 
 
 def mlp_forward(X, W1, W2, w3):
@@ -529,6 +534,9 @@ def mlp_forward(X, W1, W2, w3):
         Z2 = W2*A1
         A2 = Lambda(x, 1/(1 + exp(-x))).(Z2)
         f = w3.T*A2
+
+    Keeps its activations with copies of X, W1, W2, w3 (one call per thread,
+    until the backward kernel takes them), for the backward kernel to reuse.
     """
     X = _float_array("mlp_forward", "X", X)
     W1 = _float_array("mlp_forward", "W1", W1)
@@ -540,10 +548,15 @@ def mlp_forward(X, W1, W2, w3):
     _bind_shape("mlp_forward", "W2", W2, ['n2', 'n1'], sizes)
     _bind_shape("mlp_forward", "w3", w3, ['n2'], sizes)
     dtype = _common_dtype([X, W1, W2, w3])
+    X = np.ascontiguousarray(X, dtype=dtype)
+    W1 = np.ascontiguousarray(W1, dtype=dtype)
+    W2 = np.ascontiguousarray(W2, dtype=dtype)
+    w3 = np.ascontiguousarray(w3, dtype=dtype)
     o_f = np.empty((sizes["m"], ), dtype=dtype)
-    work = sizes["m"] * max(sizes["n0"], sizes["n1"], sizes["n2"], )
-    core = _mlp_forward_par if work >= PARALLEL_THRESHOLD else _mlp_forward_ser
-    core(np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(W1, dtype=dtype), np.ascontiguousarray(W2, dtype=dtype), np.ascontiguousarray(w3, dtype=dtype), o_f)
+    s_A1 = np.empty((sizes["m"], sizes["n1"], ), dtype=dtype)
+    s_A2 = np.empty((sizes["m"], sizes["n2"], ), dtype=dtype)
+    _mlp_forward_ser(X, W1, W2, w3, s_A1, s_A2, o_f)
+    _memo_store("mlp_forward", (X, W1, W2, w3,), (s_A1, s_A2,))
     return o_f
 
 
@@ -589,8 +602,8 @@ def _mlp_backward_ser(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3):
     np.dot(_t_Z1, a_W1, a_dX)
 
 
-@_jit(parallel=True)
-def _mlp_backward_par(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3):
+@_jit(parallel=False)
+def _mlp_backward_resume_ser(a_X, a_W1, a_W2, a_w3, a_df, s_A1, s_A2, a_dX, a_dW1, a_dW2, a_dw3):
     # Products are BLAS calls (np.dot) on whole batches, one sample per row; the
     # elementwise steps are loops over (sample i, unit c).
     T = a_dX.dtype.type
@@ -598,36 +611,22 @@ def _mlp_backward_par(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3):
     _n0 = a_X.shape[1]
     _n1 = a_W1.shape[0]
     _n2 = a_W2.shape[0]
-    _t_Z1 = np.dot(a_X, a_W1.T)
-    for i in numba.prange(_m):
-        for c in range(_n1):
-            Z1 = _t_Z1[i, c]
-            _c0 = _vexp(-abs(Z1))
-            _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
-    _t_Z2 = np.dot(_t_Z1, a_W2.T)
-    for i in numba.prange(_m):
+    np.dot(a_df, s_A2, a_dw3)
+    for i in range(_m):
         for c in range(_n2):
-            Z2 = _t_Z2[i, c]
-            _c0 = _vexp(-abs(Z2))
-            _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
-    np.dot(a_df, _t_Z2, a_dw3)
-    for i in numba.prange(_m):
-        for c in range(_n2):
-            A2 = _t_Z2[i, c]
+            A2 = s_A2[i, c]
             df = a_df[i]
             w3 = a_w3[c]
-            _t_Z2[i, c] = A2*df*w3*(T(1) - A2)
-    np.dot(_t_Z2.T, _t_Z1, a_dW2)
-    _t_G1 = np.dot(_t_Z2, a_W2)
-    for i in numba.prange(_m):
+            s_A2[i, c] = A2*df*w3*(T(1) - A2)
+    np.dot(s_A2.T, s_A1, a_dW2)
+    _t_G1 = np.dot(s_A2, a_W2)
+    for i in range(_m):
         for c in range(_n1):
-            A1 = _t_Z1[i, c]
+            A1 = s_A1[i, c]
             G1 = _t_G1[i, c]
-            _t_Z1[i, c] = A1*G1*(T(1) - A1)
-    np.dot(_t_Z1.T, a_X, a_dW1)
-    np.dot(_t_Z1, a_W1, a_dX)
+            s_A1[i, c] = A1*G1*(T(1) - A1)
+    np.dot(s_A1.T, a_X, a_dW1)
+    np.dot(s_A1, a_W1, a_dX)
 
 
 def mlp_backward(X, W1, W2, w3, df):
@@ -647,6 +646,10 @@ def mlp_backward(X, W1, W2, w3, df):
         delta1 = HadamardProduct(G1, A1, -A1 + 1)
         dW1 = delta1*x.T
         dX = W1.T*delta1
+
+    Uses the activations kept by mlp_forward() in this thread (once, then forgets
+    them) when X, W1, W2, w3 are bit-for-bit that call's inputs (same
+    dtype and shape after conversion); otherwise computes the forward pass again.
     """
     X = _float_array("mlp_backward", "X", X)
     W1 = _float_array("mlp_backward", "W1", W1)
@@ -660,13 +663,20 @@ def mlp_backward(X, W1, W2, w3, df):
     _bind_shape("mlp_backward", "w3", w3, ['n2'], sizes)
     _bind_shape("mlp_backward", "df", df, ['m'], sizes)
     dtype = _common_dtype([X, W1, W2, w3, df])
+    X = np.ascontiguousarray(X, dtype=dtype)
+    W1 = np.ascontiguousarray(W1, dtype=dtype)
+    W2 = np.ascontiguousarray(W2, dtype=dtype)
+    w3 = np.ascontiguousarray(w3, dtype=dtype)
+    df = np.ascontiguousarray(df, dtype=dtype)
     o_dX = np.empty((sizes["m"], sizes["n0"], ), dtype=dtype)
     o_dW1 = np.empty((sizes["n1"], sizes["n0"], ), dtype=dtype)
     o_dW2 = np.empty((sizes["n2"], sizes["n1"], ), dtype=dtype)
     o_dw3 = np.empty((sizes["n2"], ), dtype=dtype)
-    work = sizes["m"] * max(sizes["n0"], sizes["n1"], sizes["n2"], )
-    core = _mlp_backward_par if work >= PARALLEL_THRESHOLD else _mlp_backward_ser
-    core(np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(W1, dtype=dtype), np.ascontiguousarray(W2, dtype=dtype), np.ascontiguousarray(w3, dtype=dtype), np.ascontiguousarray(df, dtype=dtype), o_dX, o_dW1, o_dW2, o_dw3)
+    saved = _memo_take("mlp_forward", (X, W1, W2, w3,))
+    if saved is None:
+        _mlp_backward_ser(X, W1, W2, w3, df, o_dX, o_dW1, o_dW2, o_dw3)
+    else:
+        _mlp_backward_resume_ser(X, W1, W2, w3, df, *saved, o_dX, o_dW1, o_dW2, o_dw3)
     return o_dX, o_dW1, o_dW2, o_dw3
 
 
