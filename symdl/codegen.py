@@ -130,10 +130,14 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
         module_hash = hashlib.sha256("".join(k.hash for k in m.kernels).encode()).hexdigest()
         context = dict(title=m.title, source=m.source, kernels=m.kernels, module=m.name,
                        module_hash=module_hash[:16], parallel_threshold=PARALLEL_THRESHOLD,
-                       reduction_block=REDUCTION_BLOCK, batch_rows=BATCH_ROWS, vecmath=[])
+                       reduction_block=REDUCTION_BLOCK, batch_rows=BATCH_ROWS, vecmath=[],
+                       bitops32=False)
         text = code.get_template("numba/module.py.j2").render(**context)
         if any(f"_v{n}(" in text for n in ("exp", "tanh", "log1p")):  # vectorizable functions
             context["vecmath"] = vecmath_functions()
+            text = code.get_template("numba/module.py.j2").render(**context)
+        if any(f"_{op}32(" in text for op in ("mul", "xor", "shr")):  # 32-bit word intrinsics
+            context["bitops32"] = True
             text = code.get_template("numba/module.py.j2").render(**context)
         files[f"kernels/{m.name}.py"] = text
         derived = {}

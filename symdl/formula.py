@@ -890,8 +890,9 @@ class BatchReduction(Formula):
     counts, for example a mean over each batch. ``gradient=True`` asks SymPy for the
     kernel ``<name>_grad`` giving d output / d input_i for every element of every
     input (one output only). A batch marked ``nonempty`` refuses an empty array.
-    Sums are taken in fixed-size blocks with compensated (Kahan) summation, and the
-    block sums are combined exactly, so the result does not depend on the thread count.
+    Sums are taken in fixed-size blocks (lanes of short plain sums, added with
+    compensated TwoSum summation: the loops vectorize), and the block sums are
+    combined exactly, so the result does not depend on the thread count.
     """
 
     batches: tuple[SampleBatch, ...] = ()

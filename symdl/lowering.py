@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from .bitops import Low32
 from .formula import (
     ARG_CHECKS,
     Batch,
@@ -431,11 +432,22 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
     }
     if m is not None:
         u = sp.Symbol("_u")
+        key, uniform, keep = dict(m.key), m.uniform, m.keep
+        scale, word = uniform.as_coeff_Mul()
+        keep_test = sp.StrictLessThan(u, keep)
+        if word.is_integer and scale == sp.Rational(1, 2**32):
+            # u = word / 2**32 with a 32-bit word: u < keep exactly when the word <=
+            # ceiling(keep * 2**32) - 1, a threshold computed once, in [0, 2**32) for
+            # keep in (0, 1]. The loop compares 32-bit words, converts nothing to float
+            # (AVX2 converts no 64-bit integers) and keeps everything for keep = 1.
+            t = sp.Symbol("_threshold", integer=True, nonnegative=True)
+            key[t.name] = Low32(sp.ceiling(keep / scale) - 1)
+            uniform, keep_test = word, sp.LessThan(u, t)
         extra["mask"] = {
             "name": m.symbol.name, "index": m.index.name,
-            "key": _word_statements(dict(m.key), "_k"),
-            "hash": _word_statements({u.name: m.uniform}, "_h"),
-            "keep": word_code(sp.StrictLessThan(u, m.keep)),
+            "key": _word_statements(key, "_k"),
+            "hash": _word_statements({u.name: uniform}, "_h"),
+            "keep": word_code(keep_test),
         }
     return KernelPlan(
         name=f.name,

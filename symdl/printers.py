@@ -90,6 +90,19 @@ class NumbaPrinter(PythonCodePrinter):
         a, k = expr.args
         return f"({self._print(a)} >> {self._print(k)})"
 
+    def _print_Low32(self, expr: sp.Expr) -> str:
+        return f"np.uint32({self._print(expr.args[0])})"
+
+    # 32-bit word operations: intrinsics of templates/numba/bitops32.py.j2.
+    def _print_Mul32(self, expr: sp.Expr) -> str:
+        return f"_mul32({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Xor32(self, expr: sp.Expr) -> str:
+        return f"_xor32({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Shr32(self, expr: sp.Expr) -> str:
+        return f"_shr32({', '.join(self._print(a) for a in expr.args)})"
+
     # Vectorizable elementary functions and the bit casts they use (symdl/vecmath.py).
     def _print_VecExp(self, expr: sp.Expr) -> str:
         return f"_vexp({self._print(expr.args[0])})"
@@ -163,6 +176,16 @@ class SheetLatexPrinter(LatexPrinter):
     def _print_ShiftRight(self, expr: sp.Expr) -> str:
         a, k = (self.parenthesize(x, 50) for x in expr.args)
         return rf"{a} \gg {k}"
+
+    def _print_Low32(self, expr: sp.Expr) -> str:
+        return rf"\left({self._print(expr.args[0])}\right) \bmod 2^{{32}}"
+
+    def _print_Mul32(self, expr: sp.Expr) -> str:
+        a, b = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"\left({a} \cdot {b}\right) \bmod 2^{{32}}"
+
+    _print_Xor32 = _print_BitXor
+    _print_Shr32 = _print_ShiftRight
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         if expr in self._settings["symbol_names"]:  # names a formula gives for the sheet
@@ -248,14 +271,21 @@ class WordPrinter(NumbaPrinter):
     (and + and * wrap mod 2**64); a fraction (a scale to [0, 1)) prints as a float64."""
 
     def _print_Integer(self, expr: sp.Integer) -> str:
-        return f"U({int(expr)})"
+        # The sign outside U(...): the parent's Add printer then subtracts a word.
+        value = int(expr)
+        return f"-U({-value})" if value < 0 else f"U({value})"
 
-    _print_Zero = _print_One = _print_Integer
+    _print_Zero = _print_One = _print_NegativeOne = _print_Integer
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         return repr(float(expr))
 
     _print_Half = _print_Rational
+
+    def _print_ceiling(self, expr: sp.Expr) -> str:
+        # A word: an int64 from math.ceil compared with a uint64 would make Numba
+        # compare both as float64.
+        return f"U(math.ceil({self._print(expr.args[0])}))"
 
 
 def word_code(expr: sp.Expr) -> str:

@@ -50,11 +50,12 @@ def reference_digits(dtype: np.dtype) -> int:
 #: log2(n) ULPs in the worst case with blocked summation; matvec checks against that.
 TOLERANCE_ULP = {"elementwise": 4.0, "reduction": 4.0, "batch_map": 4.0}
 #: Batch reductions: each term is computed in the kernel's dtype (<= 4 ULP, as an
-#: elementwise kernel), terms are added in float64 with Kahan compensation and the
-#: blocks exactly (math.fsum), so for terms of one sign the sum keeps the terms'
-#: relative error; the outputs then add a few float64 roundings (<= 1.5 ULP in
-#: float64, nothing in float32 ULPs). Terms of mixed sign may cancel: such a formula
-#: would fail here, and rightly so, as its kernel cannot promise a few ULP.
+#: elementwise kernel), terms are added in float64 (plain sums of 16 terms, added
+#: with TwoSum compensation) and the blocks exactly (math.fsum), so for terms of one
+#: sign the sum keeps the terms' relative error; the outputs then add a few float64
+#: roundings (<= 1.5 ULP in float64, nothing in float32 ULPs). Terms of mixed sign
+#: may cancel: such a formula would fail here, and rightly so, as its kernel cannot
+#: promise a few ULP.
 TOLERANCE_ULP["batch_reduction"] = 4.0 + 1.5
 
 

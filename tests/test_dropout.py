@@ -8,6 +8,7 @@ import pytest
 import sympy as sp
 
 MASK64 = 2**64 - 1
+MASK32 = 2**32 - 1
 
 
 GAMMA = 0x9E3779B97F4A7C15
@@ -20,18 +21,65 @@ def _mix(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def _splitmix64_uniform(seed: int, index: int) -> float:
-    """Output index of a SplitMix64 stream whose state is the mixed seed, in [0, 1)."""
-    key = _mix((seed * GAMMA + GAMMA) & MASK64)  # first output of the stream seed*GAMMA
-    return (_mix((key + (index + 1) * GAMMA) & MASK64) >> 11) / 2.0**53
+def _lowbias32(x: int) -> int:
+    """Chris Wellons' lowbias32 (hash-prospector), in plain Python ints."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
 
 
-def test_mask_is_splitmix64(kernels):
+def _uniform(seed: int, index: int) -> float:
+    """The documented mask hash: key = the first SplitMix64 output of the stream seeded
+    with seed, h = lowbias32(index_lo ^ key_lo ^ (index_hi * 0x9E3779B9 mod 2**32))."""
+    key_lo = _mix((seed * GAMMA + GAMMA) & MASK64) & MASK32
+    spread = ((index >> 32) * 0x9E3779B9) & MASK32
+    return _lowbias32((index & MASK32) ^ key_lo ^ spread) / 2.0**32
+
+
+def _lowbias32_inverse(x: int) -> int:
+    """lowbias32_r, the inverse published with it (its own constants, not derived here)."""
+    x ^= x >> 16
+    x = (x * 0x43021123) & MASK32
+    x ^= (x >> 15) ^ (x >> 30)
+    x = (x * 0x1D69E2A5) & MASK32
+    return x ^ (x >> 16)
+
+
+def test_lowbias32_reference():
+    # The published inverse undoes the reference: its constants are the right ones.
+    rng = np.random.default_rng(0)
+    for x in [0, 1, MASK32, *rng.integers(0, 2**32, 200).tolist()]:
+        assert _lowbias32_inverse(_lowbias32(x)) == x
+
+
+def test_mask_is_the_documented_hash(kernels):
     assert _mix(GAMMA) == 0xE220A8397B1DCDAF  # SplitMix64 seeded with 0: its first output
     x = np.ones(1000)
     for seed, p in [(0, 0.5), (12345, 0.3), (2**64 - 1, 0.9), (7, 0.0)]:
         _, mask = kernels.dropout(x, p, seed)
-        want = [_splitmix64_uniform(seed, i) < 1 - p for i in range(x.size)]
+        want = [_uniform(seed, i) < 1 - p for i in range(x.size)]
+        assert mask.tolist() == want
+
+
+def test_mask_threshold_is_exact_and_high_index_bits_count(kernels):
+    """X = [h < ceil(q 2**32)]: kept fraction exactly representable; the hash of an
+    index with high bits (beyond 2**32, checked on the formula: no 32 GB array here)
+    differs from its low bits' hash."""
+    from symdl.library.regularization import dropout
+    from symdl.verify import mask_reference
+
+    i = 2**32 + 5
+    u_hi, u_lo = mask_reference(dropout, 99, [i, 5])
+    assert float(u_hi) == _uniform(99, i) and float(u_lo) == _uniform(99, 5)
+    assert u_hi != u_lo
+    # p so that q * 2**32 is not an integer: the threshold rounds up, both dtypes.
+    x = np.ones(4096)
+    for dtype in (np.float32, np.float64):
+        _, mask = kernels.dropout(x.astype(dtype), 0.3, 11)
+        q = float(dtype(1) - dtype(0.3))
+        want = [_uniform(11, k) < q for k in range(x.size)]
         assert mask.tolist() == want
 
 

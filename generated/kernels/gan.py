@@ -481,113 +481,205 @@ _CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh, _vlog1p=_vlog1p)
 @_jit(parallel=False)
 def _gan_d_loss_b0_ser(a_d_real, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_real.dtype.type
     F = partials.dtype.type
     n = a_d_real.size
     for b in range(partials.shape[0]):
-        _s_s_real = F(0)
-        _k_s_real = F(0)
-        _p_s_real = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_real = a_d_real[i]
-            _t_s_real = math.log(d_real)
-            _y_s_real = F(_t_s_real) - _k_s_real
-            _u_s_real = _s_s_real + _y_s_real
-            _k_s_real = (_u_s_real - _s_s_real) - _y_s_real
-            _s_s_real = _u_s_real
-            _p_s_real += F(_t_s_real)
-        if math.isfinite(_p_s_real):
-            partials[b, 0, 0] = _s_s_real
-            partials[b, 0, 1] = -_k_s_real
-        else:
-            partials[b, 0, 0] = _p_s_real
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_real_ = np.zeros(256, dtype=T)
+        _c_s_real = np.zeros(256, dtype=F)
+        _h_s_real = np.zeros(256, dtype=F)
+        _l_s_real = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_real = a_d_real[r:r + count]
+            for i in range(count):
+                d_real = _x_d_real[i]
+                _t_s_real = math.log(d_real)
+                _t_s_real_[i] = _t_s_real
+            for i in range(count, 256):
+                _t_s_real_[i] = T(0)
+            for j in range(256):
+                _c_s_real[j] += F(_t_s_real_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_real[j]
+                    _b = _c_s_real[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_real[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_real[j] = _s
+                    _c_s_real[j] = F(0)
+        _s = _h_s_real[0]
+        _e = _l_s_real[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_real[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_real[j] - _bb) + _l_s_real[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_d_loss_b0_par(a_d_real, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_real.dtype.type
     F = partials.dtype.type
     n = a_d_real.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_real = F(0)
-        _k_s_real = F(0)
-        _p_s_real = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_real = a_d_real[i]
-            _t_s_real = math.log(d_real)
-            _y_s_real = F(_t_s_real) - _k_s_real
-            _u_s_real = _s_s_real + _y_s_real
-            _k_s_real = (_u_s_real - _s_s_real) - _y_s_real
-            _s_s_real = _u_s_real
-            _p_s_real += F(_t_s_real)
-        if math.isfinite(_p_s_real):
-            partials[b, 0, 0] = _s_s_real
-            partials[b, 0, 1] = -_k_s_real
-        else:
-            partials[b, 0, 0] = _p_s_real
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_real_ = np.zeros(256, dtype=T)
+        _c_s_real = np.zeros(256, dtype=F)
+        _h_s_real = np.zeros(256, dtype=F)
+        _l_s_real = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_real = a_d_real[r:r + count]
+            for i in range(count):
+                d_real = _x_d_real[i]
+                _t_s_real = math.log(d_real)
+                _t_s_real_[i] = _t_s_real
+            for i in range(count, 256):
+                _t_s_real_[i] = T(0)
+            for j in range(256):
+                _c_s_real[j] += F(_t_s_real_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_real[j]
+                    _b = _c_s_real[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_real[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_real[j] = _s
+                    _c_s_real[j] = F(0)
+        _s = _h_s_real[0]
+        _e = _l_s_real[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_real[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_real[j] - _bb) + _l_s_real[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=False)
 def _gan_d_loss_b1_ser(a_d_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_fake.dtype.type
     F = partials.dtype.type
     n = a_d_fake.size
     for b in range(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_fake = a_d_fake[i]
-            _t_s_fake = _vlog1p(-d_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_fake = a_d_fake[r:r + count]
+            for i in range(count):
+                d_fake = _x_d_fake[i]
+                _t_s_fake = _vlog1p(-d_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_d_loss_b1_par(a_d_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_fake.dtype.type
     F = partials.dtype.type
     n = a_d_fake.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_fake = a_d_fake[i]
-            _t_s_fake = _vlog1p(-d_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_fake = a_d_fake[r:r + count]
+            for i in range(count):
+                d_fake = _x_d_fake[i]
+                _t_s_fake = _vlog1p(-d_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 def gan_d_loss(d_real, d_fake):
@@ -695,57 +787,103 @@ def gan_d_loss_grad(d_real, d_fake):
 @_jit(parallel=False)
 def _gan_g_loss_saturating_b0_ser(a_d_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_fake.dtype.type
     F = partials.dtype.type
     n = a_d_fake.size
     for b in range(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_fake = a_d_fake[i]
-            _t_s_fake = _vlog1p(-d_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_fake = a_d_fake[r:r + count]
+            for i in range(count):
+                d_fake = _x_d_fake[i]
+                _t_s_fake = _vlog1p(-d_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_g_loss_saturating_b0_par(a_d_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_fake.dtype.type
     F = partials.dtype.type
     n = a_d_fake.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_fake = a_d_fake[i]
-            _t_s_fake = _vlog1p(-d_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_fake = a_d_fake[r:r + count]
+            for i in range(count):
+                d_fake = _x_d_fake[i]
+                _t_s_fake = _vlog1p(-d_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 def gan_g_loss_saturating(d_fake):
@@ -812,57 +950,103 @@ def gan_g_loss_saturating_grad(d_fake):
 @_jit(parallel=False)
 def _gan_g_loss_nonsaturating_b0_ser(a_d_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_fake.dtype.type
     F = partials.dtype.type
     n = a_d_fake.size
     for b in range(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_fake = a_d_fake[i]
-            _t_s_fake = math.log(d_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_fake = a_d_fake[r:r + count]
+            for i in range(count):
+                d_fake = _x_d_fake[i]
+                _t_s_fake = math.log(d_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_g_loss_nonsaturating_b0_par(a_d_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_d_fake.dtype.type
     F = partials.dtype.type
     n = a_d_fake.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            d_fake = a_d_fake[i]
-            _t_s_fake = math.log(d_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_d_fake = a_d_fake[r:r + count]
+            for i in range(count):
+                d_fake = _x_d_fake[i]
+                _t_s_fake = math.log(d_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 def gan_g_loss_nonsaturating(d_fake):
@@ -929,113 +1113,205 @@ def gan_g_loss_nonsaturating_grad(d_fake):
 @_jit(parallel=False)
 def _gan_d_loss_logits_b0_ser(a_l_real, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_real.dtype.type
     F = partials.dtype.type
     n = a_l_real.size
     for b in range(partials.shape[0]):
-        _s_s_real = F(0)
-        _k_s_real = F(0)
-        _p_s_real = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_real = a_l_real[i]
-            _t_s_real = -_vlog1p(_vexp(-abs(l_real))) - max(T(0), -l_real)
-            _y_s_real = F(_t_s_real) - _k_s_real
-            _u_s_real = _s_s_real + _y_s_real
-            _k_s_real = (_u_s_real - _s_s_real) - _y_s_real
-            _s_s_real = _u_s_real
-            _p_s_real += F(_t_s_real)
-        if math.isfinite(_p_s_real):
-            partials[b, 0, 0] = _s_s_real
-            partials[b, 0, 1] = -_k_s_real
-        else:
-            partials[b, 0, 0] = _p_s_real
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_real_ = np.zeros(256, dtype=T)
+        _c_s_real = np.zeros(256, dtype=F)
+        _h_s_real = np.zeros(256, dtype=F)
+        _l_s_real = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_real = a_l_real[r:r + count]
+            for i in range(count):
+                l_real = _x_l_real[i]
+                _t_s_real = -_vlog1p(_vexp(-abs(l_real))) - max(T(0), -l_real)
+                _t_s_real_[i] = _t_s_real
+            for i in range(count, 256):
+                _t_s_real_[i] = T(0)
+            for j in range(256):
+                _c_s_real[j] += F(_t_s_real_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_real[j]
+                    _b = _c_s_real[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_real[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_real[j] = _s
+                    _c_s_real[j] = F(0)
+        _s = _h_s_real[0]
+        _e = _l_s_real[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_real[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_real[j] - _bb) + _l_s_real[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_d_loss_logits_b0_par(a_l_real, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_real.dtype.type
     F = partials.dtype.type
     n = a_l_real.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_real = F(0)
-        _k_s_real = F(0)
-        _p_s_real = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_real = a_l_real[i]
-            _t_s_real = -_vlog1p(_vexp(-abs(l_real))) - max(T(0), -l_real)
-            _y_s_real = F(_t_s_real) - _k_s_real
-            _u_s_real = _s_s_real + _y_s_real
-            _k_s_real = (_u_s_real - _s_s_real) - _y_s_real
-            _s_s_real = _u_s_real
-            _p_s_real += F(_t_s_real)
-        if math.isfinite(_p_s_real):
-            partials[b, 0, 0] = _s_s_real
-            partials[b, 0, 1] = -_k_s_real
-        else:
-            partials[b, 0, 0] = _p_s_real
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_real_ = np.zeros(256, dtype=T)
+        _c_s_real = np.zeros(256, dtype=F)
+        _h_s_real = np.zeros(256, dtype=F)
+        _l_s_real = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_real = a_l_real[r:r + count]
+            for i in range(count):
+                l_real = _x_l_real[i]
+                _t_s_real = -_vlog1p(_vexp(-abs(l_real))) - max(T(0), -l_real)
+                _t_s_real_[i] = _t_s_real
+            for i in range(count, 256):
+                _t_s_real_[i] = T(0)
+            for j in range(256):
+                _c_s_real[j] += F(_t_s_real_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_real[j]
+                    _b = _c_s_real[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_real[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_real[j] = _s
+                    _c_s_real[j] = F(0)
+        _s = _h_s_real[0]
+        _e = _l_s_real[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_real[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_real[j] - _bb) + _l_s_real[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=False)
 def _gan_d_loss_logits_b1_ser(a_l_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_fake.dtype.type
     F = partials.dtype.type
     n = a_l_fake.size
     for b in range(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_fake = a_l_fake[i]
-            _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_fake = a_l_fake[r:r + count]
+            for i in range(count):
+                l_fake = _x_l_fake[i]
+                _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_d_loss_logits_b1_par(a_l_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_fake.dtype.type
     F = partials.dtype.type
     n = a_l_fake.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_fake = a_l_fake[i]
-            _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_fake = a_l_fake[r:r + count]
+            for i in range(count):
+                l_fake = _x_l_fake[i]
+                _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 def gan_d_loss_logits(l_real, l_fake):
@@ -1147,57 +1423,103 @@ def gan_d_loss_logits_grad(l_real, l_fake):
 @_jit(parallel=False)
 def _gan_g_loss_saturating_logits_b0_ser(a_l_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_fake.dtype.type
     F = partials.dtype.type
     n = a_l_fake.size
     for b in range(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_fake = a_l_fake[i]
-            _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_fake = a_l_fake[r:r + count]
+            for i in range(count):
+                l_fake = _x_l_fake[i]
+                _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_g_loss_saturating_logits_b0_par(a_l_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_fake.dtype.type
     F = partials.dtype.type
     n = a_l_fake.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_fake = a_l_fake[i]
-            _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_fake = a_l_fake[r:r + count]
+            for i in range(count):
+                l_fake = _x_l_fake[i]
+                _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 def gan_g_loss_saturating_logits(l_fake):
@@ -1266,57 +1588,103 @@ def gan_g_loss_saturating_logits_grad(l_fake):
 @_jit(parallel=False)
 def _gan_g_loss_nonsaturating_logits_b0_ser(a_l_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_fake.dtype.type
     F = partials.dtype.type
     n = a_l_fake.size
     for b in range(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_fake = a_l_fake[i]
-            _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), -l_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_fake = a_l_fake[r:r + count]
+            for i in range(count):
+                l_fake = _x_l_fake[i]
+                _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), -l_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 @_jit(parallel=True)
 def _gan_g_loss_nonsaturating_logits_b0_par(a_l_fake, partials, block):
     # Block b sums elements [b*block, (b+1)*block) into partials[b]; both cores fill
-    # the same blocks. Terms are computed in the inputs' dtype T and added in float64
-    # with Kahan's compensation: partials[b, k] = (sum, compensation) of sum k. A plain
-    # sum runs alongside: where a term is inf or nan, the compensation is meaningless.
+    # the same blocks, so the result does not depend on the thread count. A block is
+    # taken in chunks of 256: the terms (in the inputs' dtype T) fill a buffer _t, in
+    # a loop that vectorizes; lane j adds element j of each chunk plainly in float64
+    # (_c), and every 16 chunks adds that to its running sum with TwoSum (_h, with the
+    # rounding errors in _l): loops across lanes, which vectorize too. The lanes are
+    # combined in lane order: partials[b, k] = (sum, error) of sum k. Where a term is
+    # inf or nan, TwoSum's error is nan but its sum is the plain sum: that one is kept.
     T = a_l_fake.dtype.type
     F = partials.dtype.type
     n = a_l_fake.size
     for b in numba.prange(partials.shape[0]):
-        _s_s_fake = F(0)
-        _k_s_fake = F(0)
-        _p_s_fake = F(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            l_fake = a_l_fake[i]
-            _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), -l_fake)
-            _y_s_fake = F(_t_s_fake) - _k_s_fake
-            _u_s_fake = _s_s_fake + _y_s_fake
-            _k_s_fake = (_u_s_fake - _s_s_fake) - _y_s_fake
-            _s_s_fake = _u_s_fake
-            _p_s_fake += F(_t_s_fake)
-        if math.isfinite(_p_s_fake):
-            partials[b, 0, 0] = _s_s_fake
-            partials[b, 0, 1] = -_k_s_fake
-        else:
-            partials[b, 0, 0] = _p_s_fake
+        lo = b * block
+        hi = min(n, lo + block)
+        _t_s_fake_ = np.zeros(256, dtype=T)
+        _c_s_fake = np.zeros(256, dtype=F)
+        _h_s_fake = np.zeros(256, dtype=F)
+        _l_s_fake = np.zeros(256, dtype=F)
+        for r in range(lo, hi, 256):
+            count = min(256, hi - r)
+            _x_l_fake = a_l_fake[r:r + count]
+            for i in range(count):
+                l_fake = _x_l_fake[i]
+                _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), -l_fake)
+                _t_s_fake_[i] = _t_s_fake
+            for i in range(count, 256):
+                _t_s_fake_[i] = T(0)
+            for j in range(256):
+                _c_s_fake[j] += F(_t_s_fake_[j])
+            if (r - lo) // 256 % 16 == 15 or r + 256 >= hi:
+                for j in range(256):
+                    _a = _h_s_fake[j]
+                    _b = _c_s_fake[j]
+                    _s = _a + _b
+                    _bb = _s - _a
+                    _l_s_fake[j] += (_a - (_s - _bb)) + (_b - _bb)
+                    _h_s_fake[j] = _s
+                    _c_s_fake[j] = F(0)
+        _s = _h_s_fake[0]
+        _e = _l_s_fake[0]
+        for j in range(1, 256):
+            _a = _s
+            _s = _a + _h_s_fake[j]
+            _bb = _s - _a
+            _e += (_a - (_s - _bb)) + (_h_s_fake[j] - _bb) + _l_s_fake[j]
+        partials[b, 0, 0] = _s
+        partials[b, 0, 1] = _e if math.isfinite(_s) else F(0)
 
 
 def gan_g_loss_nonsaturating_logits(l_fake):
