@@ -546,6 +546,11 @@ class MaskedElementwise(Formula):
         names = [s.name for s in self.inputs] + [a.name for a in self.args] + [self.flag]
         if len(set(names)) != len(names):
             raise FormulaError(f"{self.name}: input and argument names must be distinct")
+        # The kernel returns one result and takes the keywords out= (and mask=).
+        if len(next(iter(variants.values()))) != 1:
+            raise FormulaError(f"{self.name}: a masked formula has exactly one output")
+        if {"out", "mask"} & set(names):
+            raise FormulaError(f"{self.name}: 'out' and 'mask' are the kernel's keywords")
 
     def outputs(self) -> list[str]:
         return list(self.variants[True])

@@ -172,6 +172,48 @@ def test_p_zero_keeps_everything(kernels):
     assert kernels.dropout(np.empty((0, 3)), 0.5, 1)[0].shape == (0, 3)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_out_and_mask_arguments(kernels, dtype):
+    x = np.random.default_rng(3).standard_normal((300, 170)).astype(dtype)
+    want_y, want_mask = kernels.dropout(x, 0.3, seed=11)
+    out, mask = np.empty_like(x), np.empty(x.shape, bool)
+    y, m = kernels.dropout(x, 0.3, 11, out=out, mask=mask)
+    assert y is out and m is mask
+    np.testing.assert_array_equal(out, want_y)
+    np.testing.assert_array_equal(mask, want_mask)
+    # Strided outputs, and x itself as out (in place).
+    out, mask = np.empty((600, 170), dtype)[::2], np.empty((300, 340), bool)[:, ::2]
+    kernels.dropout(x, 0.3, 11, out=out, mask=mask)
+    np.testing.assert_array_equal(out, want_y)
+    np.testing.assert_array_equal(mask, want_mask)
+    inplace = x.copy()
+    kernels.dropout(inplace, 0.3, 11, out=inplace)
+    np.testing.assert_array_equal(inplace, want_y)
+    out = np.empty_like(x)
+    assert kernels.dropout_inference(x, 0.3, inverted=False, out=out) is out
+    np.testing.assert_array_equal(out, kernels.dropout_inference(x, 0.3, inverted=False))
+
+
+@pytest.mark.parametrize("kwargs, name, exc", [
+    (dict(out=np.empty(4)), "'out'", ValueError),
+    (dict(out=np.empty(3, np.float32)), "'out'", TypeError),
+    (dict(out=[0.0, 0.0, 0.0]), "'out'", TypeError),
+    (dict(mask=np.empty(3)), "'mask'", TypeError),
+    (dict(mask=np.empty(2, bool)), "'mask'", ValueError),
+    (dict(mask=np.empty(3, bool)[::1].view()), None, None),
+])
+def test_bad_out_and_mask_are_named(kernels, kwargs, name, exc):
+    if exc is None:  # a writeable view is fine
+        kernels.dropout(np.ones(3), 0.5, 1, **kwargs)
+        return
+    with pytest.raises(exc, match=name):
+        kernels.dropout(np.ones(3), 0.5, 1, **kwargs)
+    readonly = np.empty(3, bool)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="'mask'"):
+        kernels.dropout(np.ones(3), 0.5, 1, mask=readonly)
+
+
 @pytest.mark.parametrize("kwargs, name, exc", [
     (dict(p=1.0, seed=0), "'p'", ValueError),
     (dict(p=-0.1, seed=0), "'p'", ValueError),

@@ -107,6 +107,21 @@ def test_out_is_written_in_place(kernels):
     np.testing.assert_array_equal(out, kernels.sigmoid(x))
 
 
+def test_out_overlapping_the_input(kernels):
+    # out= x itself is computed in place (element i is read before it is written); an
+    # out= that overlaps x shifted must not read elements it already overwrote.
+    x = np.linspace(-3, 3, 100_001)
+    want = kernels.sigmoid(x)
+    y = x.copy()
+    assert kernels.sigmoid(y, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    for shift in (1, -1):
+        buf = x.copy()
+        src, dst = (buf[:-1], buf[1:]) if shift == 1 else (buf[1:], buf[:-1])
+        kernels.sigmoid(src, out=dst)
+        np.testing.assert_array_equal(dst, kernels.sigmoid(x[:-1] if shift == 1 else x[1:]))
+
+
 def test_serial_and_parallel_cores_agree_bitwise(kernels):
     from symdl.kernels import activations, metrics
 

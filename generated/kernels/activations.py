@@ -94,28 +94,34 @@ def _flat(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _output(kernel, out, shape, dtype):
-    """A flat buffer for the result: out itself when it is contiguous."""
+def _output(kernel, out, shape, dtype, name="out", inputs=()):
+    """A flat buffer for the result: out itself when it is contiguous and overlaps no
+    input except by being that very array (element i is read before it is written)."""
     if out is None:
         return np.empty(shape, dtype=dtype).reshape(-1)
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{kernel}(): argument 'out' must be a numpy array, got {type(out)}")
+        raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array, got {type(out)}")
     if out.shape != shape:
-        raise ValueError(f"{kernel}(): argument 'out' has shape {out.shape}, expected {shape}")
+        raise ValueError(f"{kernel}(): argument '{name}' has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
-        raise TypeError(f"{kernel}(): argument 'out' has dtype {out.dtype}, expected {dtype}")
+        raise TypeError(f"{kernel}(): argument '{name}' has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
-        raise ValueError(f"{kernel}(): argument 'out' is read-only")
+        raise ValueError(f"{kernel}(): argument '{name}' is read-only")
+    for a in inputs:
+        same = (a.ctypes.data == out.ctypes.data and a.strides == out.strides
+                and a.shape == out.shape)
+        if not same and np.may_share_memory(a, out):
+            return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:
         return out.reshape(-1)
     return np.empty(shape, dtype=dtype).reshape(-1)
 
 
 def _deliver(out, flat, shape):
-    """The result array; copies into a strided out that could not be written directly."""
+    """The result array; copies into an out that could not be written directly."""
     if out is None:
         return flat.reshape(shape)
-    if not out.flags.c_contiguous:
+    if flat.size and flat.ctypes.data != out.ctypes.data:
         out[...] = flat.reshape(shape)
     return out
 
@@ -499,7 +505,7 @@ def sigmoid(x, out=None):
     x = _float_array("sigmoid", "x", x)
     shape = x.shape
     dtype = _common_dtype([x])
-    result = _output("sigmoid", out, shape, dtype)
+    result = _output("sigmoid", out, shape, dtype, inputs=[x])
     core = _sigmoid_par if x.size >= PARALLEL_THRESHOLD else _sigmoid_ser
     core(_flat(x, dtype), result)
     return _deliver(out, result, shape)
@@ -535,7 +541,7 @@ def sigmoid_backward(y, dy, out=None):
     _same_shape("sigmoid_backward", ['y', 'dy'], [y, dy])
     shape = y.shape
     dtype = _common_dtype([y, dy])
-    result = _output("sigmoid_backward", out, shape, dtype)
+    result = _output("sigmoid_backward", out, shape, dtype, inputs=[y, dy])
     core = _sigmoid_backward_par if y.size >= PARALLEL_THRESHOLD else _sigmoid_backward_ser
     core(_flat(y, dtype), _flat(dy, dtype), result)
     return _deliver(out, result, shape)
@@ -567,7 +573,7 @@ def tanh(x, out=None):
     x = _float_array("tanh", "x", x)
     shape = x.shape
     dtype = _common_dtype([x])
-    result = _output("tanh", out, shape, dtype)
+    result = _output("tanh", out, shape, dtype, inputs=[x])
     core = _tanh_par if x.size >= PARALLEL_THRESHOLD else _tanh_ser
     core(_flat(x, dtype), result)
     return _deliver(out, result, shape)
@@ -603,7 +609,7 @@ def tanh_backward(y, dy, out=None):
     _same_shape("tanh_backward", ['y', 'dy'], [y, dy])
     shape = y.shape
     dtype = _common_dtype([y, dy])
-    result = _output("tanh_backward", out, shape, dtype)
+    result = _output("tanh_backward", out, shape, dtype, inputs=[y, dy])
     core = _tanh_backward_par if y.size >= PARALLEL_THRESHOLD else _tanh_backward_ser
     core(_flat(y, dtype), _flat(dy, dtype), result)
     return _deliver(out, result, shape)

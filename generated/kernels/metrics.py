@@ -91,28 +91,34 @@ def _flat(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _output(kernel, out, shape, dtype):
-    """A flat buffer for the result: out itself when it is contiguous."""
+def _output(kernel, out, shape, dtype, name="out", inputs=()):
+    """A flat buffer for the result: out itself when it is contiguous and overlaps no
+    input except by being that very array (element i is read before it is written)."""
     if out is None:
         return np.empty(shape, dtype=dtype).reshape(-1)
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{kernel}(): argument 'out' must be a numpy array, got {type(out)}")
+        raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array, got {type(out)}")
     if out.shape != shape:
-        raise ValueError(f"{kernel}(): argument 'out' has shape {out.shape}, expected {shape}")
+        raise ValueError(f"{kernel}(): argument '{name}' has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
-        raise TypeError(f"{kernel}(): argument 'out' has dtype {out.dtype}, expected {dtype}")
+        raise TypeError(f"{kernel}(): argument '{name}' has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
-        raise ValueError(f"{kernel}(): argument 'out' is read-only")
+        raise ValueError(f"{kernel}(): argument '{name}' is read-only")
+    for a in inputs:
+        same = (a.ctypes.data == out.ctypes.data and a.strides == out.strides
+                and a.shape == out.shape)
+        if not same and np.may_share_memory(a, out):
+            return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:
         return out.reshape(-1)
     return np.empty(shape, dtype=dtype).reshape(-1)
 
 
 def _deliver(out, flat, shape):
-    """The result array; copies into a strided out that could not be written directly."""
+    """The result array; copies into an out that could not be written directly."""
     if out is None:
         return flat.reshape(shape)
-    if not out.flags.c_contiguous:
+    if flat.size and flat.ctypes.data != out.ctypes.data:
         out[...] = flat.reshape(shape)
     return out
 

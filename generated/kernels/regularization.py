@@ -92,28 +92,34 @@ def _flat(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _output(kernel, out, shape, dtype):
-    """A flat buffer for the result: out itself when it is contiguous."""
+def _output(kernel, out, shape, dtype, name="out", inputs=()):
+    """A flat buffer for the result: out itself when it is contiguous and overlaps no
+    input except by being that very array (element i is read before it is written)."""
     if out is None:
         return np.empty(shape, dtype=dtype).reshape(-1)
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{kernel}(): argument 'out' must be a numpy array, got {type(out)}")
+        raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array, got {type(out)}")
     if out.shape != shape:
-        raise ValueError(f"{kernel}(): argument 'out' has shape {out.shape}, expected {shape}")
+        raise ValueError(f"{kernel}(): argument '{name}' has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
-        raise TypeError(f"{kernel}(): argument 'out' has dtype {out.dtype}, expected {dtype}")
+        raise TypeError(f"{kernel}(): argument '{name}' has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
-        raise ValueError(f"{kernel}(): argument 'out' is read-only")
+        raise ValueError(f"{kernel}(): argument '{name}' is read-only")
+    for a in inputs:
+        same = (a.ctypes.data == out.ctypes.data and a.strides == out.strides
+                and a.shape == out.shape)
+        if not same and np.may_share_memory(a, out):
+            return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:
         return out.reshape(-1)
     return np.empty(shape, dtype=dtype).reshape(-1)
 
 
 def _deliver(out, flat, shape):
-    """The result array; copies into a strided out that could not be written directly."""
+    """The result array; copies into an out that could not be written directly."""
     if out is None:
         return flat.reshape(shape)
-    if not out.flags.c_contiguous:
+    if flat.size and flat.ctypes.data != out.ctypes.data:
         out[...] = flat.reshape(shape)
     return out
 
@@ -422,7 +428,7 @@ def _dropout_false_par(a_x, a_y, a_X, p_p, p_seed):
         a_y[i] = ((x) if X else (T(0)))
 
 
-def dropout(x, p, seed, inverted=True):
+def dropout(x, p, seed, inverted=True, out=None, mask=None):
     """Dropout. During training each activation is kept with probability q = 1 - p (mask X = 1) or set to 0. Standard dropout scales by q at test time; inverted dropout scales by 1/q during training and leaves the test phase untouched.
 
     Computed element by element (any shape):
@@ -432,6 +438,7 @@ def dropout(x, p, seed, inverted=True):
         X = 1 if u(seed, index) < q else 0, with u a counter-based hash in [0, 1)
 
     Returns y and the bool mask X (True: kept), shaped like x.
+    Pass out= (and mask=) to write into arrays of that shape (and dtype) instead of new ones.
     """
     x = _float_array("dropout", "x", x)
     p = _scalar_arg("dropout", "p", p, "unit_interval_open", "a real number in [0, 1)")
@@ -440,8 +447,8 @@ def dropout(x, p, seed, inverted=True):
         raise TypeError(f"dropout(): argument 'inverted' must be a bool, got {inverted!r}")
     shape = x.shape
     dtype = _common_dtype([x])
-    y = np.empty(shape, dtype=dtype).reshape(-1)
-    X = np.empty(x.size, dtype=np.bool_)
+    y = _output("dropout", out, shape, dtype, inputs=[x])
+    X = _output("dropout", mask, shape, np.dtype(np.bool_), "mask", [x, y])
     parallel = x.size >= PARALLEL_THRESHOLD
     core = {
         (True, False): _dropout_true_ser,
@@ -450,7 +457,7 @@ def dropout(x, p, seed, inverted=True):
         (False, True): _dropout_false_par,
     }[bool(inverted), parallel]
     core(_flat(x, dtype), y, X, float(p), np.uint64(seed))
-    return y.reshape(shape), X.reshape(shape)
+    return _deliver(out, y, shape), _deliver(mask, X, shape)
 
 
 # ---- dropout_inference (masked) -------------------------------------
@@ -498,7 +505,7 @@ def _dropout_inference_false_par(a_x, a_y, p_p):
         a_y[i] = q*x
 
 
-def dropout_inference(x, p, inverted=True):
+def dropout_inference(x, p, inverted=True, out=None):
     """Dropout: inference. Test-time dropout: the expected training output over the mask.
 
     Computed element by element (any shape):
@@ -507,6 +514,7 @@ def dropout_inference(x, p, inverted=True):
         y = q*x    (inverted=False)
 
     Returns y, shaped like x.
+    Pass out= to write into arrays of that shape (and dtype) instead of new ones.
     """
     x = _float_array("dropout_inference", "x", x)
     p = _scalar_arg("dropout_inference", "p", p, "unit_interval_open", "a real number in [0, 1)")
@@ -514,7 +522,7 @@ def dropout_inference(x, p, inverted=True):
         raise TypeError(f"dropout_inference(): argument 'inverted' must be a bool, got {inverted!r}")
     shape = x.shape
     dtype = _common_dtype([x])
-    y = np.empty(shape, dtype=dtype).reshape(-1)
+    y = _output("dropout_inference", out, shape, dtype, inputs=[x])
     parallel = x.size >= PARALLEL_THRESHOLD
     core = {
         (True, False): _dropout_inference_true_ser,
@@ -523,7 +531,7 @@ def dropout_inference(x, p, inverted=True):
         (False, True): _dropout_inference_false_par,
     }[bool(inverted), parallel]
     core(_flat(x, dtype), y, float(p))
-    return y.reshape(shape)
+    return _deliver(out, y, shape)
 
 
 __all__ = ["dropout", "dropout_inference"]
