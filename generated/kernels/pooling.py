@@ -275,29 +275,31 @@ def _maxpool2d_ser(a_x, p_f, p_s, a_y):
     for pl in range(planes):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
-            # Fold the windows of output row i one window element at a time across the row
-            # (accumulators in a row buffer): the inner loop runs along x's rows.
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
                 accr[j] = T(-math.inf)
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            acc = accr[j]
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                            accr[j] = acc
-                    else:
-                        for j in range(cols):
-                            acc = accr[j]
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                            accr[j] = acc
+                        accr[j] = acc
             for j in range(cols):
                 acc = accr[j]
                 a_y[pl, i, j] = acc
@@ -315,29 +317,31 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
     for pl in numba.prange(planes):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
-            # Fold the windows of output row i one window element at a time across the row
-            # (accumulators in a row buffer): the inner loop runs along x's rows.
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
                 accr[j] = T(-math.inf)
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            acc = accr[j]
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                            accr[j] = acc
-                    else:
-                        for j in range(cols):
-                            acc = accr[j]
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                            accr[j] = acc
+                        accr[j] = acc
             for j in range(cols):
                 acc = accr[j]
                 a_y[pl, i, j] = acc
@@ -394,35 +398,45 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
             for v in range(a_dx.shape[2]):
                 a_dx[pl, h, v] = T(0)
         for i in range(rows):
-            # Fold the windows of output row i one window element at a time across the row
-            # (accumulators in a row buffer): the inner loop runs along x's rows.
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
                 accr[j] = T(-math.inf)
                 kar[j] = 0
                 kbr[j] = 0
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            acc = accr[j]
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                                kar[j] = a
-                                kbr[j] = b
-                            accr[j] = acc
-                    else:
-                        for j in range(cols):
-                            acc = accr[j]
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                                kar[j] = a
-                                kbr[j] = b
-                            accr[j] = acc
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
             for j in range(cols):
                 a = kar[j]
                 b = kbr[j]
@@ -450,35 +464,45 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
             for v in range(a_dx.shape[2]):
                 a_dx[pl, h, v] = T(0)
         for i in range(rows):
-            # Fold the windows of output row i one window element at a time across the row
-            # (accumulators in a row buffer): the inner loop runs along x's rows.
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
                 accr[j] = T(-math.inf)
                 kar[j] = 0
                 kbr[j] = 0
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            acc = accr[j]
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                                kar[j] = a
-                                kbr[j] = b
-                            accr[j] = acc
-                    else:
-                        for j in range(cols):
-                            acc = accr[j]
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             if (e > acc) or math.isnan(e):
                                 acc = e
-                                kar[j] = a
-                                kbr[j] = b
-                            accr[j] = acc
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
             for j in range(cols):
                 a = kar[j]
                 b = kbr[j]
@@ -538,27 +562,29 @@ def _avgpool2d_ser(a_x, p_f, p_s, a_y):
     for pl in range(planes):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
-            # Fold the windows of output row i one window element at a time across the row
-            # (accumulators in a row buffer): the inner loop runs along x's rows.
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
                 accr[j] = T(0)
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            acc = accr[j]
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                            accr[j] = acc
-                    else:
-                        for j in range(cols):
-                            acc = accr[j]
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                            accr[j] = acc
+                        accr[j] = acc
             for j in range(cols):
                 acc = accr[j]
                 a_y[pl, i, j] = acc/(_fT*_fT)
@@ -576,27 +602,29 @@ def _avgpool2d_par(a_x, p_f, p_s, a_y):
     for pl in numba.prange(planes):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
-            # Fold the windows of output row i one window element at a time across the row
-            # (accumulators in a row buffer): the inner loop runs along x's rows.
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
                 accr[j] = T(0)
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            acc = accr[j]
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                            accr[j] = acc
-                    else:
-                        for j in range(cols):
-                            acc = accr[j]
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                            accr[j] = acc
+                        accr[j] = acc
             for j in range(cols):
                 acc = accr[j]
                 a_y[pl, i, j] = acc/(_fT*_fT)
@@ -652,17 +680,19 @@ def _avgpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                 a_dx[pl, h, v] = T(0)
         for i in range(rows):
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            dyv = a_dy[pl, i, j]
-                            _t = _gp0*dyv
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
                             a_dx[pl, a + i*s, b + j*s] += _t
-                    else:
-                        for j in range(cols):
-                            dyv = a_dy[pl, i, j]
-                            _t = _gp0*dyv
+                else:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
                             a_dx[pl, a + i*s, b + j*s] += _t
 
 
@@ -684,17 +714,19 @@ def _avgpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                 a_dx[pl, h, v] = T(0)
         for i in range(rows):
             for a in range(0, f):
-                for b in range(0, f):
-                    # (The same loop twice: with the usual stride 2 known, LLVM vectorizes it.)
-                    if s == 2:
-                        for j in range(cols):
-                            dyv = a_dy[pl, i, j]
-                            _t = _gp0*dyv
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
                             a_dx[pl, a + i*s, b + j*s] += _t
-                    else:
-                        for j in range(cols):
-                            dyv = a_dy[pl, i, j]
-                            _t = _gp0*dyv
+                else:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
                             a_dx[pl, a + i*s, b + j*s] += _t
 
 
