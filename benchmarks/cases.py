@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .cnn import CNN_CASES
 from .spec import Case, Inputs, Step, Variants, bind
 from .training import TRAINING_CASES
 
@@ -159,6 +160,7 @@ CASES: list[Case] = [
     ),
 ]
 CASES += TRAINING_CASES
+CASES += CNN_CASES
 """Every benchmarked kernel, in report order."""
 
 

@@ -816,7 +816,21 @@ def _correlation_common(fwd: Correlation) -> dict:
         "padding_name": fwd.padding.name,
         "out_rows": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("H")})),
         "out_cols": scalar_code(fwd.out_size.xreplace({**names, fwd.extent: sp.Symbol("W")})),
+        # The same subscripts in a copy of x zero-padded by p on each side (x's element
+        # (h, v) sits at (h + p, v + p) there): no bounds test in the unfolding loops.
+        **_padded(fwd, xi),
     }
+
+
+def _padded(fwd: Correlation, xi: sp.Indexed) -> dict:
+    """Subscripts and extents of x zero-padded by the padding on each side, printed."""
+    ip = IndexPrinter()
+    p, h, v = fwd.padding, sp.Symbol("h"), sp.Symbol("v")
+    return {"rows_padded": ip.doprint(xi.indices[2] + p),
+            "cols_padded": ip.doprint(xi.indices[3] + p),
+            "h_padded": ip.doprint(h + p), "v_padded": ip.doprint(v + p),
+            "padded_rows": ip.doprint(sp.Symbol("H") + 2 * p),
+            "padded_cols": ip.doprint(sp.Symbol("W") + 2 * p)}
 
 
 def plan_correlation(f: Correlation) -> KernelPlan:
@@ -860,6 +874,8 @@ def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
     extra |= {"backward": True, "grad": "d" + extra["out"],
               "scatter_rows": ip.doprint(pinned[dx_target.indices[2]]),
               "scatter_cols": ip.doprint(pinned[dx_target.indices[3]]),
+              "scatter_rows_padded": ip.doprint(pinned[dx_target.indices[2]] + fwd.padding),
+              "scatter_cols_padded": ip.doprint(pinned[dx_target.indices[3]] + fwd.padding),
               "db_term": numba_code(db_value.function)}
     return KernelPlan(
         name=g.name, kind="correlation_gradient", template="numba/correlation.py.j2",

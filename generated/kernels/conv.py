@@ -287,33 +287,40 @@ def _conv2d_ser(a_x, a_w, a_bias, p_stride, p_padding, a_y):
     Ho, Wo = a_y.shape[2], a_y.shape[3]
     K = C*f*f
     w2 = a_w.reshape(O, K)
-    # Images one after another: BLAS runs its own threads, and must not be called from
-    # inside a parallel loop (OpenBLAS warns that it may hang).
-    w2t = np.ascontiguousarray(w2.T)
-    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
+    # stays in cache, then one BLAS product per image in the layout of the result (no
+    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
+    # a small part of the time): a Numba parallel region between BLAS calls would
+    # have two thread pools wait on each other's spinning threads on a loaded machine.
+    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
+    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
     for n in range(N):
-        # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
-        # formula's index expressions, or 0 where they fall into the padding. (The
-        # transposed layout makes the products tall and thin, which BLAS does fast.)
-        for i in range(Ho):
-            for j in range(Wo):
-                q = i*Wo + j
-                for c in range(C):
-                    for a in range(f):
-                        h = a + i*s - p
-                        for b in range(f):
-                            v = b + j*s - p
-                            row = (c*f + a)*f + b
-                            if 0 <= h < H and 0 <= v < W:
-                                cols[q, row] = a_x[n, c, h, v]
-                            else:
-                                cols[q, row] = T(0)
-        yt = np.dot(cols, w2t)
+        # x[n] into the interior of xp, whose border of p zeros is the padding.
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    xp[c, h + p, p + v] = a_x[n, c, h, v]
+        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
+        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
+        for c in range(C):
+            for a in range(f):
+                for b in range(f):
+                    row = (c*f + a)*f + b
+                    for i in range(Ho):
+                        src = xp[c, a + i*s]
+                        dst = cols[row, i*Wo:(i + 1)*Wo]
+                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                            for j in range(Wo):
+                                dst[j] = src[b + j*s]
+                        else:
+                            for j in range(Wo):
+                                dst[j] = src[b + j*s]
         a_y2 = a_y[n].reshape(O, Ho*Wo)
+        np.dot(w2, cols, a_y2)
         for o in range(O):
             bv = a_bias[o]
             for q in range(Ho*Wo):
-                _acc = yt[q, o]
+                _acc = a_y2[o, q]
                 a_y2[o, q] = _acc + bv
 
 
@@ -328,33 +335,40 @@ def _conv2d_par(a_x, a_w, a_bias, p_stride, p_padding, a_y):
     Ho, Wo = a_y.shape[2], a_y.shape[3]
     K = C*f*f
     w2 = a_w.reshape(O, K)
-    # Images one after another: BLAS runs its own threads, and must not be called from
-    # inside a parallel loop (OpenBLAS warns that it may hang).
-    w2t = np.ascontiguousarray(w2.T)
-    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
+    # stays in cache, then one BLAS product per image in the layout of the result (no
+    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
+    # a small part of the time): a Numba parallel region between BLAS calls would
+    # have two thread pools wait on each other's spinning threads on a loaded machine.
+    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
+    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
     for n in range(N):
-        # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
-        # formula's index expressions, or 0 where they fall into the padding. (The
-        # transposed layout makes the products tall and thin, which BLAS does fast.)
-        for i in numba.prange(Ho):
-            for j in range(Wo):
-                q = i*Wo + j
-                for c in range(C):
-                    for a in range(f):
-                        h = a + i*s - p
-                        for b in range(f):
-                            v = b + j*s - p
-                            row = (c*f + a)*f + b
-                            if 0 <= h < H and 0 <= v < W:
-                                cols[q, row] = a_x[n, c, h, v]
-                            else:
-                                cols[q, row] = T(0)
-        yt = np.dot(cols, w2t)
+        # x[n] into the interior of xp, whose border of p zeros is the padding.
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    xp[c, h + p, p + v] = a_x[n, c, h, v]
+        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
+        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
+        for c in range(C):
+            for a in range(f):
+                for b in range(f):
+                    row = (c*f + a)*f + b
+                    for i in range(Ho):
+                        src = xp[c, a + i*s]
+                        dst = cols[row, i*Wo:(i + 1)*Wo]
+                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                            for j in range(Wo):
+                                dst[j] = src[b + j*s]
+                        else:
+                            for j in range(Wo):
+                                dst[j] = src[b + j*s]
         a_y2 = a_y[n].reshape(O, Ho*Wo)
-        for o in numba.prange(O):
+        np.dot(w2, cols, a_y2)
+        for o in range(O):
             bv = a_bias[o]
             for q in range(Ho*Wo):
-                _acc = yt[q, o]
+                _acc = a_y2[o, q]
                 a_y2[o, q] = _acc + bv
 
 
@@ -413,45 +427,70 @@ def _conv2d_backward_ser(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
     Ho, Wo = a_dy.shape[2], a_dy.shape[3]
     K = C*f*f
     w2 = a_w.reshape(O, K)
+    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
+    # stays in cache, then one BLAS product per image in the layout of the result (no
+    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
+    # a small part of the time): a Numba parallel region between BLAS calls would
+    # have two thread pools wait on each other's spinning threads on a loaded machine.
+    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
+    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
     # Weight gradient: dy[n] times the unfolded x[n] transposed, summed over n in order.
-    # Input gradient: w transposed times dy[n], folded back onto x's index expressions.
-    # Images one after another: BLAS runs its own threads, and must not be called from
-    # inside a parallel loop (OpenBLAS warns that it may hang). The unfolding and the
-    # folding back run in parallel over rows and channels, which write disjoint parts.
+    # Input gradient: w transposed times dy[n], folded back (col2im) onto x's index
+    # expressions, in a zero-padded dxp whose interior is then dx[n].
     dw2 = a_dw.reshape(O, K)
-    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    w2t = np.ascontiguousarray(w2.T)
+    dcols = np.empty((K, Ho*Wo), dtype=w2.dtype)
+    dwn = np.empty((O, K), dtype=w2.dtype)
+    dxp = np.empty_like(xp)
     for n in range(N):
-        # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
-        # formula's index expressions, or 0 where they fall into the padding. (The
-        # transposed layout makes the products tall and thin, which BLAS does fast.)
-        for i in range(Ho):
-            for j in range(Wo):
-                q = i*Wo + j
-                for c in range(C):
-                    for a in range(f):
-                        h = a + i*s - p
-                        for b in range(f):
-                            v = b + j*s - p
-                            row = (c*f + a)*f + b
-                            if 0 <= h < H and 0 <= v < W:
-                                cols[q, row] = a_x[n, c, h, v]
-                            else:
-                                cols[q, row] = T(0)
-        dy2 = np.ascontiguousarray(a_dy[n]).reshape(O, Ho*Wo)
-        dw2 += np.dot(dy2, cols)
-        dcols = np.dot(np.ascontiguousarray(dy2.T), w2)
-        # Fold back (col2im): one channel per thread, so no two threads write one element.
+        # x[n] into the interior of xp, whose border of p zeros is the padding.
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    xp[c, h + p, p + v] = a_x[n, c, h, v]
+        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
+        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
         for c in range(C):
             for a in range(f):
                 for b in range(f):
                     row = (c*f + a)*f + b
                     for i in range(Ho):
-                        h = a + i*s - p
-                        if 0 <= h < H:
+                        src = xp[c, a + i*s]
+                        dst = cols[row, i*Wo:(i + 1)*Wo]
+                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
                             for j in range(Wo):
-                                v = b + j*s - p
-                                if 0 <= v < W:
-                                    a_dx[n, c, h, v] += dcols[i*Wo + j, row]
+                                dst[j] = src[b + j*s]
+                        else:
+                            for j in range(Wo):
+                                dst[j] = src[b + j*s]
+        dy2 = a_dy[n].reshape(O, Ho*Wo)
+        np.dot(dy2, cols.T, dwn)
+        for o in range(O):
+            for r in range(K):
+                dw2[o, r] += dwn[o, r]
+        np.dot(w2t, dy2, dcols)
+        # (Plain loops here: an array expression would become a parallel region.)
+        for c in range(C):
+            for h in range(dxp.shape[1]):
+                for v in range(dxp.shape[2]):
+                    dxp[c, h, v] = T(0)
+        for c in range(C):
+            for a in range(f):
+                for b in range(f):
+                    row = (c*f + a)*f + b
+                    for i in range(Ho):
+                        dst = dxp[c, a + i*s]
+                        src = dcols[row, i*Wo:(i + 1)*Wo]
+                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                            for j in range(Wo):
+                                dst[b + j*s] += src[j]
+                        else:
+                            for j in range(Wo):
+                                dst[b + j*s] += src[j]
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    a_dx[n, c, h, v] = dxp[c, h + p, p + v]
     # Bias gradient: the sum of dy over n, i, j (in a fixed order per output channel).
     for o in range(O):
         _acc = T(0)
@@ -473,45 +512,70 @@ def _conv2d_backward_par(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
     Ho, Wo = a_dy.shape[2], a_dy.shape[3]
     K = C*f*f
     w2 = a_w.reshape(O, K)
+    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
+    # stays in cache, then one BLAS product per image in the layout of the result (no
+    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
+    # a small part of the time): a Numba parallel region between BLAS calls would
+    # have two thread pools wait on each other's spinning threads on a loaded machine.
+    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
+    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
     # Weight gradient: dy[n] times the unfolded x[n] transposed, summed over n in order.
-    # Input gradient: w transposed times dy[n], folded back onto x's index expressions.
-    # Images one after another: BLAS runs its own threads, and must not be called from
-    # inside a parallel loop (OpenBLAS warns that it may hang). The unfolding and the
-    # folding back run in parallel over rows and channels, which write disjoint parts.
+    # Input gradient: w transposed times dy[n], folded back (col2im) onto x's index
+    # expressions, in a zero-padded dxp whose interior is then dx[n].
     dw2 = a_dw.reshape(O, K)
-    cols = np.empty((Ho*Wo, K), dtype=w2.dtype)
+    w2t = np.ascontiguousarray(w2.T)
+    dcols = np.empty((K, Ho*Wo), dtype=w2.dtype)
+    dwn = np.empty((O, K), dtype=w2.dtype)
+    dxp = np.empty_like(xp)
     for n in range(N):
-        # Unfold x[n] (im2col, transposed): row (i, j), column (c, a, b) holds x at the
-        # formula's index expressions, or 0 where they fall into the padding. (The
-        # transposed layout makes the products tall and thin, which BLAS does fast.)
-        for i in numba.prange(Ho):
-            for j in range(Wo):
-                q = i*Wo + j
-                for c in range(C):
-                    for a in range(f):
-                        h = a + i*s - p
-                        for b in range(f):
-                            v = b + j*s - p
-                            row = (c*f + a)*f + b
-                            if 0 <= h < H and 0 <= v < W:
-                                cols[q, row] = a_x[n, c, h, v]
-                            else:
-                                cols[q, row] = T(0)
-        dy2 = np.ascontiguousarray(a_dy[n]).reshape(O, Ho*Wo)
-        dw2 += np.dot(dy2, cols)
-        dcols = np.dot(np.ascontiguousarray(dy2.T), w2)
-        # Fold back (col2im): one channel per thread, so no two threads write one element.
-        for c in numba.prange(C):
+        # x[n] into the interior of xp, whose border of p zeros is the padding.
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    xp[c, h + p, p + v] = a_x[n, c, h, v]
+        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
+        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
+        for c in range(C):
             for a in range(f):
                 for b in range(f):
                     row = (c*f + a)*f + b
                     for i in range(Ho):
-                        h = a + i*s - p
-                        if 0 <= h < H:
+                        src = xp[c, a + i*s]
+                        dst = cols[row, i*Wo:(i + 1)*Wo]
+                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
                             for j in range(Wo):
-                                v = b + j*s - p
-                                if 0 <= v < W:
-                                    a_dx[n, c, h, v] += dcols[i*Wo + j, row]
+                                dst[j] = src[b + j*s]
+                        else:
+                            for j in range(Wo):
+                                dst[j] = src[b + j*s]
+        dy2 = a_dy[n].reshape(O, Ho*Wo)
+        np.dot(dy2, cols.T, dwn)
+        for o in range(O):
+            for r in range(K):
+                dw2[o, r] += dwn[o, r]
+        np.dot(w2t, dy2, dcols)
+        # (Plain loops here: an array expression would become a parallel region.)
+        for c in range(C):
+            for h in range(dxp.shape[1]):
+                for v in range(dxp.shape[2]):
+                    dxp[c, h, v] = T(0)
+        for c in range(C):
+            for a in range(f):
+                for b in range(f):
+                    row = (c*f + a)*f + b
+                    for i in range(Ho):
+                        dst = dxp[c, a + i*s]
+                        src = dcols[row, i*Wo:(i + 1)*Wo]
+                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                            for j in range(Wo):
+                                dst[b + j*s] += src[j]
+                        else:
+                            for j in range(Wo):
+                                dst[b + j*s] += src[j]
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    a_dx[n, c, h, v] = dxp[c, h + p, p + v]
     # Bias gradient: the sum of dy over n, i, j (in a fixed order per output channel).
     for o in numba.prange(O):
         _acc = T(0)

@@ -288,15 +288,35 @@ def _maxpool2d_ser(a_x, p_f, p_s, a_y):
     _fT = T(p_f)
     planes, rows, cols = a_y.shape
     for pl in range(planes):
+        accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
-                acc = T(-math.inf)
-                for a in range(0, f):
-                    for b in range(0, f):
-                        v = a_x[pl, a + i*s, b + j*s]
-                        e = v
-                        if (e > acc) or math.isnan(e):
-                            acc = e
+                accr[j] = T(-math.inf)
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                        accr[j] = acc
+            for j in range(cols):
+                acc = accr[j]
                 a_y[pl, i, j] = acc
 
 
@@ -310,15 +330,35 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
     _fT = T(p_f)
     planes, rows, cols = a_y.shape
     for pl in numba.prange(planes):
+        accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
-                acc = T(-math.inf)
-                for a in range(0, f):
-                    for b in range(0, f):
-                        v = a_x[pl, a + i*s, b + j*s]
-                        e = v
-                        if (e > acc) or math.isnan(e):
-                            acc = e
+                accr[j] = T(-math.inf)
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                        accr[j] = acc
+            for j in range(cols):
+                acc = accr[j]
                 a_y[pl, i, j] = acc
 
 
@@ -364,21 +404,57 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
     _fT = T(p_f)
     planes, rows, cols = a_dy.shape
     for pl in range(planes):
+        accr = np.empty(cols, dtype=a_dx.dtype)
+        kar = np.empty(cols, dtype=np.int64)
+        kbr = np.empty(cols, dtype=np.int64)
+        # The plane's gradient is zeroed here, just before the windows add to it:
+        # it is then in cache, and memory sees one write of each element.
+        for h in range(a_dx.shape[1]):
+            for v in range(a_dx.shape[2]):
+                a_dx[pl, h, v] = T(0)
         for i in range(rows):
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
-                acc = T(-math.inf)
-                _ka = 0
-                _kb = 0
-                for a in range(0, f):
-                    for b in range(0, f):
-                        v = a_x[pl, a + i*s, b + j*s]
-                        e = v
-                        if (e > acc) or math.isnan(e):
-                            acc = e
-                            _ka = a
-                            _kb = b
-                a = _ka
-                b = _kb
+                accr[j] = T(-math.inf)
+                kar[j] = 0
+                kbr[j] = 0
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
+            for j in range(cols):
+                a = kar[j]
+                b = kbr[j]
                 dyv = a_dy[pl, i, j]
                 _t = dyv
                 a_dx[pl, a + i*s, b + j*s] += _t
@@ -394,21 +470,57 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
     _fT = T(p_f)
     planes, rows, cols = a_dy.shape
     for pl in numba.prange(planes):
+        accr = np.empty(cols, dtype=a_dx.dtype)
+        kar = np.empty(cols, dtype=np.int64)
+        kbr = np.empty(cols, dtype=np.int64)
+        # The plane's gradient is zeroed here, just before the windows add to it:
+        # it is then in cache, and memory sees one write of each element.
+        for h in range(a_dx.shape[1]):
+            for v in range(a_dx.shape[2]):
+                a_dx[pl, h, v] = T(0)
         for i in range(rows):
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
-                acc = T(-math.inf)
-                _ka = 0
-                _kb = 0
-                for a in range(0, f):
-                    for b in range(0, f):
-                        v = a_x[pl, a + i*s, b + j*s]
-                        e = v
-                        if (e > acc) or math.isnan(e):
-                            acc = e
-                            _ka = a
-                            _kb = b
-                a = _ka
-                b = _kb
+                accr[j] = T(-math.inf)
+                kar[j] = 0
+                kbr[j] = 0
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        _ka = kar[j]
+                        _kb = kbr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            if (e > acc) or math.isnan(e):
+                                acc = e
+                                _ka = a
+                                _kb = b
+                        accr[j] = acc
+                        kar[j] = _ka
+                        kbr[j] = _kb
+            for j in range(cols):
+                a = kar[j]
+                b = kbr[j]
                 dyv = a_dy[pl, i, j]
                 _t = dyv
                 a_dx[pl, a + i*s, b + j*s] += _t
@@ -442,7 +554,7 @@ def maxpool2d_backward(x, dy, f, stride=None):
         raise ValueError(f"maxpool2d_backward(): argument 'dy' has shape {dy.shape}, "
                          f"expected {(N, C, Ho, Wo)} (the output's shape)")
     dtype = _common_dtype([x, dy])
-    result = np.zeros((N * C, H, W), dtype=dtype)
+    result = np.empty((N * C, H, W), dtype=dtype)  # (each plane is zeroed by the core)
     if result.size == 0 or dy.size == 0:
         return result.reshape(N, C, H, W)
     planes = [np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W),
@@ -463,14 +575,33 @@ def _avgpool2d_ser(a_x, p_f, p_s, a_y):
     _fT = T(p_f)
     planes, rows, cols = a_y.shape
     for pl in range(planes):
+        accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
-                acc = T(0)
-                for a in range(0, f):
-                    for b in range(0, f):
-                        v = a_x[pl, a + i*s, b + j*s]
-                        e = v
-                        acc = acc + e
+                accr[j] = T(0)
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            acc = acc + e
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            acc = acc + e
+                        accr[j] = acc
+            for j in range(cols):
+                acc = accr[j]
                 a_y[pl, i, j] = acc/(_fT*_fT)
 
 
@@ -484,14 +615,33 @@ def _avgpool2d_par(a_x, p_f, p_s, a_y):
     _fT = T(p_f)
     planes, rows, cols = a_y.shape
     for pl in numba.prange(planes):
+        accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
+            # Fold the windows of output row i one window row at a time across the output row
+            # (accumulators in a row buffer), so that the inner loops run along x's rows.
             for j in range(cols):
-                acc = T(0)
-                for a in range(0, f):
-                    for b in range(0, f):
-                        v = a_x[pl, a + i*s, b + j*s]
-                        e = v
-                        acc = acc + e
+                accr[j] = T(0)
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            acc = acc + e
+                        accr[j] = acc
+                else:
+                    for j in range(cols):
+                        acc = accr[j]
+                        for b in range(0, f):
+                            v = a_x[pl, a + i*s, b + j*s]
+                            e = v
+                            acc = acc + e
+                        accr[j] = acc
+            for j in range(cols):
+                acc = accr[j]
                 a_y[pl, i, j] = acc/(_fT*_fT)
 
 
@@ -538,13 +688,27 @@ def _avgpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
     _gp0 = (T(1)/(_fT*_fT))
     planes, rows, cols = a_dy.shape
     for pl in range(planes):
+        # The plane's gradient is zeroed here, just before the windows add to it:
+        # it is then in cache, and memory sees one write of each element.
+        for h in range(a_dx.shape[1]):
+            for v in range(a_dx.shape[2]):
+                a_dx[pl, h, v] = T(0)
         for i in range(rows):
-            for j in range(cols):
-                dyv = a_dy[pl, i, j]
-                _t = _gp0*dyv
-                for a in range(0, f):
-                    for b in range(0, f):
-                        a_dx[pl, a + i*s, b + j*s] += _t
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
+                            a_dx[pl, a + i*s, b + j*s] += _t
+                else:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
+                            a_dx[pl, a + i*s, b + j*s] += _t
 
 
 @_jit(parallel=True)
@@ -558,13 +722,27 @@ def _avgpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
     _gp0 = (T(1)/(_fT*_fT))
     planes, rows, cols = a_dy.shape
     for pl in numba.prange(planes):
+        # The plane's gradient is zeroed here, just before the windows add to it:
+        # it is then in cache, and memory sees one write of each element.
+        for h in range(a_dx.shape[1]):
+            for v in range(a_dx.shape[2]):
+                a_dx[pl, h, v] = T(0)
         for i in range(rows):
-            for j in range(cols):
-                dyv = a_dy[pl, i, j]
-                _t = _gp0*dyv
-                for a in range(0, f):
-                    for b in range(0, f):
-                        a_dx[pl, a + i*s, b + j*s] += _t
+            for a in range(0, f):
+                # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                # it, the inner window loop unrolled into pairs of adjacent elements.)
+                if s == 2 and f == 2:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
+                            a_dx[pl, a + i*s, b + j*s] += _t
+                else:
+                    for j in range(cols):
+                        dyv = a_dy[pl, i, j]
+                        _t = _gp0*dyv
+                        for b in range(0, f):
+                            a_dx[pl, a + i*s, b + j*s] += _t
 
 
 def avgpool2d_backward(x, dy, f, stride=None):
@@ -595,7 +773,7 @@ def avgpool2d_backward(x, dy, f, stride=None):
         raise ValueError(f"avgpool2d_backward(): argument 'dy' has shape {dy.shape}, "
                          f"expected {(N, C, Ho, Wo)} (the output's shape)")
     dtype = _common_dtype([x, dy])
-    result = np.zeros((N * C, H, W), dtype=dtype)
+    result = np.empty((N * C, H, W), dtype=dtype)  # (each plane is zeroed by the core)
     if result.size == 0 or dy.size == 0:
         return result.reshape(N, C, H, W)
     planes = [np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W),
