@@ -201,7 +201,10 @@ def symdl_variants(case: Case, names: list[str] | None = None) -> Variants:
             getattr(symdl.kernels, k), case.params)))
     kernel = getattr(symdl.kernels, case.kernels[0])
     call = bind(kernel, case.params)
-    if "out" in inspect.signature(kernel).parameters:
+    accepted = inspect.signature(kernel).parameters
+    if "mask" in accepted:  # dropout: out= and mask= for the two results
+        return Variants(call, lambda *args, out: call(*args, out=out[0], mask=out[1]))
+    if "out" in accepted:
         return Variants(call, lambda *args, out: call(*args, out=out))
     return Variants(call)
 

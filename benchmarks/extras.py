@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .cases import Case, symdl_variants
+from .runner import out_buffers
 from .timing import OtherLoad, interleaved_medians
 
 NEVER = 1 << 62  # a PARALLEL_THRESHOLD no array reaches: always the serial core
@@ -43,8 +44,9 @@ def threshold_sweep(cases: list[Case], sizes: list[int], dtypes: list[str],
                     inputs = case.inputs(n, np.random.default_rng(0))
                     v = symdl_variants(case, list(inputs))
                     args = [np.ascontiguousarray(a, dtype=dtype) for a in inputs.values()]
-                    if v.out is not None:
-                        out = np.zeros_like(args[0])
+                    out = None if v.out is None else out_buffers(v.alloc(*args),
+                                                                  np.dtype(dtype))
+                    if out is not None:
 
                         def call(v=v, args=args, out=out):
                             return v.out(*args, out=out)

@@ -179,7 +179,7 @@ def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
     up = {k: a.astype(np.float64) for k, a in zip(names, args, strict=True)}
     ref = _reference(case, names, up)
     atol_eps = case.atol(up, ref) if case.atol else 0.0
-    out = np.zeros(np.shape(ref), dtype=dtype) if isinstance(ref, np.ndarray) else None
+    out = out_buffers(ref, dtype)
     traffic = case.traffic(dict(zip(names, args, strict=True))) if case.traffic else \
         _traffic(case, args, ref, dtype)
     # In-place calls: each check on fresh copies; timing on one working set, which
@@ -216,6 +216,19 @@ def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
         row.limit_gbs = limit
         row.seconds = medians.get((row.mode, row.peer, row.variant))
     return rows
+
+
+def out_buffers(ref: Any, dtype: np.dtype) -> Any:
+    """Preallocated results for out= calls: one array, or one per part of a result of
+    several arrays (dropout's output and bool mask); None for scalar results."""
+    def like(r: np.ndarray) -> np.ndarray:
+        return np.zeros(r.shape, dtype=np.bool_ if r.dtype == np.bool_ else dtype)
+
+    if isinstance(ref, np.ndarray):
+        return like(ref)
+    if isinstance(ref, tuple) and all(isinstance(r, np.ndarray) and r.ndim for r in ref):
+        return tuple(like(r) for r in ref)
+    return None
 
 
 def _reference(case: Case, names: list[str], up: dict[str, np.ndarray]) -> Any:

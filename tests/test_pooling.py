@@ -138,6 +138,29 @@ def test_bad_input_is_named(kernels, name, args, kwargs, match, exc):
 
 
 @pytest.mark.parametrize("name", sorted(TORCH))
+def test_out_argument(kernels, name):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 8, 8))
+    dy = rng.standard_normal((2, 3, 4, 4))
+    fwd, bwd = getattr(kernels, name), getattr(kernels, name + "_backward")
+    y, dx = fwd(x, 2), bwd(x, dy, 2)
+    out = np.empty_like(y)
+    assert fwd(x, 2, out=out) is out
+    np.testing.assert_array_equal(out, y)
+    strided = np.empty((2, 3, 8, 16))[..., ::2]  # a strided out= is filled by a copy
+    assert bwd(x, dy, 2, out=strided) is strided
+    np.testing.assert_array_equal(strided, dx)
+    # The backward reads x throughout: out=x must not clobber it on the way.
+    xc = x.copy()
+    assert bwd(xc, dy, 2, out=xc) is xc
+    np.testing.assert_array_equal(xc, dx)
+    with pytest.raises(ValueError, match="'out'.*shape"):
+        fwd(x, 2, out=np.empty_like(x))
+    with pytest.raises(TypeError, match="'out'.*dtype"):
+        bwd(x, dy, 2, out=np.empty(x.shape, np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
 def test_backward_checks_dy_shape(kernels, name):
     with pytest.raises(ValueError, match="'dy'.*expected"):
         getattr(kernels, name + "_backward")(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3)), 2)

@@ -93,9 +93,10 @@ def _flat(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _output(kernel, out, shape, dtype, name="out", inputs=()):
+def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     """A flat buffer for the result: out itself when it is contiguous and overlaps no
-    input except by being that very array (element i is read before it is written)."""
+    input, except by being that very array in a pointwise kernel (element i is read
+    before it is written)."""
     if out is None:
         return np.empty(shape, dtype=dtype).reshape(-1)
     if not isinstance(out, np.ndarray):
@@ -107,8 +108,8 @@ def _output(kernel, out, shape, dtype, name="out", inputs=()):
     if not out.flags.writeable:
         raise ValueError(f"{kernel}(): argument '{name}' is read-only")
     for a in inputs:
-        same = (a.ctypes.data == out.ctypes.data and a.strides == out.strides
-                and a.shape == out.shape)
+        same = (pointwise and a.ctypes.data == out.ctypes.data
+                and a.strides == out.strides and a.shape == out.shape)
         if not same and np.may_share_memory(a, out):
             return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:

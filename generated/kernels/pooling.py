@@ -94,9 +94,10 @@ def _flat(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def _output(kernel, out, shape, dtype, name="out", inputs=()):
+def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     """A flat buffer for the result: out itself when it is contiguous and overlaps no
-    input except by being that very array (element i is read before it is written)."""
+    input, except by being that very array in a pointwise kernel (element i is read
+    before it is written)."""
     if out is None:
         return np.empty(shape, dtype=dtype).reshape(-1)
     if not isinstance(out, np.ndarray):
@@ -108,8 +109,8 @@ def _output(kernel, out, shape, dtype, name="out", inputs=()):
     if not out.flags.writeable:
         raise ValueError(f"{kernel}(): argument '{name}' is read-only")
     for a in inputs:
-        same = (a.ctypes.data == out.ctypes.data and a.strides == out.strides
-                and a.shape == out.shape)
+        same = (pointwise and a.ctypes.data == out.ctypes.data
+                and a.strides == out.strides and a.shape == out.shape)
         if not same and np.may_share_memory(a, out):
             return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:
@@ -362,14 +363,15 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
                 a_y[pl, i, j] = acc
 
 
-def maxpool2d(x, f, stride=None):
+def maxpool2d(x, f, stride=None, out=None):
     """Max pooling. x has shape (N, C, H, W); each output is the maximum of an f x f window, the windows stride s apart (s = f by default). The gradient goes to the window's maximum (the first one, in row-major order, on ties, as in PyTorch).
 
     Per (n, c) plane, over f x f windows:
         y = MaxOver(x[n, c, a + i*s, b + j*s], (a, 0, f - 1), (b, 0, f - 1))
         out_size = floor((-f + n)/s) + 1
 
-    f is the window size, stride the step between windows (f when None).
+    f is the window size, stride the step between windows (f when None). Pass out= to
+    write the result into an array of its shape and dtype instead of a new one.
     """
     f = _scalar_arg("maxpool2d", "f", f, "positive_int", "an integer >= 1")
     stride = f if stride is None else _scalar_arg("maxpool2d", "stride", stride,
@@ -385,12 +387,13 @@ def maxpool2d(x, f, stride=None):
         raise ValueError(f"maxpool2d(): argument 'f' ({f}) is larger than the input "
                          f"'x' ({H} x {W})")
     dtype = _common_dtype([x])
-    result = np.empty((N * C, Ho, Wo), dtype=dtype)
-    if result.size == 0:
-        return result.reshape(N, C, Ho, Wo)
-    core = _maxpool2d_par if result.size >= PARALLEL_THRESHOLD else _maxpool2d_ser
-    core(np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W), f, stride, result)
-    return result.reshape(N, C, Ho, Wo)
+    shape = (N, C, Ho, Wo)
+    result = _output("maxpool2d", out, shape, dtype, inputs=[x], pointwise=False)
+    if result.size:
+        core = _maxpool2d_par if result.size >= PARALLEL_THRESHOLD else _maxpool2d_ser
+        core(np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W), f, stride,
+             result.reshape(N * C, Ho, Wo))
+    return _deliver(out, result, shape)
 
 
 # ---- maxpool2d_backward (window_gradient) ---------------------------
@@ -526,7 +529,7 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                 a_dx[pl, a + i*s, b + j*s] += _t
 
 
-def maxpool2d_backward(x, dy, f, stride=None):
+def maxpool2d_backward(x, dy, f, stride=None, out=None):
     """Max pooling: backward. Gradient of maxpool2d with respect to its input: each window passes dy times the derivative SymPy takes of the window's reduction with respect to each of its elements.
 
     Derived by SymPy, per (n, c) plane:
@@ -534,7 +537,8 @@ def maxpool2d_backward(x, dy, f, stride=None):
         out_size = floor((-f + n)/s) + 1
         dy_dv = Heaviside(-rho + v)
 
-    f is the window size, stride the step between windows (f when None).
+    f is the window size, stride the step between windows (f when None). Pass out= to
+    write the result into an array of its shape and dtype instead of a new one.
     """
     f = _scalar_arg("maxpool2d_backward", "f", f, "positive_int", "an integer >= 1")
     stride = f if stride is None else _scalar_arg("maxpool2d_backward", "stride", stride,
@@ -554,14 +558,16 @@ def maxpool2d_backward(x, dy, f, stride=None):
         raise ValueError(f"maxpool2d_backward(): argument 'dy' has shape {dy.shape}, "
                          f"expected {(N, C, Ho, Wo)} (the output's shape)")
     dtype = _common_dtype([x, dy])
-    result = np.empty((N * C, H, W), dtype=dtype)  # (each plane is zeroed by the core)
-    if result.size == 0 or dy.size == 0:
-        return result.reshape(N, C, H, W)
-    planes = [np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W),
-              np.ascontiguousarray(dy, dtype=dtype).reshape(N * C, Ho, Wo)]
-    core = _maxpool2d_backward_par if dy.size >= PARALLEL_THRESHOLD else _maxpool2d_backward_ser
-    core(*planes, f, stride, result)
-    return result.reshape(N, C, H, W)
+    shape = (N, C, H, W)
+    # (each plane is zeroed by the core; out may not be an input: x is read throughout)
+    result = _output("maxpool2d_backward", out, shape, dtype, inputs=[x, dy],
+                     pointwise=False)
+    if result.size:
+        planes = [np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W),
+                  np.ascontiguousarray(dy, dtype=dtype).reshape(N * C, Ho, Wo)]
+        core = _maxpool2d_backward_par if dy.size >= PARALLEL_THRESHOLD else _maxpool2d_backward_ser
+        core(*planes, f, stride, result.reshape(N * C, H, W))
+    return _deliver(out, result, shape)
 
 
 # ---- avgpool2d (window) ---------------------------------------------
@@ -645,14 +651,15 @@ def _avgpool2d_par(a_x, p_f, p_s, a_y):
                 a_y[pl, i, j] = acc/(_fT*_fT)
 
 
-def avgpool2d(x, f, stride=None):
+def avgpool2d(x, f, stride=None, out=None):
     """Average pooling. x has shape (N, C, H, W); each output is the mean of an f x f window, the windows stride s apart (s = f by default).
 
     Per (n, c) plane, over f x f windows:
         y = Sum(x[n, c, a + i*s, b + j*s], (a, 0, f - 1), (b, 0, f - 1))/f**2
         out_size = floor((-f + n)/s) + 1
 
-    f is the window size, stride the step between windows (f when None).
+    f is the window size, stride the step between windows (f when None). Pass out= to
+    write the result into an array of its shape and dtype instead of a new one.
     """
     f = _scalar_arg("avgpool2d", "f", f, "positive_int", "an integer >= 1")
     stride = f if stride is None else _scalar_arg("avgpool2d", "stride", stride,
@@ -668,12 +675,13 @@ def avgpool2d(x, f, stride=None):
         raise ValueError(f"avgpool2d(): argument 'f' ({f}) is larger than the input "
                          f"'x' ({H} x {W})")
     dtype = _common_dtype([x])
-    result = np.empty((N * C, Ho, Wo), dtype=dtype)
-    if result.size == 0:
-        return result.reshape(N, C, Ho, Wo)
-    core = _avgpool2d_par if result.size >= PARALLEL_THRESHOLD else _avgpool2d_ser
-    core(np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W), f, stride, result)
-    return result.reshape(N, C, Ho, Wo)
+    shape = (N, C, Ho, Wo)
+    result = _output("avgpool2d", out, shape, dtype, inputs=[x], pointwise=False)
+    if result.size:
+        core = _avgpool2d_par if result.size >= PARALLEL_THRESHOLD else _avgpool2d_ser
+        core(np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W), f, stride,
+             result.reshape(N * C, Ho, Wo))
+    return _deliver(out, result, shape)
 
 
 # ---- avgpool2d_backward (window_gradient) ---------------------------
@@ -745,7 +753,7 @@ def _avgpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                             a_dx[pl, a + i*s, b + j*s] += _t
 
 
-def avgpool2d_backward(x, dy, f, stride=None):
+def avgpool2d_backward(x, dy, f, stride=None, out=None):
     """Average pooling: backward. Gradient of avgpool2d with respect to its input: each window passes dy times the derivative SymPy takes of the window's reduction with respect to each of its elements.
 
     Derived by SymPy, per (n, c) plane:
@@ -753,7 +761,8 @@ def avgpool2d_backward(x, dy, f, stride=None):
         out_size = floor((-f + n)/s) + 1
         dy_dv = f**(-2)
 
-    f is the window size, stride the step between windows (f when None).
+    f is the window size, stride the step between windows (f when None). Pass out= to
+    write the result into an array of its shape and dtype instead of a new one.
     """
     f = _scalar_arg("avgpool2d_backward", "f", f, "positive_int", "an integer >= 1")
     stride = f if stride is None else _scalar_arg("avgpool2d_backward", "stride", stride,
@@ -773,14 +782,16 @@ def avgpool2d_backward(x, dy, f, stride=None):
         raise ValueError(f"avgpool2d_backward(): argument 'dy' has shape {dy.shape}, "
                          f"expected {(N, C, Ho, Wo)} (the output's shape)")
     dtype = _common_dtype([x, dy])
-    result = np.empty((N * C, H, W), dtype=dtype)  # (each plane is zeroed by the core)
-    if result.size == 0 or dy.size == 0:
-        return result.reshape(N, C, H, W)
-    planes = [np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W),
-              np.ascontiguousarray(dy, dtype=dtype).reshape(N * C, Ho, Wo)]
-    core = _avgpool2d_backward_par if dy.size >= PARALLEL_THRESHOLD else _avgpool2d_backward_ser
-    core(*planes, f, stride, result)
-    return result.reshape(N, C, H, W)
+    shape = (N, C, H, W)
+    # (each plane is zeroed by the core; out may not be an input: x is read throughout)
+    result = _output("avgpool2d_backward", out, shape, dtype, inputs=[x, dy],
+                     pointwise=False)
+    if result.size:
+        planes = [np.ascontiguousarray(x, dtype=dtype).reshape(N * C, H, W),
+                  np.ascontiguousarray(dy, dtype=dtype).reshape(N * C, Ho, Wo)]
+        core = _avgpool2d_backward_par if dy.size >= PARALLEL_THRESHOLD else _avgpool2d_backward_ser
+        core(*planes, f, stride, result.reshape(N * C, H, W))
+    return _deliver(out, result, shape)
 
 
 __all__ = ["maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward"]
