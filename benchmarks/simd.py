@@ -23,8 +23,8 @@ def vectorized(kernel, dtype: str) -> str:
 
     module = sys.modules[kernel.__module__]
     # _<kernel>_ser, or one core per batch (_b0_ser) or per variant (_true_ser), or the
-    # network backward from kept activations (_resume_ser).
-    name = re.compile(rf"_{kernel.__name__}(?:_b\d+|_true|_false|_resume)?_ser")
+    # elementwise steps of a network pass (_run_map1, _resume_map1).
+    name = re.compile(rf"_{kernel.__name__}(?:(?:_b\d+|_true|_false)?_ser|_(?:run|resume)_map\d+)")
     cores = [c for k, c in vars(module).items() if name.fullmatch(k)]
     verdicts, calls = [], set()
     for core in cores:

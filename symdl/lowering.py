@@ -641,8 +641,10 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
         target = f"{roles[n].array}[i, c]"
         body = _cse_statements({n: expr}, lambda _, t=target: t)
         statements += body
+        arrays = sorted({roles[name].array for name in names} | {roles[n].array})
         ops.append({"kind": "map", "target": roles[n].array, "alloc": alloc,
-                    "cols": f"_{e.shape[0]}", "loads": loads, "body": body})
+                    "cols": f"_{e.shape[0]}", "cols_dim": str(e.shape[0]),
+                    "arrays": arrays, "loads": loads, "body": body})
     return ops, statements
 
 

@@ -282,7 +282,7 @@ def cores(kernels, monkeypatch):
     activations kept by mlp_forward)."""
     mod = sys.modules[kernels.mlp_backward.__module__]
     ran = []
-    for name, tag in (("_mlp_backward_ser", "full"), ("_mlp_backward_resume_ser", "resume")):
+    for name, tag in (("_mlp_backward_run", "full"), ("_mlp_backward_resume", "resume")):
         core = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, _c=core, _t=tag: (ran.append(_t), _c(*a)))
     return ran

@@ -507,28 +507,41 @@ _CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh, _vlog1p=_vlog1p)
 
 # ---- mlp_forward (network) ------------------------------------------
 @_jit(parallel=False)
-def _mlp_forward_ser(a_X, a_W1, a_W2, a_w3, s_A1, s_A2, a_f):
-    # Products are BLAS calls (np.dot) on whole batches, one sample per row; the
-    # elementwise steps are loops over (sample i, unit c).
-    T = a_f.dtype.type
-    _m = a_X.shape[0]
-    _n0 = a_X.shape[1]
-    _n1 = a_W1.shape[0]
-    _n2 = a_W2.shape[0]
-    np.dot(a_X, a_W1.T, s_A1)
+def _mlp_forward_run_map1(s_A1):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = s_A1.dtype.type
+    _m, _n1 = s_A1.shape
     for i in range(_m):
         for c in range(_n1):
             Z1 = s_A1[i, c]
             _c0 = _vexp(-abs(Z1))
             _c1 = (T(1)/(_c0 + T(1)))
             s_A1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
-    np.dot(s_A1, a_W2.T, s_A2)
+
+
+@_jit(parallel=False)
+def _mlp_forward_run_map2(s_A2):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = s_A2.dtype.type
+    _m, _n2 = s_A2.shape
     for i in range(_m):
         for c in range(_n2):
             Z2 = s_A2[i, c]
             _c0 = _vexp(-abs(Z2))
             _c1 = (T(1)/(_c0 + T(1)))
             s_A2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
+
+
+def _mlp_forward_run(a_X, a_W1, a_W2, a_w3, s_A1, s_A2, a_f, _sizes):
+    # Products are NumPy BLAS calls on whole batches, one sample per row, made from
+    # Python: Numba's np.dot calls SciPy's copy of OpenBLAS, whose second thread pool
+    # competes with NumPy's (a NumPy product just before halved float32's speed) and
+    # stalls when other processes keep the cores busy. Between them, the elementwise
+    # steps are compiled loops.
+    np.dot(a_X, a_W1.T, s_A1)
+    _mlp_forward_run_map1(s_A1)
+    np.dot(s_A1, a_W2.T, s_A2)
+    _mlp_forward_run_map2(s_A2)
     np.dot(s_A2, a_w3, a_f)
 
 
@@ -562,76 +575,118 @@ def mlp_forward(X, W1, W2, w3):
     o_f = np.empty((sizes["m"], ), dtype=dtype)
     s_A1 = np.empty((sizes["m"], sizes["n1"], ), dtype=dtype)
     s_A2 = np.empty((sizes["m"], sizes["n2"], ), dtype=dtype)
-    _mlp_forward_ser(X, W1, W2, w3, s_A1, s_A2, o_f)
+    _mlp_forward_run(X, W1, W2, w3, s_A1, s_A2, o_f, sizes)
     _memo_store("mlp_forward", (X, W1, W2, w3,), (s_A1, s_A2,))
     return o_f
 
 
 # ---- mlp_backward (network_gradient) --------------------------------
 @_jit(parallel=False)
-def _mlp_backward_ser(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3):
-    # Products are BLAS calls (np.dot) on whole batches, one sample per row; the
-    # elementwise steps are loops over (sample i, unit c).
-    T = a_dX.dtype.type
-    _m = a_X.shape[0]
-    _n0 = a_X.shape[1]
-    _n1 = a_W1.shape[0]
-    _n2 = a_W2.shape[0]
-    _t_Z1 = np.dot(a_X, a_W1.T)
+def _mlp_backward_run_map1(_t_Z1):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = _t_Z1.dtype.type
+    _m, _n1 = _t_Z1.shape
     for i in range(_m):
         for c in range(_n1):
             Z1 = _t_Z1[i, c]
             _c0 = _vexp(-abs(Z1))
             _c1 = (T(1)/(_c0 + T(1)))
             _t_Z1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
-    _t_Z2 = np.dot(_t_Z1, a_W2.T)
+
+
+@_jit(parallel=False)
+def _mlp_backward_run_map2(_t_Z2):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = _t_Z2.dtype.type
+    _m, _n2 = _t_Z2.shape
     for i in range(_m):
         for c in range(_n2):
             Z2 = _t_Z2[i, c]
             _c0 = _vexp(-abs(Z2))
             _c1 = (T(1)/(_c0 + T(1)))
             _t_Z2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
-    np.dot(a_df, _t_Z2, a_dw3)
+
+
+@_jit(parallel=False)
+def _mlp_backward_run_map3(_t_Z2, a_df, a_w3):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = _t_Z2.dtype.type
+    _m, _n2 = _t_Z2.shape
     for i in range(_m):
         for c in range(_n2):
             A2 = _t_Z2[i, c]
             df = a_df[i]
             w3 = a_w3[c]
             _t_Z2[i, c] = A2*df*w3*(T(1) - A2)
-    np.dot(_t_Z2.T, _t_Z1, a_dW2)
-    _t_G1 = np.dot(_t_Z2, a_W2)
+
+
+@_jit(parallel=False)
+def _mlp_backward_run_map4(_t_G1, _t_Z1):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = _t_Z1.dtype.type
+    _m, _n1 = _t_Z1.shape
     for i in range(_m):
         for c in range(_n1):
             A1 = _t_Z1[i, c]
             G1 = _t_G1[i, c]
             _t_Z1[i, c] = A1*G1*(T(1) - A1)
+
+
+def _mlp_backward_run(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3, _sizes):
+    # Products are NumPy BLAS calls on whole batches, one sample per row, made from
+    # Python: Numba's np.dot calls SciPy's copy of OpenBLAS, whose second thread pool
+    # competes with NumPy's (a NumPy product just before halved float32's speed) and
+    # stalls when other processes keep the cores busy. Between them, the elementwise
+    # steps are compiled loops.
+    _t_Z1 = np.dot(a_X, a_W1.T)
+    _mlp_backward_run_map1(_t_Z1)
+    _t_Z2 = np.dot(_t_Z1, a_W2.T)
+    _mlp_backward_run_map2(_t_Z2)
+    np.dot(a_df, _t_Z2, a_dw3)
+    _mlp_backward_run_map3(_t_Z2, a_df, a_w3)
+    np.dot(_t_Z2.T, _t_Z1, a_dW2)
+    _t_G1 = np.dot(_t_Z2, a_W2)
+    _mlp_backward_run_map4(_t_G1, _t_Z1)
     np.dot(_t_Z1.T, a_X, a_dW1)
     np.dot(_t_Z1, a_W1, a_dX)
 
 
 @_jit(parallel=False)
-def _mlp_backward_resume_ser(a_X, a_W1, a_W2, a_w3, a_df, s_A1, s_A2, a_dX, a_dW1, a_dW2, a_dw3):
-    # Products are BLAS calls (np.dot) on whole batches, one sample per row; the
-    # elementwise steps are loops over (sample i, unit c).
-    T = a_dX.dtype.type
-    _m = a_X.shape[0]
-    _n0 = a_X.shape[1]
-    _n1 = a_W1.shape[0]
-    _n2 = a_W2.shape[0]
-    np.dot(a_df, s_A2, a_dw3)
+def _mlp_backward_resume_map1(a_df, a_w3, s_A2):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = s_A2.dtype.type
+    _m, _n2 = s_A2.shape
     for i in range(_m):
         for c in range(_n2):
             A2 = s_A2[i, c]
             df = a_df[i]
             w3 = a_w3[c]
             s_A2[i, c] = A2*df*w3*(T(1) - A2)
-    np.dot(s_A2.T, s_A1, a_dW2)
-    _t_G1 = np.dot(s_A2, a_W2)
+
+
+@_jit(parallel=False)
+def _mlp_backward_resume_map2(_t_G1, s_A1):
+    # One elementwise step, a loop over (sample i, unit c).
+    T = s_A1.dtype.type
+    _m, _n1 = s_A1.shape
     for i in range(_m):
         for c in range(_n1):
             A1 = s_A1[i, c]
             G1 = _t_G1[i, c]
             s_A1[i, c] = A1*G1*(T(1) - A1)
+
+
+def _mlp_backward_resume(a_X, a_W1, a_W2, a_w3, a_df, s_A1, s_A2, a_dX, a_dW1, a_dW2, a_dw3, _sizes):
+    # Products are NumPy BLAS calls on whole batches, one sample per row, made from
+    # Python: Numba's np.dot calls SciPy's copy of OpenBLAS, whose second thread pool
+    # competes with NumPy's (a NumPy product just before halved float32's speed) and
+    # stalls when other processes keep the cores busy. Between them, the elementwise
+    # steps are compiled loops.
+    np.dot(a_df, s_A2, a_dw3)
+    _mlp_backward_resume_map1(a_df, a_w3, s_A2)
+    np.dot(s_A2.T, s_A1, a_dW2)
+    _t_G1 = np.dot(s_A2, a_W2)
+    _mlp_backward_resume_map2(_t_G1, s_A1)
     np.dot(s_A1.T, a_X, a_dW1)
     np.dot(s_A1, a_W1, a_dX)
 
@@ -681,9 +736,9 @@ def mlp_backward(X, W1, W2, w3, df):
     o_dw3 = np.empty((sizes["n2"], ), dtype=dtype)
     saved = _memo_take("mlp_forward", (X, W1, W2, w3,))
     if saved is None:
-        _mlp_backward_ser(X, W1, W2, w3, df, o_dX, o_dW1, o_dW2, o_dw3)
+        _mlp_backward_run(X, W1, W2, w3, df, o_dX, o_dW1, o_dW2, o_dw3, sizes)
     else:
-        _mlp_backward_resume_ser(X, W1, W2, w3, df, *saved, o_dX, o_dW1, o_dW2, o_dw3)
+        _mlp_backward_resume(X, W1, W2, w3, df, *saved, o_dX, o_dW1, o_dW2, o_dw3, sizes)
     return o_dX, o_dW1, o_dW2, o_dw3
 
 
