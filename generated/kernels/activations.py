@@ -214,12 +214,15 @@ def _write_back(a, flat):
 
 
 def _batch_tile(n_features):
-    """Columns per tile of a batch kernel: wide tiles (up to 512 columns, 4 KiB of a
-    float64 row) keep the hardware prefetcher streaming whole pages and the per-row
-    loop overhead small (measured: 64-column tiles took twice as long); at least two
-    tiles when there are 16 features or more, for the threads to share. A multiple of 8
-    (whole vectors). Results do not depend on it: each column is summed alone."""
-    return min(512, max(8, -(-n_features // 16) * 8))
+    """Columns per tile of a batch kernel: one tile per thread, up to 2,048 columns
+    (the per-column sums of a tile stay in L2). Wide tiles keep the hardware
+    prefetcher streaming whole pages and the per-row loop overhead small (measured on
+    (256, 4096): 2,048-column tiles took 0.80 + 1.10 ms forward + backward, 512-column
+    ones 0.84 + 1.34, 64-column ones 0.94 + 1.77). A multiple of 8 (whole vectors).
+    Results do not depend on it, so neither on the thread count: each column is
+    summed alone."""
+    per_thread = -(-n_features // numba.get_num_threads())
+    return min(2048, max(8, -(-per_thread // 8) * 8))
 
 
 def _check_batch(kernel, elem_names, elems, feat_names, feats):
