@@ -838,7 +838,7 @@ def _padded(fwd: Correlation, xi: sp.Indexed) -> dict:
 def plan_correlation(f: Correlation) -> KernelPlan:
     """Forward: the Sum over (c, a, b) is a matrix product once x is unfolded (im2col:
     row (c, a, b), column (i, j) holds x at the summand's index expressions, 0 in the
-    padding); BLAS (np.dot in Numba) multiplies w (O, C*f*f) by it. What is left of
+    padding); BLAS (NumPy's np.dot, per image) multiplies w (O, C*f*f) by it. What is left of
     expr after the Sum (the bias) is added per element."""
     extra = _correlation_common(f)
     acc = sp.Symbol("_acc", real=True)

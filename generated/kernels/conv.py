@@ -280,100 +280,51 @@ def _combine(partials):
 
 
 # ---- conv2d (correlation) -------------------------------------------
+# Images one after another: a Numba core unfolds x[n] (im2col) into cols (K, Ho*Wo),
+# which stays in cache, then NumPy's np.dot multiplies in the layout of the result
+# (no transposed copies), then a Numba core finishes image n. The products run on
+# NumPy's BLAS from Python, not on SciPy's from Numba: the same OpenBLAS (and thread
+# pool) as the rest of a NumPy program, whose workers, still spinning after a NumPy
+# product, would otherwise take cores from a second pool (conv2d float32 forward
+# ran 2x slower after a NumPy einsum); NumPy's sgemm is also faster here. No Numba
+# threads between the BLAS calls: BLAS's own threads use every core already.
 @_jit(parallel=False)
-def _conv2d_ser(a_x, a_w, a_bias, p_stride, p_padding, a_y):
-    T = a_y.dtype.type
-    N, C, H, W = a_x.shape
-    O = a_w.shape[0]
-    f = a_w.shape[2]
+def _conv2d_unfold(a_x, n, p_size, p_stride, p_padding, xp, cols, Ho, Wo):
+    C, H, W = a_x.shape[1], a_x.shape[2], a_x.shape[3]
+    f = p_size
     s = p_stride
     p = p_padding
-    Ho, Wo = a_y.shape[2], a_y.shape[3]
-    K = C*f*f
-    w2 = a_w.reshape(O, K)
-    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
-    # stays in cache, then one BLAS product per image in the layout of the result (no
-    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
-    # a small part of the time): a Numba parallel region between BLAS calls would
-    # have two thread pools wait on each other's spinning threads on a loaded machine.
-    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
-    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
-    for n in range(N):
-        # x[n] into the interior of xp, whose border of p zeros is the padding.
-        for c in range(C):
-            for h in range(H):
-                for v in range(W):
-                    xp[c, h + p, p + v] = a_x[n, c, h, v]
-        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
-        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
-        for c in range(C):
-            for a in range(f):
-                for b in range(f):
-                    row = (c*f + a)*f + b
-                    for i in range(Ho):
-                        src = xp[c, a + i*s]
-                        dst = cols[row, i*Wo:(i + 1)*Wo]
-                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-                        else:
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-        a_y2 = a_y[n].reshape(O, Ho*Wo)
-        np.dot(w2, cols, a_y2)
-        for o in range(O):
-            bv = a_bias[o]
-            for q in range(Ho*Wo):
-                _acc = a_y2[o, q]
-                a_y2[o, q] = _acc + bv
+    # x[n] into the interior of xp, whose border of p zeros is the padding.
+    for c in range(C):
+        for h in range(H):
+            for v in range(W):
+                xp[c, h + p, p + v] = a_x[n, c, h, v]
+    # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
+    # index expressions (shifted by p into xp); each (row, i) is one strided copy.
+    for c in range(C):
+        for a in range(f):
+            for b in range(f):
+                row = (c*f + a)*f + b
+                for i in range(Ho):
+                    src = xp[c, a + i*s]
+                    dst = cols[row, i*Wo:(i + 1)*Wo]
+                    if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                        for j in range(Wo):
+                            dst[j] = src[b + j*s]
+                    else:
+                        for j in range(Wo):
+                            dst[j] = src[b + j*s]
 
 
-@_jit(parallel=True)
-def _conv2d_par(a_x, a_w, a_bias, p_stride, p_padding, a_y):
-    T = a_y.dtype.type
-    N, C, H, W = a_x.shape
-    O = a_w.shape[0]
-    f = a_w.shape[2]
-    s = p_stride
-    p = p_padding
-    Ho, Wo = a_y.shape[2], a_y.shape[3]
-    K = C*f*f
-    w2 = a_w.reshape(O, K)
-    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
-    # stays in cache, then one BLAS product per image in the layout of the result (no
-    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
-    # a small part of the time): a Numba parallel region between BLAS calls would
-    # have two thread pools wait on each other's spinning threads on a loaded machine.
-    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
-    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
-    for n in range(N):
-        # x[n] into the interior of xp, whose border of p zeros is the padding.
-        for c in range(C):
-            for h in range(H):
-                for v in range(W):
-                    xp[c, h + p, p + v] = a_x[n, c, h, v]
-        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
-        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
-        for c in range(C):
-            for a in range(f):
-                for b in range(f):
-                    row = (c*f + a)*f + b
-                    for i in range(Ho):
-                        src = xp[c, a + i*s]
-                        dst = cols[row, i*Wo:(i + 1)*Wo]
-                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-                        else:
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-        a_y2 = a_y[n].reshape(O, Ho*Wo)
-        np.dot(w2, cols, a_y2)
-        for o in range(O):
-            bv = a_bias[o]
-            for q in range(Ho*Wo):
-                _acc = a_y2[o, q]
-                a_y2[o, q] = _acc + bv
+@_jit(parallel=False)
+def _conv2d_finish(a_bias, a_y2):
+    T = a_y2.dtype.type
+    # What the formula adds to the Sum (the bias), per element of image n's product.
+    for o in range(a_y2.shape[0]):
+        bv = a_bias[o]
+        for q in range(a_y2.shape[1]):
+            _acc = a_y2[o, q]
+            a_y2[o, q] = _acc + bv
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
@@ -413,88 +364,99 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     if result.size == 0 or C == 0:
         result[...] = bias[:, None, None]
         return result
-    core = _conv2d_par if x.size >= PARALLEL_THRESHOLD else _conv2d_ser
-    core(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype),
-         bias, stride, padding, result)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    K = C*f*f
+    w2 = np.ascontiguousarray(w, dtype=dtype).reshape(O, K)
+    p = padding
+    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=dtype)
+    cols = np.empty((K, Ho*Wo), dtype=dtype)
+    for n in range(N):
+        _conv2d_unfold(x, n, f, stride, padding, xp, cols, Ho, Wo)
+        y2 = result[n].reshape(O, Ho*Wo)
+        np.dot(w2, cols, out=y2)
+        _conv2d_finish(bias, y2)
     return result
 
 
 # ---- conv2d_backward (correlation_gradient) -------------------------
+# Images one after another: a Numba core unfolds x[n] (im2col) into cols (K, Ho*Wo),
+# which stays in cache, then NumPy's np.dot multiplies in the layout of the result
+# (no transposed copies), then a Numba core finishes image n. The products run on
+# NumPy's BLAS from Python, not on SciPy's from Numba: the same OpenBLAS (and thread
+# pool) as the rest of a NumPy program, whose workers, still spinning after a NumPy
+# product, would otherwise take cores from a second pool (conv2d float32 forward
+# ran 2x slower after a NumPy einsum); NumPy's sgemm is also faster here. No Numba
+# threads between the BLAS calls: BLAS's own threads use every core already.
 @_jit(parallel=False)
-def _conv2d_backward_ser(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbias):
-    T = a_dx.dtype.type
-    N, C, H, W = a_x.shape
-    O = a_w.shape[0]
-    f = a_w.shape[2]
+def _conv2d_backward_unfold(a_x, n, p_size, p_stride, p_padding, xp, cols, Ho, Wo):
+    C, H, W = a_x.shape[1], a_x.shape[2], a_x.shape[3]
+    f = p_size
     s = p_stride
     p = p_padding
-    Ho, Wo = a_dy.shape[2], a_dy.shape[3]
-    K = C*f*f
-    w2 = a_w.reshape(O, K)
-    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
-    # stays in cache, then one BLAS product per image in the layout of the result (no
-    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
-    # a small part of the time): a Numba parallel region between BLAS calls would
-    # have two thread pools wait on each other's spinning threads on a loaded machine.
-    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
-    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
-    # Weight gradient: dy[n] times the unfolded x[n] transposed, summed over n in order.
-    # Input gradient: w transposed times dy[n], folded back (col2im) onto x's index
-    # expressions, in a zero-padded dxp whose interior is then dx[n].
-    dw2 = a_dw.reshape(O, K)
-    w2t = np.ascontiguousarray(w2.T)
-    dcols = np.empty((K, Ho*Wo), dtype=w2.dtype)
-    dwn = np.empty((O, K), dtype=w2.dtype)
-    dxp = np.empty_like(xp)
-    for n in range(N):
-        # x[n] into the interior of xp, whose border of p zeros is the padding.
-        for c in range(C):
-            for h in range(H):
-                for v in range(W):
-                    xp[c, h + p, p + v] = a_x[n, c, h, v]
-        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
-        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
-        for c in range(C):
-            for a in range(f):
-                for b in range(f):
-                    row = (c*f + a)*f + b
-                    for i in range(Ho):
-                        src = xp[c, a + i*s]
-                        dst = cols[row, i*Wo:(i + 1)*Wo]
-                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-                        else:
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-        dy2 = a_dy[n].reshape(O, Ho*Wo)
-        np.dot(dy2, cols.T, dwn)
-        for o in range(O):
-            for r in range(K):
-                dw2[o, r] += dwn[o, r]
-        np.dot(w2t, dy2, dcols)
-        # (Plain loops here: an array expression would become a parallel region.)
-        for c in range(C):
-            for h in range(dxp.shape[1]):
-                for v in range(dxp.shape[2]):
-                    dxp[c, h, v] = T(0)
-        for c in range(C):
-            for a in range(f):
-                for b in range(f):
-                    row = (c*f + a)*f + b
-                    for i in range(Ho):
-                        dst = dxp[c, a + i*s]
-                        src = dcols[row, i*Wo:(i + 1)*Wo]
-                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
-                            for j in range(Wo):
-                                dst[b + j*s] += src[j]
-                        else:
-                            for j in range(Wo):
-                                dst[b + j*s] += src[j]
-        for c in range(C):
-            for h in range(H):
-                for v in range(W):
-                    a_dx[n, c, h, v] = dxp[c, h + p, p + v]
+    # x[n] into the interior of xp, whose border of p zeros is the padding.
+    for c in range(C):
+        for h in range(H):
+            for v in range(W):
+                xp[c, h + p, p + v] = a_x[n, c, h, v]
+    # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
+    # index expressions (shifted by p into xp); each (row, i) is one strided copy.
+    for c in range(C):
+        for a in range(f):
+            for b in range(f):
+                row = (c*f + a)*f + b
+                for i in range(Ho):
+                    src = xp[c, a + i*s]
+                    dst = cols[row, i*Wo:(i + 1)*Wo]
+                    if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                        for j in range(Wo):
+                            dst[j] = src[b + j*s]
+                    else:
+                        for j in range(Wo):
+                            dst[j] = src[b + j*s]
+
+
+@_jit(parallel=False)
+def _conv2d_backward_fold(n, dwn, dcols, a_dw, dxp, a_dx, p_size, p_stride, p_padding, Ho, Wo):
+    T = a_dx.dtype.type
+    C, H, W = a_dx.shape[1], a_dx.shape[2], a_dx.shape[3]
+    f = p_size
+    s = p_stride
+    p = p_padding
+    # Weight gradient: image n's part, dy[n] times the unfolded x[n] transposed (in
+    # dwn), added in the order of n (deterministic).
+    dw2 = a_dw.reshape(dwn.shape[0], dwn.shape[1])
+    for o in range(dwn.shape[0]):
+        for r in range(dwn.shape[1]):
+            dw2[o, r] += dwn[o, r]
+    # Input gradient: w transposed times dy[n] (in dcols), folded back (col2im) onto
+    # x's index expressions, in a zero-padded dxp whose interior is then dx[n].
+    for c in range(C):
+        for h in range(dxp.shape[1]):
+            for v in range(dxp.shape[2]):
+                dxp[c, h, v] = T(0)
+    for c in range(C):
+        for a in range(f):
+            for b in range(f):
+                row = (c*f + a)*f + b
+                for i in range(Ho):
+                    dst = dxp[c, a + i*s]
+                    src = dcols[row, i*Wo:(i + 1)*Wo]
+                    if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
+                        for j in range(Wo):
+                            dst[b + j*s] += src[j]
+                    else:
+                        for j in range(Wo):
+                            dst[b + j*s] += src[j]
+    for c in range(C):
+        for h in range(H):
+            for v in range(W):
+                a_dx[n, c, h, v] = dxp[c, h + p, p + v]
+
+
+@_jit(parallel=False)
+def _conv2d_backward_ser(a_dy, a_dbias):
+    T = a_dbias.dtype.type
+    N, O, Ho, Wo = a_dy.shape
     # Bias gradient: the sum of dy over n, i, j (in a fixed order per output channel).
     for o in range(O):
         _acc = T(0)
@@ -506,80 +468,9 @@ def _conv2d_backward_ser(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbia
 
 
 @_jit(parallel=True)
-def _conv2d_backward_par(a_x, a_w, a_dy, p_stride, p_padding, a_dx, a_dw, a_dbias):
-    T = a_dx.dtype.type
-    N, C, H, W = a_x.shape
-    O = a_w.shape[0]
-    f = a_w.shape[2]
-    s = p_stride
-    p = p_padding
-    Ho, Wo = a_dy.shape[2], a_dy.shape[3]
-    K = C*f*f
-    w2 = a_w.reshape(O, K)
-    # Images one after another, each unfolded (im2col) into cols (K, Ho*Wo), which
-    # stays in cache, then one BLAS product per image in the layout of the result (no
-    # transposed copies). BLAS runs its own threads; the unfolding stays serial (it is
-    # a small part of the time): a Numba parallel region between BLAS calls would
-    # have two thread pools wait on each other's spinning threads on a loaded machine.
-    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=w2.dtype)
-    cols = np.empty((K, Ho*Wo), dtype=w2.dtype)
-    # Weight gradient: dy[n] times the unfolded x[n] transposed, summed over n in order.
-    # Input gradient: w transposed times dy[n], folded back (col2im) onto x's index
-    # expressions, in a zero-padded dxp whose interior is then dx[n].
-    dw2 = a_dw.reshape(O, K)
-    w2t = np.ascontiguousarray(w2.T)
-    dcols = np.empty((K, Ho*Wo), dtype=w2.dtype)
-    dwn = np.empty((O, K), dtype=w2.dtype)
-    dxp = np.empty_like(xp)
-    for n in range(N):
-        # x[n] into the interior of xp, whose border of p zeros is the padding.
-        for c in range(C):
-            for h in range(H):
-                for v in range(W):
-                    xp[c, h + p, p + v] = a_x[n, c, h, v]
-        # Unfold (im2col): row (c, a, b), column (i, j) of cols holds x at the formula's
-        # index expressions (shifted by p into xp); each (row, i) is one strided copy.
-        for c in range(C):
-            for a in range(f):
-                for b in range(f):
-                    row = (c*f + a)*f + b
-                    for i in range(Ho):
-                        src = xp[c, a + i*s]
-                        dst = cols[row, i*Wo:(i + 1)*Wo]
-                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-                        else:
-                            for j in range(Wo):
-                                dst[j] = src[b + j*s]
-        dy2 = a_dy[n].reshape(O, Ho*Wo)
-        np.dot(dy2, cols.T, dwn)
-        for o in range(O):
-            for r in range(K):
-                dw2[o, r] += dwn[o, r]
-        np.dot(w2t, dy2, dcols)
-        # (Plain loops here: an array expression would become a parallel region.)
-        for c in range(C):
-            for h in range(dxp.shape[1]):
-                for v in range(dxp.shape[2]):
-                    dxp[c, h, v] = T(0)
-        for c in range(C):
-            for a in range(f):
-                for b in range(f):
-                    row = (c*f + a)*f + b
-                    for i in range(Ho):
-                        dst = dxp[c, a + i*s]
-                        src = dcols[row, i*Wo:(i + 1)*Wo]
-                        if s == 1:  # (the same loop, which LLVM vectorizes with the stride known)
-                            for j in range(Wo):
-                                dst[b + j*s] += src[j]
-                        else:
-                            for j in range(Wo):
-                                dst[b + j*s] += src[j]
-        for c in range(C):
-            for h in range(H):
-                for v in range(W):
-                    a_dx[n, c, h, v] = dxp[c, h + p, p + v]
+def _conv2d_backward_par(a_dy, a_dbias):
+    T = a_dbias.dtype.type
+    N, O, Ho, Wo = a_dy.shape
     # Bias gradient: the sum of dy over n, i, j (in a fixed order per output channel).
     for o in numba.prange(O):
         _acc = T(0)
@@ -628,9 +519,24 @@ def conv2d_backward(x, w, dy, stride=1, padding=0):
     if N == 0 or O == 0 or C == 0:
         db[:] = dy.sum(axis=(0, 2, 3))
         return dx, dw, db
-    core = _conv2d_backward_par if x.size >= PARALLEL_THRESHOLD else _conv2d_backward_ser
-    core(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype),
-         np.ascontiguousarray(dy, dtype=dtype), stride, padding, dx, dw, db)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    dy = np.ascontiguousarray(dy, dtype=dtype)
+    K = C*f*f
+    w2t = np.ascontiguousarray(np.asarray(w, dtype=dtype).reshape(O, K).T)
+    p = padding
+    xp = np.zeros((C, H + 2*p, W + 2*p), dtype=dtype)
+    dxp = np.empty_like(xp)
+    cols = np.empty((K, Ho*Wo), dtype=dtype)
+    dcols = np.empty((K, Ho*Wo), dtype=dtype)
+    dwn = np.empty((O, K), dtype=dtype)
+    for n in range(N):
+        _conv2d_backward_unfold(x, n, f, stride, padding, xp, cols, Ho, Wo)
+        dy2 = dy[n].reshape(O, Ho*Wo)
+        np.dot(dy2, cols.T, out=dwn)
+        np.dot(w2t, dy2, out=dcols)
+        _conv2d_backward_fold(n, dwn, dcols, dw, dxp, dx, f, stride, padding, Ho, Wo)
+    core = _conv2d_backward_par if dy.size >= PARALLEL_THRESHOLD else _conv2d_backward_ser
+    core(dy, db)
     return dx, dw, db
 
 

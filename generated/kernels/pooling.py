@@ -307,8 +307,9 @@ def _maxpool2d_ser(a_x, p_f, p_s, a_y):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
                         accr[j] = acc
                 else:
                     for j in range(cols):
@@ -316,8 +317,9 @@ def _maxpool2d_ser(a_x, p_f, p_s, a_y):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
                         accr[j] = acc
             for j in range(cols):
                 acc = accr[j]
@@ -349,8 +351,9 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
                         accr[j] = acc
                 else:
                     for j in range(cols):
@@ -358,8 +361,9 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
                         accr[j] = acc
             for j in range(cols):
                 acc = accr[j]
@@ -436,10 +440,11 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
-                                _ka = a
-                                _kb = b
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
+                            _ka = a if _take else _ka
+                            _kb = b if _take else _kb
                         accr[j] = acc
                         kar[j] = _ka
                         kbr[j] = _kb
@@ -451,10 +456,11 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
-                                _ka = a
-                                _kb = b
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
+                            _ka = a if _take else _ka
+                            _kb = b if _take else _kb
                         accr[j] = acc
                         kar[j] = _ka
                         kbr[j] = _kb
@@ -502,10 +508,11 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
-                                _ka = a
-                                _kb = b
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
+                            _ka = a if _take else _ka
+                            _kb = b if _take else _kb
                         accr[j] = acc
                         kar[j] = _ka
                         kbr[j] = _kb
@@ -517,10 +524,11 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
-                            if (e > acc) or math.isnan(e):
-                                acc = e
-                                _ka = a
-                                _kb = b
+                            # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                            _take = (e > acc) or math.isnan(e)
+                            acc = e if _take else acc
+                            _ka = a if _take else _ka
+                            _kb = b if _take else _kb
                         accr[j] = acc
                         kar[j] = _ka
                         kbr[j] = _kb
