@@ -109,9 +109,10 @@ def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     if not out.flags.writeable:
         raise ValueError(f"{kernel}(): argument '{name}' is read-only")
     for a in inputs:
-        same = (pointwise and a.ctypes.data == out.ctypes.data
-                and a.strides == out.strides and a.shape == out.shape)
-        if not same and np.may_share_memory(a, out):
+        # (may_share_memory compares bounds only: cheap, which matters for small calls)
+        if np.may_share_memory(a, out) and not (
+                pointwise and a.__array_interface__["data"] == out.__array_interface__["data"]
+                and a.strides == out.strides and a.shape == out.shape):
             return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:
         return out.reshape(-1)
@@ -122,7 +123,7 @@ def _deliver(out, flat, shape):
     """The result array; copies into an out that could not be written directly."""
     if out is None:
         return flat.reshape(shape)
-    if flat.size and flat.ctypes.data != out.ctypes.data:
+    if not np.may_share_memory(flat, out):  # a temporary: copy it into out
         out[...] = flat.reshape(shape)
     return out
 
