@@ -29,6 +29,10 @@ def _memory_gib() -> float | None:
         return None
 
 
+THREAD_ENV = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS",
+              "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+
+
 def describe() -> dict[str, str]:
     """The machine and software, as printed at the top of the report."""
     import llvmlite
@@ -62,6 +66,9 @@ def describe() -> dict[str, str]:
     torch = optional("torch")
     if torch is not None:
         info["torch"] += f", {torch.get_num_threads()} threads"
+    # Thread-pool settings change every ratio on a small shared machine (README, "Threads").
+    env = [f"{k}={os.environ[k]}" for k in THREAD_ENV if k in os.environ]
+    info["thread environment"] = ", ".join(env) or "none set (" + ", ".join(THREAD_ENV) + ")"
     try:
         info["load average at start"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
