@@ -363,8 +363,8 @@ _RMSPROP_CASE = Case(
     compare=("theta", "square_avg"),
     traffic=_rmsprop_no_momentum_traffic,
     torch_speedup=1.1,  # issue 4
-    notes=("momentum 0: the minimal traffic skips momentum_buf, which PyTorch leaves "
-           "alone and symdl's one formula for any momentum still stores.",),
+    notes=("momentum 0: the minimal traffic skips momentum_buf, which PyTorch and symdl "
+           "(a special-case core, printed from the formula at momentum = 0) leave alone.",),
 )
 
 TRAINING_CASES: list[Case] = [

@@ -21,7 +21,8 @@ from .errors import FormulaError
 # ``a_<name>``, scalars as ``p_<name>``, temporaries are ``_c<k>``. A user name that
 # starts with an underscore could collide with them, so it is refused.
 RESERVED_NAMES = frozenset({"T", "F", "i", "b", "c", "n", "np", "math", "numba", "prange",
-                            "shape", "dtype", "core", "result", "partials", "block", "sizes"})
+                            "shape", "dtype", "core", "parallel", "result", "partials",
+                            "block", "sizes"})
 
 #: Input domains a wrapper checks before calling a kernel (name -> meaning).
 DOMAINS = {
@@ -139,6 +140,26 @@ def _check_free(exprs: Mapping[str, sp.Expr], allowed: set[sp.Symbol], where: st
 
 
 @dataclass(frozen=True)
+class SpecialCase:
+    """Parameter values at which an in-place update has less to do.
+
+    The kernel checks ``when`` (parameter name -> value) at run time and then calls a
+    second core, printed from the results with those values substituted by SymPy (so
+    RMSProp's momentum * momentum_buf term, and with it the read of momentum_buf,
+    vanishes at momentum = 0). The ``untouched`` updates are not written at all: use
+    it where the reference (PyTorch) keeps no such state, and say ``why``.
+    """
+
+    when: Mapping[str, float]
+    untouched: tuple[str, ...] = ()
+    why: str = ""
+
+    def substitutions(self) -> dict[sp.Symbol, sp.Expr]:
+        return {sp.Symbol(k, real=True): sp.nsimplify(v, rational=True)
+                for k, v in self.when.items()}
+
+
+@dataclass(frozen=True)
 class Elementwise(Formula):
     """Outputs computed element by element from same-shaped array inputs.
 
@@ -149,6 +170,7 @@ class Elementwise(Formula):
     steps and the results may use; the sheet lists them as an algorithm, the kernels
     substitute them. ``backward=True`` asks SymPy for the gradient kernel
     ``<name>_backward(y, dy)``, with the derivative rewritten in terms of the output y.
+    ``special_cases`` (updates only) name parameter values with a cheaper core.
     """
 
     inputs: tuple[sp.Symbol, ...] = ()
@@ -159,6 +181,7 @@ class Elementwise(Formula):
     backward: bool = False
     domains: Mapping[str, str] = field(default_factory=dict)
     plot: tuple[float, float] | None = None
+    special_cases: tuple[SpecialCase, ...] = ()
     kind: str = field(default="elementwise", init=False)
 
     def __post_init__(self) -> None:
@@ -188,6 +211,24 @@ class Elementwise(Formula):
                 raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
         if self.backward and (len(self.inputs) != 1 or len(self.outputs) != 1 or self.params):
             raise FormulaError(f"{self.name}: backward=True needs one input, one output")
+        object.__setattr__(self, "special_cases", tuple(self.special_cases))
+        self._check_special_cases()
+
+    def _check_special_cases(self) -> None:
+        params = {p.name: p for p in self.params}
+        for case in self.special_cases:
+            if not self.updates:
+                raise FormulaError(f"{self.name}: special cases are for in-place updates")
+            for k, v in case.when.items():
+                if k not in params:
+                    raise FormulaError(f"{self.name}: special case on unknown parameter {k!r}")
+                if not isinstance(v, int | float) or isinstance(v, bool):
+                    raise FormulaError(f"{self.name}: special case {k} = {v!r} is not a number")
+            for k in case.untouched:
+                if k not in self.updates:
+                    raise FormulaError(f"{self.name}: untouched {k!r} is not an update")
+            if not set(self.updates) - set(case.untouched):
+                raise FormulaError(f"{self.name}: a special case must leave an update")
 
     def defined_results(self) -> dict[str, sp.Expr]:
         """The results as written, possibly in terms of the steps."""
@@ -200,11 +241,23 @@ class Elementwise(Formula):
             out = {n: r.xreplace({sp.Symbol(k, real=True): e}) for n, r in out.items()}
         return out
 
+    def special_results(self, case: SpecialCase) -> dict[str, sp.Expr]:
+        """The results a special case's core computes: ``when`` substituted, and no
+        value for the untouched arrays."""
+        subs = case.substitutions()
+        return {k: e.subs(subs) for k, e in self.results().items() if k not in case.untouched}
+
     def expressions(self) -> dict[str, sp.Expr]:
         return {**self.steps, **self.defined_results()}
 
     def argument_names(self) -> list[str]:
         return [s.name for s in self.inputs] + [p.name for p in self.params]
+
+    def content_hash(self) -> str:
+        if not self.special_cases:
+            return super().content_hash()
+        extra = repr([(sorted(c.when.items()), c.untouched) for c in self.special_cases])
+        return hashlib.sha256((super().content_hash() + extra).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .formula import (
     Param,
     Reduction,
     ScalarFunction,
+    SpecialCase,
     Window,
     WindowGradient,
 )
@@ -172,15 +173,31 @@ def _docstring(f: Formula, signature_note: str) -> str:
     return "\n".join(lines)
 
 
+def _special_core(f: Elementwise, case: SpecialCase) -> dict:
+    """A special case's core: its suffix, the wrapper's test, and its statements."""
+    pre, body = _hoisted_statements(f.special_results(case), lambda n: f"a_{n}[i]",
+                                    invariant={p.symbol for p in f.params})
+    values = {k: float(v) for k, v in case.when.items()}
+    suffix = "".join(f"_{k}{v:g}".replace(".", "p").replace("-", "m") for k, v in values.items())
+    untouched = (f", {' and '.join(case.untouched)} is left untouched" if case.untouched
+                 else "")
+    return {"suffix": suffix, "why": case.why, "pre": pre, "body": body,
+            "condition": " and ".join(f"{k} == {v!r}" for k, v in values.items()),
+            "doc": f"With {', '.join(f'{k} = {v:g}' for k, v in values.items())}{untouched}: "
+                   f"{case.why}."}
+
+
 def plan_elementwise(f: Elementwise) -> KernelPlan:
     kind = "update" if f.updates else "map"
     pre, body = _hoisted_statements(f.results(), lambda n: f"a_{n}[i]",
                                     invariant={p.symbol for p in f.params})
+    special = [_special_core(f, case) for case in f.special_cases]
+    doc = _docstring(f, "Computed element by element (any shape):")
     return KernelPlan(
         name=f.name,
         kind=kind,
         template="numba/elementwise.py.j2",
-        doc=_docstring(f, "Computed element by element (any shape):"),
+        doc="\n".join([doc, *(s["doc"] for s in special)]),
         hash=f.content_hash(),
         arrays=[s.name for s in f.inputs],
         params=list(f.params),
@@ -189,6 +206,7 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         domains=_checked(f.domains),
         pre=pre,
         body=body,
+        extra={"special": special},
     )
 
 

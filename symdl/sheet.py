@@ -182,6 +182,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     if isinstance(f, Network):
         return _network_entry(f, e, derived)
     e.definitions = _equations(f, grads, stable=False)
+    if isinstance(f, Elementwise):
+        e.derived += _special_case_equations(f)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
             # The local derivative dy/dx, read off the backward formula dx = dy * (dy/dx).
@@ -202,6 +204,19 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
              "style": "red, dashed", "points": _points(sp.diff(fx, x), x, lo, hi)},
         ]}
     return e
+
+
+def _special_case_equations(f: Elementwise) -> list[Equation]:
+    """Each special case's results, substituted by SymPy (what its core computes)."""
+    out = []
+    for case in f.special_cases:
+        given = ", ".join(f"{latex(s)} = {latex(v)}" for s, v in case.substitutions().items())
+        kept = f" ({', '.join(case.untouched)} left untouched)" if case.untouched else ""
+        label = f"Special case ${given}${tex_escape(kept)}: {tex_escape(case.why)}."
+        for k, expr in f.special_results(case).items():
+            out.append(Equation(latex(sp.Symbol(k, real=True)), latex(expr), r"\leftarrow",
+                                label if not out else ""))
+    return out
 
 
 def _word_names(symbols) -> dict:

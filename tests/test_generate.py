@@ -179,3 +179,54 @@ def test_a_file_no_longer_generated_is_stale_then_removed(tmp_path, capsys):
     assert "renamed_away.py" in capsys.readouterr().out
     assert main(["generate", "--out", str(out)]) == 0
     assert not leftover.exists() and mine.exists()
+
+
+SPECIAL_CASE_FORMULAS = '''
+import sympy as sp
+from symdl.formula import Elementwise, Param, SpecialCase
+
+w, g, buf, lr, mu = sp.symbols("w g buf lr mu", real=True)
+heavy_ball = Elementwise(
+    "heavy_ball", "Mine", "Heavy ball", "SGD with momentum.", inputs=[w, g, buf],
+    params=[Param("lr", 0.1, "nonnegative"), Param("mu", 0.0, "nonnegative")],
+    updates={"w": w - lr * (mu * buf + g), "buf": mu * buf + g},
+    special_cases=[SpecialCase({"mu": 0}, untouched=("buf",), why="no momentum")])
+FORMULAS = [heavy_ball]
+'''
+
+
+def test_special_case_core_is_substituted_by_sympy_and_leaves_state_alone(tmp_path):
+    (tmp_path / "hb.py").write_text(SPECIAL_CASE_FORMULAS)
+    out = tmp_path / "out"
+    assert main(["generate", "--formulas", str(tmp_path / "hb.py"), "--out", str(out)]) == 0
+    text = (out / "kernels" / "hb.py").read_text()
+    assert "def _heavy_ball_mu0_par(" in text and "if mu == 0.0:" in text
+    mod = _import(out / "kernels" / "hb.py", "user_hb")
+    rng = np.random.default_rng(5)
+    for n in (10, 40_000):  # the serial and the parallel core
+        w0, g, b0 = (rng.standard_normal(n) for _ in range(3))
+        w, b = w0.copy(), b0.copy()
+        mod.heavy_ball(w, g, b, lr=0.5)  # mu = 0: the special core
+        np.testing.assert_array_equal(b, b0)
+        np.testing.assert_array_equal(w, w0 - 0.5 * g)
+        w, b = w0.copy(), b0.copy()
+        mod.heavy_ball(w, g, b, lr=0.5, mu=0.25)  # the general core
+        np.testing.assert_allclose(b, 0.25 * b0 + g, rtol=1e-15)
+        np.testing.assert_allclose(w, w0 - 0.5 * (0.25 * b0 + g), rtol=1e-14, atol=1e-15)
+    assert main(["verify", "--formulas", str(tmp_path / "hb.py"), "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize("case, message", [
+    ('SpecialCase({"nu": 0})', "unknown parameter"),
+    ('SpecialCase({"mu": 0}, untouched=("g",))', "not an update"),
+    ('SpecialCase({"mu": 0}, untouched=("w", "buf"))', "must leave an update"),
+    ('SpecialCase({"mu": "zero"})', "not a number"),
+])
+def test_bad_special_cases_are_refused(case, message):
+    from symdl.formula import FormulaError
+
+    namespace: dict = {}
+    text = SPECIAL_CASE_FORMULAS.replace(
+        'SpecialCase({"mu": 0}, untouched=("buf",), why="no momentum")', case)
+    with pytest.raises(FormulaError, match=message):
+        exec(compile(text, "hb.py", "exec"), namespace)

@@ -45,14 +45,19 @@ def test_adam_matches_torch_over_many_steps(kernels, dtype, kw):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_rmsprop_matches_torch_over_many_steps(kernels, dtype, momentum):
+@pytest.mark.parametrize("n", [5000, 40_000])  # the serial and the parallel cores
+def test_rmsprop_matches_torch_over_many_steps(kernels, dtype, momentum, n):
     rng = np.random.default_rng(12)
-    theta0 = rng.standard_normal(5000).astype(dtype)
-    grads = _grads(rng, 5000, 50, dtype)
+    theta0 = rng.standard_normal(n).astype(dtype)
+    grads = _grads(rng, n, 50, dtype)
     p = torch.nn.Parameter(torch.tensor(theta0.copy()))
     opt = torch.optim.RMSprop([p], lr=1e-2, alpha=0.99, eps=1e-8, momentum=momentum,
                               foreach=False)
-    theta, sq, buf = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
+    theta, sq = theta0.copy(), np.zeros_like(theta0)
+    # PyTorch keeps no momentum buffer at momentum 0, and symdl leaves it untouched then:
+    # garbage in it must not matter (and must stay as it was).
+    buf = np.zeros_like(theta0) if momentum else rng.standard_normal(n).astype(dtype)
+    buf0 = buf.copy()
     for g in grads:
         p.grad = torch.tensor(g)
         opt.step()
@@ -63,6 +68,11 @@ def test_rmsprop_matches_torch_over_many_steps(kernels, dtype, momentum):
     eps = np.finfo(dtype).eps
     np.testing.assert_allclose(theta, p.detach().numpy(), rtol=200 * eps, atol=200 * eps)
     np.testing.assert_allclose(sq, opt.state[p]["square_avg"].numpy(), rtol=200 * eps)
+    if momentum:
+        np.testing.assert_allclose(buf, opt.state[p]["momentum_buffer"].numpy(),
+                                   rtol=200 * eps, atol=200 * eps)
+    else:
+        np.testing.assert_array_equal(buf, buf0)
 
 
 def test_in_place_on_views_and_nothing_else_changes(kernels):

@@ -511,7 +511,8 @@ def sigmoid(x, out=None):
     shape = x.shape
     dtype = _common_dtype([x])
     result = _output("sigmoid", out, shape, dtype, inputs=[x])
-    core = _sigmoid_par if x.size >= PARALLEL_THRESHOLD else _sigmoid_ser
+    parallel = x.size >= PARALLEL_THRESHOLD
+    core = _sigmoid_par if parallel else _sigmoid_ser
     core(_flat(x, dtype), result)
     return _deliver(out, result, shape)
 
@@ -547,7 +548,8 @@ def sigmoid_backward(y, dy, out=None):
     shape = y.shape
     dtype = _common_dtype([y, dy])
     result = _output("sigmoid_backward", out, shape, dtype, inputs=[y, dy])
-    core = _sigmoid_backward_par if y.size >= PARALLEL_THRESHOLD else _sigmoid_backward_ser
+    parallel = y.size >= PARALLEL_THRESHOLD
+    core = _sigmoid_backward_par if parallel else _sigmoid_backward_ser
     core(_flat(y, dtype), _flat(dy, dtype), result)
     return _deliver(out, result, shape)
 
@@ -579,7 +581,8 @@ def tanh(x, out=None):
     shape = x.shape
     dtype = _common_dtype([x])
     result = _output("tanh", out, shape, dtype, inputs=[x])
-    core = _tanh_par if x.size >= PARALLEL_THRESHOLD else _tanh_ser
+    parallel = x.size >= PARALLEL_THRESHOLD
+    core = _tanh_par if parallel else _tanh_ser
     core(_flat(x, dtype), result)
     return _deliver(out, result, shape)
 
@@ -615,7 +618,8 @@ def tanh_backward(y, dy, out=None):
     shape = y.shape
     dtype = _common_dtype([y, dy])
     result = _output("tanh_backward", out, shape, dtype, inputs=[y, dy])
-    core = _tanh_backward_par if y.size >= PARALLEL_THRESHOLD else _tanh_backward_ser
+    parallel = y.size >= PARALLEL_THRESHOLD
+    core = _tanh_backward_par if parallel else _tanh_backward_ser
     core(_flat(y, dtype), _flat(dy, dtype), result)
     return _deliver(out, result, shape)
 

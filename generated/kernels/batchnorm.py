@@ -997,7 +997,8 @@ def batchnorm_update_running(running_mean, running_var, mean, var, m, momentum=0
     shape = running_mean.shape
     flat_running_mean = _inplace_flat(running_mean)
     flat_running_var = _inplace_flat(running_var)
-    core = _batchnorm_update_running_par if running_mean.size >= PARALLEL_THRESHOLD else _batchnorm_update_running_ser
+    parallel = running_mean.size >= PARALLEL_THRESHOLD
+    core = _batchnorm_update_running_par if parallel else _batchnorm_update_running_ser
     core(flat_running_mean, flat_running_var, _flat(mean, dtype), _flat(var, dtype), m, momentum)
     _write_back(running_mean, flat_running_mean)
     _write_back(running_var, flat_running_var)
