@@ -108,6 +108,7 @@ def batch_backward_formula(fwd: Batch) -> BatchGradient:
     douts = {o: sp.Symbol("d" + o, real=True) for o in fwd.outputs}
     seed = sp.Add(*[douts[o] * e for o, e in fwd.outputs.items()])  # Sum_o dO * o
     reductions: dict[str, sp.Expr] = {}
+    vanished: dict[str, sp.Expr] = {}
     finish: dict[str, sp.Expr] = {}
     adjoint = {s: sp.Symbol(f"adj_{s.name}", real=True) for s in stats}
     # Stats in reverse order: a later stat's adjoint feeds the earlier ones'.
@@ -120,8 +121,10 @@ def batch_backward_formula(fwd: Batch) -> BatchGradient:
             total += sp.Symbol(f"r_{s.name}", real=True)
         for later, g in list(zip(stats, fwd.stats.values(), strict=True))[k + 1:]:
             dg = sp.diff(g, s)
-            if dg != 0:
-                name = f"r_{later.name}_{s.name}"
+            name = f"r_{later.name}_{s.name}"
+            if dg != 0 and _sum_vanishes(dg, fwd):
+                vanished[name] = dg
+            elif dg != 0:
                 reductions[name] = dg
                 total += adjoint[later] * sp.Symbol(name, real=True) / m
         finish[adjoint[s].name] = total
@@ -150,8 +153,32 @@ def batch_backward_formula(fwd: Batch) -> BatchGradient:
         finish=finish,
         outputs=outputs,
         feature_outputs=tuple("d" + f.name for f in fwd.features),
+        vanished=vanished,
         derived_from=fwd.name,
     )
+
+
+def _sum_vanishes(summand: sp.Expr, fwd: Batch) -> bool:
+    """Whether Sum_i summand is zero by the definitions of the batch means.
+
+    An affine summand c0 + Sum_x c_x x_i (c free of the inputs) sums to
+    m (c0 + Sum_x c_x mean_x) when each x with c_x != 0 has a stat mean_x defined as the
+    mean of x itself; SymPy decides whether that is zero. Such a sum (the variance's
+    Sum_i 2 (mean - x_i)) is exactly zero, while summing it in floating point would only
+    add rounding, and a pass, to the backward (PyTorch's closed form leaves it out too).
+    """
+    inputs = list(fwd.inputs)
+    if any(sp.diff(summand, a, b) != 0 for a in inputs for b in inputs):
+        return False  # not affine in the inputs
+    means = {g: s for s, g in zip(fwd.stat_symbols(), fwd.stats.values(), strict=True)}
+    total = summand.xreplace({x: 0 for x in inputs})
+    for x in inputs:
+        c = sp.diff(summand, x)
+        if c != 0:
+            if x not in means:
+                return False
+            total += c * means[x]
+    return sp.simplify(total) == 0
 
 
 def mask_expectations(f: MaskedElementwise) -> dict[bool, dict[str, tuple[sp.Expr, sp.Expr]]]:

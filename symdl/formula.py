@@ -408,6 +408,9 @@ class BatchGradient(Formula):
     finish: Mapping[str, sp.Expr] = field(default_factory=dict)
     outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     feature_outputs: tuple[str, ...] = ()
+    # Sums of the chain rule that are zero by the stats' definitions (name -> summand):
+    # shown on the sheet, never computed.
+    vanished: Mapping[str, sp.Expr] = field(default_factory=dict)
     kind: str = field(default="batch_gradient", init=False)
 
     count = Batch.count

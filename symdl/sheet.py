@@ -14,6 +14,7 @@ from pathlib import Path
 import sympy as sp
 
 from .formula import (
+    BatchGradient,
     BatchMap,
     BatchReduction,
     Contraction,
@@ -192,6 +193,7 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
             e.derived.append(Equation(rf"\frac{{\partial {latex(y)}}}{{\partial {xname[1:]}}}",
                                       latex(dx / dy)))
         e.derived += _equations(d, grads, stable=False)
+        e.derived += _vanished_equations(d)
     for g in [f, *derived]:
         e.stable += _equations(g, grads, stable=True)
     if isinstance(f, Elementwise) and f.plot:
@@ -204,6 +206,20 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
              "style": "red, dashed", "points": _points(sp.diff(fx, x), x, lo, hi)},
         ]}
     return e
+
+
+def _vanished_equations(d: Formula) -> list[Equation]:
+    """Sums of a batch backward pass that SymPy proved zero (so no kernel sums them)."""
+    if not isinstance(d, BatchGradient) or not d.vanished:
+        return []
+    i = sp.Symbol("i")
+    out = []
+    for summand in d.vanished.values():
+        total = sp.Sum(summand.subs({s: sp.Indexed(s.name, i) for s in d.arrays}), (i, 1, d.count))
+        out.append(Equation(latex(total), "0", label="" if out else (
+            "The chain rule also gives this sum, zero by the definition of the mean "
+            "(substituted by SymPy), so the kernel does not compute it:")))
+    return out
 
 
 def _special_case_equations(f: Elementwise) -> list[Equation]:

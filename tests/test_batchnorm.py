@@ -180,3 +180,23 @@ def test_identical_for_any_thread_count_core_and_tile(kernels, dtype):
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             assert np.array_equal(a, b)
+
+
+def test_sums_zero_by_the_mean_definition_are_dropped_and_others_kept():
+    """The variance's Sum_i 2 (mean - x_i) is zero by the definition of the mean: SymPy
+    proves it and the backward does not sum it. A non-affine term (the fourth moment's)
+    and an affine one that is not zero stay."""
+    from symdl.derive import batch_backward_formula
+    from symdl.formula import Batch
+    from symdl.library.batchnorm import batchnorm_forward
+
+    g = batch_backward_formula(batchnorm_forward)
+    assert "r_var_mean" in g.vanished and "r_var_mean" not in g.reductions
+    x, mu, s = sp.symbols("x mu s", real=True)
+    quart = Batch("quart", "Mine", "T", "D", inputs=[x], stats={"mu": x, "s": (x - mu) ** 4},
+                  outputs={"y": (x - mu) / s})
+    assert "r_s_mu" in batch_backward_formula(quart).reductions
+    shifted = Batch("shifted", "Mine", "T", "D", inputs=[x],
+                    stats={"mu": x, "s": (x - 2 * mu) ** 2}, outputs={"y": (x - mu) / s})
+    g = batch_backward_formula(shifted)  # Sum_i -4 (x_i - 2 mu) = 4 m mu, not zero
+    assert "r_s_mu" in g.reductions and not g.vanished

@@ -230,3 +230,14 @@ def test_bad_special_cases_are_refused(case, message):
         'SpecialCase({"mu": 0}, untouched=("buf",), why="no momentum")', case)
     with pytest.raises(FormulaError, match=message):
         exec(compile(text, "hb.py", "exec"), namespace)
+
+
+def test_verify_a_derived_kernel_by_name(tmp_path, capsys):
+    """`symdl verify softplus_backward` finds the forward formula it was derived from."""
+    (tmp_path / "mine.py").write_text(USER_FORMULAS)
+    out = tmp_path / "out"
+    assert main(["generate", "--formulas", str(tmp_path / "mine.py"), "--out", str(out)]) == 0
+    assert main(["verify", "--formulas", str(tmp_path / "mine.py"), "--out", str(out),
+                 "softplus_backward"]) == 0
+    printed = capsys.readouterr().out
+    assert "softplus_backward" in printed and "softplus " not in printed
