@@ -180,3 +180,19 @@ def test_gradients_are_derived_by_sympy():
 
     (general,) = conv_output_size.outputs.values()
     assert pooling.maxpool2d.out_size == general.subs(p, 0)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+@pytest.mark.parametrize("shape, f", [((2, 3, 11, 10), 3), ((40, 16, 33, 35), 2)])
+def test_backward_overwrites_every_element_of_out(kernels, name, shape, f):
+    """With stride = f the backward writes dx directly (no zeroing pass): rows and columns
+    no window reaches must still be set to 0 in an out= full of garbage, on the serial
+    and the parallel core (the second shape is above the parallel threshold)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(shape)
+    dy = rng.standard_normal(_out_shape(shape, f, None))
+    _, ref_dx = _torch(name, x, dy, f, None)
+    out = np.full(shape, np.nan)
+    dx = getattr(kernels, name + "_backward")(x, dy, f, out=out)
+    assert dx is out and not np.isnan(out).any()
+    np.testing.assert_allclose(out, ref_dx, rtol=0, atol=f * f * 1e-15 * np.abs(dy).max())

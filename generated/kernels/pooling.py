@@ -414,10 +414,75 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
     s = p_s
     _fT = T(p_f)
     planes, rows, cols = a_dy.shape
+    # Windows that do not overlap: dx written directly, once (measured with out= on x
+    # (32, 16, 140, 140), 2 x 2 windows, against zeroing then adding: maxpool2d_backward
+    # float64 8.1 -> 6.5 ms, float32 5.7 -> 3.9 ms; avgpool2d_backward 4.9 -> 4.0 ms,
+    # 2.4 -> 2.1 ms).
+    direct = s == f and f <= 4096
     for pl in range(planes):
         accr = np.empty(cols, dtype=a_dx.dtype)
         kar = np.empty(cols, dtype=np.int64)
         kbr = np.empty(cols, dtype=np.int64)
+        kpr = np.empty(cols, dtype=a_dx.dtype)
+        if direct:
+            for i in range(rows):
+                # Fold the windows of output row i one window row at a time across the output row
+                # (accumulators in a row buffer), so that the inner loops run along x's rows.
+                for j in range(cols):
+                    accr[j] = T(-math.inf)
+                    kpr[j] = T(0*f + 0)
+                for a in range(0, f):
+                    # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                    # it, the inner window loop unrolled into pairs of adjacent elements.)
+                    if s == 2 and f == 2:
+                        for j in range(cols):
+                            acc = accr[j]
+                            _kp = kpr[j]
+                            for b in range(0, f):
+                                v = a_x[pl, a + i*s, b + j*s]
+                                e = v
+                                # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                                _take = (e > acc) or math.isnan(e)
+                                acc = e if _take else acc
+                                _kp = T(a*f + b) if _take else _kp
+                            accr[j] = acc
+                            kpr[j] = _kp
+                    else:
+                        for j in range(cols):
+                            acc = accr[j]
+                            _kp = kpr[j]
+                            for b in range(0, f):
+                                v = a_x[pl, a + i*s, b + j*s]
+                                e = v
+                                # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                                _take = (e > acc) or math.isnan(e)
+                                acc = e if _take else acc
+                                _kp = T(a*f + b) if _take else _kp
+                            accr[j] = acc
+                            kpr[j] = _kp
+                for a in range(0, f):
+                    # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                    # it, the inner window loop unrolled into pairs of adjacent elements.)
+                    if s == 2 and f == 2:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _kp = kpr[j]
+                            _t = dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                    else:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _kp = kpr[j]
+                            _t = dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                    for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
+                        a_dx[pl, a + i*s, _w] = T(0)
+            for _h in range(rows * s, a_dx.shape[1]):
+                for _w in range(a_dx.shape[2]):
+                    a_dx[pl, _h, _w] = T(0)
+            continue
         # The plane's gradient is zeroed here, just before the windows add to it:
         # it is then in cache, and memory sees one write of each element.
         for h in range(a_dx.shape[1]):
@@ -482,10 +547,75 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
     s = p_s
     _fT = T(p_f)
     planes, rows, cols = a_dy.shape
+    # Windows that do not overlap: dx written directly, once (measured with out= on x
+    # (32, 16, 140, 140), 2 x 2 windows, against zeroing then adding: maxpool2d_backward
+    # float64 8.1 -> 6.5 ms, float32 5.7 -> 3.9 ms; avgpool2d_backward 4.9 -> 4.0 ms,
+    # 2.4 -> 2.1 ms).
+    direct = s == f and f <= 4096
     for pl in numba.prange(planes):
         accr = np.empty(cols, dtype=a_dx.dtype)
         kar = np.empty(cols, dtype=np.int64)
         kbr = np.empty(cols, dtype=np.int64)
+        kpr = np.empty(cols, dtype=a_dx.dtype)
+        if direct:
+            for i in range(rows):
+                # Fold the windows of output row i one window row at a time across the output row
+                # (accumulators in a row buffer), so that the inner loops run along x's rows.
+                for j in range(cols):
+                    accr[j] = T(-math.inf)
+                    kpr[j] = T(0*f + 0)
+                for a in range(0, f):
+                    # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                    # it, the inner window loop unrolled into pairs of adjacent elements.)
+                    if s == 2 and f == 2:
+                        for j in range(cols):
+                            acc = accr[j]
+                            _kp = kpr[j]
+                            for b in range(0, f):
+                                v = a_x[pl, a + i*s, b + j*s]
+                                e = v
+                                # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                                _take = (e > acc) or math.isnan(e)
+                                acc = e if _take else acc
+                                _kp = T(a*f + b) if _take else _kp
+                            accr[j] = acc
+                            kpr[j] = _kp
+                    else:
+                        for j in range(cols):
+                            acc = accr[j]
+                            _kp = kpr[j]
+                            for b in range(0, f):
+                                v = a_x[pl, a + i*s, b + j*s]
+                                e = v
+                                # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
+                                _take = (e > acc) or math.isnan(e)
+                                acc = e if _take else acc
+                                _kp = T(a*f + b) if _take else _kp
+                            accr[j] = acc
+                            kpr[j] = _kp
+                for a in range(0, f):
+                    # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                    # it, the inner window loop unrolled into pairs of adjacent elements.)
+                    if s == 2 and f == 2:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _kp = kpr[j]
+                            _t = dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                    else:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _kp = kpr[j]
+                            _t = dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                    for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
+                        a_dx[pl, a + i*s, _w] = T(0)
+            for _h in range(rows * s, a_dx.shape[1]):
+                for _w in range(a_dx.shape[2]):
+                    a_dx[pl, _h, _w] = T(0)
+            continue
         # The plane's gradient is zeroed here, just before the windows add to it:
         # it is then in cache, and memory sees one write of each element.
         for h in range(a_dx.shape[1]):
@@ -707,7 +837,35 @@ def _avgpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
     _fT = T(p_f)
     _gp0 = (T(1)/(_fT*_fT))
     planes, rows, cols = a_dy.shape
+    # Windows that do not overlap: dx written directly, once (measured with out= on x
+    # (32, 16, 140, 140), 2 x 2 windows, against zeroing then adding: maxpool2d_backward
+    # float64 8.1 -> 6.5 ms, float32 5.7 -> 3.9 ms; avgpool2d_backward 4.9 -> 4.0 ms,
+    # 2.4 -> 2.1 ms).
+    direct = s == f
     for pl in range(planes):
+        if direct:
+            for i in range(rows):
+                for a in range(0, f):
+                    # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                    # it, the inner window loop unrolled into pairs of adjacent elements.)
+                    if s == 2 and f == 2:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _t = _gp0*dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t
+                    else:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _t = _gp0*dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t
+                    for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
+                        a_dx[pl, a + i*s, _w] = T(0)
+            for _h in range(rows * s, a_dx.shape[1]):
+                for _w in range(a_dx.shape[2]):
+                    a_dx[pl, _h, _w] = T(0)
+            continue
         # The plane's gradient is zeroed here, just before the windows add to it:
         # it is then in cache, and memory sees one write of each element.
         for h in range(a_dx.shape[1]):
@@ -741,7 +899,35 @@ def _avgpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
     _fT = T(p_f)
     _gp0 = (T(1)/(_fT*_fT))
     planes, rows, cols = a_dy.shape
+    # Windows that do not overlap: dx written directly, once (measured with out= on x
+    # (32, 16, 140, 140), 2 x 2 windows, against zeroing then adding: maxpool2d_backward
+    # float64 8.1 -> 6.5 ms, float32 5.7 -> 3.9 ms; avgpool2d_backward 4.9 -> 4.0 ms,
+    # 2.4 -> 2.1 ms).
+    direct = s == f
     for pl in numba.prange(planes):
+        if direct:
+            for i in range(rows):
+                for a in range(0, f):
+                    # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
+                    # it, the inner window loop unrolled into pairs of adjacent elements.)
+                    if s == 2 and f == 2:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _t = _gp0*dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t
+                    else:
+                        for j in range(cols):
+                            dyv = a_dy[pl, i, j]
+                            _t = _gp0*dyv
+                            for b in range(0, f):
+                                a_dx[pl, a + i*s, b + j*s] = _t
+                    for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
+                        a_dx[pl, a + i*s, _w] = T(0)
+            for _h in range(rows * s, a_dx.shape[1]):
+                for _w in range(a_dx.shape[2]):
+                    a_dx[pl, _h, _w] = T(0)
+            continue
         # The plane's gradient is zeroed here, just before the windows add to it:
         # it is then in cache, and memory sees one write of each element.
         for h in range(a_dx.shape[1]):
