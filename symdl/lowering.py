@@ -645,24 +645,33 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
             continue
         expr = _element(e)
         names = sorted(s.name for s in expr.free_symbols)
-        loads = []
+        # A (sample, unit) array is read and written through a 1-D view ``<array>_v``:
+        # of the whole array when every array of the step is one (the loop then runs
+        # over all elements: measured on a (4096, 256) sigmoid, 2.1 ms against 3.1 ms
+        # row by row), else of row i.
+        loads, views = [], set()
         for name in names:
             r = roles[name]
-            index = ("i, c" if r.rank else "i") if r.batch else "c"
-            loads.append(Statement(name, f"{r.array}[{index}]"))
+            if r.batch and r.rank:
+                views.add(r.array)
+            index = ("_v[c]" if r.rank else "[i]") if r.batch else "[c]"
+            loads.append(Statement(name, f"{r.array}{index}"))
         reuse = [m for m in names if m in last_use and last_use[m] == j and (
                  m in scratch or not roles[m].array.startswith("a_"))
                  and shape[m] == e.shape]
         alloc = n not in outputs and not reuse
         if reuse:
             roles[n] = _Role(roles[reuse[0]].array, True, 1)
-        target = f"{roles[n].array}[i, c]"
+        target = f"{roles[n].array}_v[c]"
+        flat = len(views) == len(names)
+        views.add(roles[n].array)
         body = _cse_statements({n: expr}, lambda _, t=target: t)
         statements += body
         arrays = sorted({roles[name].array for name in names} | {roles[n].array})
         ops.append({"kind": "map", "target": roles[n].array, "alloc": alloc,
                     "cols": f"_{e.shape[0]}", "cols_dim": str(e.shape[0]),
-                    "arrays": arrays, "loads": loads, "body": body})
+                    "arrays": arrays, "views": sorted(views), "flat": flat, "loads": loads,
+                    "body": body})
     return ops, statements
 
 

@@ -512,28 +512,26 @@ _CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh, _vlog1p=_vlog1p)
 # ---- mlp_forward (network) ------------------------------------------
 @_jit(parallel=False)
 def _mlp_forward_run_map1(s_A1):
-    # One elementwise step, a loop over (sample i, unit c).
     T = s_A1.dtype.type
-    _m, _n1 = s_A1.shape
-    for i in range(_m):
-        for c in range(_n1):
-            Z1 = s_A1[i, c]
-            _c0 = _vexp(-abs(Z1))
-            _c1 = (T(1)/(_c0 + T(1)))
-            s_A1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
+    # One elementwise step on (sample, unit) arrays alone: a loop over every element.
+    s_A1_v = s_A1.reshape(-1)
+    for c in range(s_A1.size):
+        Z1 = s_A1_v[c]
+        _c0 = _vexp(-abs(Z1))
+        _c1 = (T(1)/(_c0 + T(1)))
+        s_A1_v[c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
 
 
 @_jit(parallel=False)
 def _mlp_forward_run_map2(s_A2):
-    # One elementwise step, a loop over (sample i, unit c).
     T = s_A2.dtype.type
-    _m, _n2 = s_A2.shape
-    for i in range(_m):
-        for c in range(_n2):
-            Z2 = s_A2[i, c]
-            _c0 = _vexp(-abs(Z2))
-            _c1 = (T(1)/(_c0 + T(1)))
-            s_A2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
+    # One elementwise step on (sample, unit) arrays alone: a loop over every element.
+    s_A2_v = s_A2.reshape(-1)
+    for c in range(s_A2.size):
+        Z2 = s_A2_v[c]
+        _c0 = _vexp(-abs(Z2))
+        _c1 = (T(1)/(_c0 + T(1)))
+        s_A2_v[c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
 
 
 def _mlp_forward_run(a_X, a_W1, a_W2, a_w3, s_A1, s_A2, a_f, _sizes):
@@ -587,53 +585,52 @@ def mlp_forward(X, W1, W2, w3):
 # ---- mlp_backward (network_gradient) --------------------------------
 @_jit(parallel=False)
 def _mlp_backward_run_map1(_t_Z1):
-    # One elementwise step, a loop over (sample i, unit c).
     T = _t_Z1.dtype.type
-    _m, _n1 = _t_Z1.shape
-    for i in range(_m):
-        for c in range(_n1):
-            Z1 = _t_Z1[i, c]
-            _c0 = _vexp(-abs(Z1))
-            _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z1[i, c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
+    # One elementwise step on (sample, unit) arrays alone: a loop over every element.
+    _t_Z1_v = _t_Z1.reshape(-1)
+    for c in range(_t_Z1.size):
+        Z1 = _t_Z1_v[c]
+        _c0 = _vexp(-abs(Z1))
+        _c1 = (T(1)/(_c0 + T(1)))
+        _t_Z1_v[c] = ((_c0*_c1) if (Z1 < T(0)) else (_c1))
 
 
 @_jit(parallel=False)
 def _mlp_backward_run_map2(_t_Z2):
-    # One elementwise step, a loop over (sample i, unit c).
     T = _t_Z2.dtype.type
-    _m, _n2 = _t_Z2.shape
-    for i in range(_m):
-        for c in range(_n2):
-            Z2 = _t_Z2[i, c]
-            _c0 = _vexp(-abs(Z2))
-            _c1 = (T(1)/(_c0 + T(1)))
-            _t_Z2[i, c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
+    # One elementwise step on (sample, unit) arrays alone: a loop over every element.
+    _t_Z2_v = _t_Z2.reshape(-1)
+    for c in range(_t_Z2.size):
+        Z2 = _t_Z2_v[c]
+        _c0 = _vexp(-abs(Z2))
+        _c1 = (T(1)/(_c0 + T(1)))
+        _t_Z2_v[c] = ((_c0*_c1) if (Z2 < T(0)) else (_c1))
 
 
 @_jit(parallel=False)
 def _mlp_backward_run_map3(_t_Z2, a_df, a_w3):
-    # One elementwise step, a loop over (sample i, unit c).
     T = _t_Z2.dtype.type
+    # One elementwise step, a loop over (sample i, unit c).
     _m, _n2 = _t_Z2.shape
     for i in range(_m):
+        _t_Z2_v = _t_Z2[i]
         for c in range(_n2):
-            A2 = _t_Z2[i, c]
+            A2 = _t_Z2_v[c]
             df = a_df[i]
             w3 = a_w3[c]
-            _t_Z2[i, c] = A2*df*w3*(T(1) - A2)
+            _t_Z2_v[c] = A2*df*w3*(T(1) - A2)
 
 
 @_jit(parallel=False)
 def _mlp_backward_run_map4(_t_G1, _t_Z1):
-    # One elementwise step, a loop over (sample i, unit c).
     T = _t_Z1.dtype.type
-    _m, _n1 = _t_Z1.shape
-    for i in range(_m):
-        for c in range(_n1):
-            A1 = _t_Z1[i, c]
-            G1 = _t_G1[i, c]
-            _t_Z1[i, c] = A1*G1*(T(1) - A1)
+    # One elementwise step on (sample, unit) arrays alone: a loop over every element.
+    _t_G1_v = _t_G1.reshape(-1)
+    _t_Z1_v = _t_Z1.reshape(-1)
+    for c in range(_t_Z1.size):
+        A1 = _t_Z1_v[c]
+        G1 = _t_G1_v[c]
+        _t_Z1_v[c] = A1*G1*(T(1) - A1)
 
 
 def _mlp_backward_run(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3, _sizes):
@@ -657,27 +654,28 @@ def _mlp_backward_run(a_X, a_W1, a_W2, a_w3, a_df, a_dX, a_dW1, a_dW2, a_dw3, _s
 
 @_jit(parallel=False)
 def _mlp_backward_resume_map1(a_df, a_w3, s_A2):
-    # One elementwise step, a loop over (sample i, unit c).
     T = s_A2.dtype.type
+    # One elementwise step, a loop over (sample i, unit c).
     _m, _n2 = s_A2.shape
     for i in range(_m):
+        s_A2_v = s_A2[i]
         for c in range(_n2):
-            A2 = s_A2[i, c]
+            A2 = s_A2_v[c]
             df = a_df[i]
             w3 = a_w3[c]
-            s_A2[i, c] = A2*df*w3*(T(1) - A2)
+            s_A2_v[c] = A2*df*w3*(T(1) - A2)
 
 
 @_jit(parallel=False)
 def _mlp_backward_resume_map2(_t_G1, s_A1):
-    # One elementwise step, a loop over (sample i, unit c).
     T = s_A1.dtype.type
-    _m, _n1 = s_A1.shape
-    for i in range(_m):
-        for c in range(_n1):
-            A1 = s_A1[i, c]
-            G1 = _t_G1[i, c]
-            s_A1[i, c] = A1*G1*(T(1) - A1)
+    # One elementwise step on (sample, unit) arrays alone: a loop over every element.
+    _t_G1_v = _t_G1.reshape(-1)
+    s_A1_v = s_A1.reshape(-1)
+    for c in range(s_A1.size):
+        A1 = s_A1_v[c]
+        G1 = _t_G1_v[c]
+        s_A1_v[c] = A1*G1*(T(1) - A1)
 
 
 def _mlp_backward_resume(a_X, a_W1, a_W2, a_w3, a_df, s_A1, s_A2, a_dX, a_dW1, a_dW2, a_dw3, _sizes):
