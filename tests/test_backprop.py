@@ -358,3 +358,29 @@ def test_memo_compares_bits_dtypes_and_threads(kernels, cores):
     t.join()
     kernels.mlp_backward(X, W1, W2, w3, df)
     assert cores[-1] == "full"
+
+
+def test_memo_buffers_are_reused_without_mixing_calls(kernels, cores):
+    """The arrays of a used (or replaced) memo entry are the next forward call's
+    buffers: alternating batches, repeated forward calls and shape changes still give
+    each call's own results, bit for bit those of a fresh process-wide computation."""
+    rng = np.random.default_rng(8)
+    a = _problem(rng, 30, 8, 6, 5, np.float64)
+    b = _problem(rng, 30, 8, 6, 5, np.float64)
+    c = _problem(rng, 17, 8, 6, 5, np.float64)  # another batch size: new buffers
+    expected = {id(p): _fresh_backward(kernels, *p) for p in (a, b, c)}
+    f_expected = {id(p): kernels.mlp_forward(*p[:4]) for p in (a, b, c)}
+    for first, second in ((a, b), (b, a), (c, a), (a, c), (b, b)):
+        f1 = kernels.mlp_forward(*first[:4])
+        f2 = kernels.mlp_forward(*second[:4])  # replaces the first call's entry
+        got = kernels.mlp_backward(*second)
+        assert cores[-1] == "resume"
+        np.testing.assert_array_equal(f1, f_expected[id(first)])
+        np.testing.assert_array_equal(f2, f_expected[id(second)])
+        for g, e in zip(got, expected[id(second)], strict=True):
+            np.testing.assert_array_equal(g, e)
+        kernels.mlp_forward(*first[:4])
+        got = kernels.mlp_backward(*first)
+        assert cores[-1] == "resume"
+        for g, e in zip(got, expected[id(first)], strict=True):
+            np.testing.assert_array_equal(g, e)

@@ -284,23 +284,49 @@ def _combine(partials):
 # A network's forward kernel keeps its activations, with exact copies of its inputs;
 # the backward kernel uses them (once) only when its inputs are bit-for-bit those
 # copies, else it computes the forward pass again. One memo per thread.
+# The arrays of an entry the backward kernel has used (or that a later forward call
+# replaced) are the next forward call's buffers when they fit: memory already mapped,
+# where a new 8 MB array costs some 2,000 page faults on its first write (measured:
+# mlp_forward + mlp_backward float64, (4096, 256) inputs, 40.3 ms -> 35.8 ms).
 import threading  # noqa: E402
 
 _MEMO = threading.local()
 
 
-def _memo_store(key, inputs, activations):
-    """Keep the activations of the forward kernel ``key`` with copies of its inputs."""
-    memo = _MEMO.__dict__.setdefault("saved", {})
-    memo[key] = (tuple(a.copy() for a in inputs), activations)
+def _memo_spare(key):
+    """(input copies, activations) of the forward kernel ``key`` free for reuse."""
+    return _MEMO.__dict__.setdefault("spare", {}).pop(key, ((), ()))
+
+
+def _memo_reuse(spare, shapes, dtype):
+    """Arrays of these shapes and dtype: the spare ones when they all fit, else new."""
+    if len(spare) == len(shapes) and all(
+            a.shape == s and a.dtype == dtype for a, s in zip(spare, shapes)):
+        return spare
+    return tuple(np.empty(s, dtype=dtype) for s in shapes)
+
+
+def _memo_store(key, inputs, activations, spare_copies=()):
+    """Keep the activations of the forward kernel ``key`` with copies of its inputs
+    (written into ``spare_copies`` when they fit)."""
+    copies = _memo_reuse(spare_copies, [a.shape for a in inputs], inputs[0].dtype)
+    for c, a in zip(copies, inputs):
+        np.copyto(c, a)
+    replaced = _MEMO.__dict__.setdefault("saved", {}).pop(key, None)
+    _MEMO.saved[key] = (copies, activations)
+    if replaced is not None:
+        _MEMO.__dict__.setdefault("spare", {})[key] = replaced
 
 
 def _memo_take(key, inputs):
     """The kept activations (handed over: the memo forgets them) if ``inputs`` are
-    bit-for-bit the forward kernel's, of the same dtypes and shapes; else None."""
+    bit-for-bit the forward kernel's, of the same dtypes and shapes; else None. The
+    entry's arrays become the next forward call's buffers (this thread's backward
+    kernel uses the activations before then)."""
     entry = _MEMO.__dict__.get("saved", {}).pop(key, None)
     if entry is None:
         return None
+    _MEMO.__dict__.setdefault("spare", {})[key] = entry
     copies, activations = entry
     for a, b in zip(inputs, copies):
         if a.dtype != b.dtype or a.shape != b.shape:
@@ -575,10 +601,11 @@ def mlp_forward(X, W1, W2, w3):
     W2 = np.ascontiguousarray(W2, dtype=dtype)
     w3 = np.ascontiguousarray(w3, dtype=dtype)
     o_f = np.empty((sizes["m"], ), dtype=dtype)
-    s_A1 = np.empty((sizes["m"], sizes["n1"], ), dtype=dtype)
-    s_A2 = np.empty((sizes["m"], sizes["n2"], ), dtype=dtype)
+    spare_copies, spare = _memo_spare("mlp_forward")
+    s_A1, s_A2, = _memo_reuse(spare, [(sizes["m"], sizes["n1"], ), (sizes["m"], sizes["n2"], )], dtype)
     _mlp_forward_run(X, W1, W2, w3, s_A1, s_A2, o_f, sizes)
-    _memo_store("mlp_forward", (X, W1, W2, w3,), (s_A1, s_A2,))
+    _memo_store("mlp_forward", (X, W1, W2, w3,), (s_A1, s_A2,),
+                spare_copies)
     return o_f
 
 
