@@ -656,7 +656,7 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
                 views.add(r.array)
             index = ("_v[c]" if r.rank else "[i]") if r.batch else "[c]"
             loads.append(Statement(name, f"{r.array}{index}"))
-        reuse = [m for m in names if m in last_use and last_use[m] == j and (
+        reuse = [m for m in names if n not in outputs and m in last_use and last_use[m] == j and (
                  m in scratch or not roles[m].array.startswith("a_"))
                  and shape[m] == e.shape]
         alloc = n not in outputs and not reuse
