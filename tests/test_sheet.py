@@ -45,3 +45,13 @@ def test_sheet_without_tex_says_how_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no latexmk on this PATH
     assert main(["sheet", "--pdf", "--out", str(tmp_path)]) == 1
     assert "apt-get install" in capsys.readouterr().err
+
+
+def test_sheet_leaves_the_kernels_alone(tmp_path, monkeypatch):
+    """`symdl sheet` writes sheet/ only: it must not prune the generated kernels."""
+    assert main(["generate", "--out", str(tmp_path)]) == 0
+    kernels = sorted(p.name for p in (tmp_path / "kernels").glob("*.py"))
+    monkeypatch.setenv("PATH", "")  # no TeX needed: the PDF step fails, the sources stay
+    main(["sheet", "--out", str(tmp_path)])
+    assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == kernels
+    assert (tmp_path / "sheet" / "symdl.tex").exists()
