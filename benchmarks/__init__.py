@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .timing import SAMPLE_S
+
 SECTIONS = ("stream", "kernels", "simd", "small", "threshold", "latency")
 """What ``symdl bench --sections`` can choose (default: all). ``simd`` inspects the
 serial cores' machine code (slow: each core is compiled once more, uncached)."""
@@ -64,6 +66,7 @@ def run(opts: Options) -> int:
     command = "symdl bench" + (" --quick" if opts.quick else "") + \
         (f" --size {opts.size}" if opts.size else "") + "".join(f" {x}" for x in opts.names)
     res = Results(settings={"command": command, "n": n, "rounds": rounds,
+                            "sample_ms": SAMPLE_S * 1e3,
                             "date": time.strftime("%Y-%m-%d %H:%M %Z")},
                   machine=describe(), bounds={c.name: c.bound for c in CASES},
                   speedups={c.name: c.torch_speedup for c in CASES if c.torch_speedup})

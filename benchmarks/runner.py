@@ -17,7 +17,7 @@ import numpy as np
 from .cases import Case, Variants, lambdify_variants, symdl_variants
 from .peers import optional
 from .spec import bind
-from .timing import OtherLoad, interleaved_medians
+from .timing import SAMPLE_S, OtherLoad, interleaved_medians
 
 
 @dataclass
@@ -166,7 +166,7 @@ class _JaxCall:
 
 
 def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
-             seed: int = 0, sample: float = 2e-3, probe=None) -> list[Row]:
+             seed: int = 0, sample: float = SAMPLE_S, probe=None) -> list[Row]:
     """Check and time every implementation of one kernel at one dtype.
 
     With a ``stream.Probe``, STREAM is timed in the same rounds, and each row carries

@@ -56,17 +56,28 @@ def _own() -> float:
     return t.user + t.system
 
 
+#: Seconds one timed sample lasts (calls repeated back to back until then). Long enough
+#: that a call shorter than it is timed in a run of calls, as in a training loop, not
+#: alone after another implementation's turn: the first parallel call after a
+#: single-threaded peer (NumPy) wakes an idle core, and on this VM that costs a short
+#: call dearly (maxpool2d float32 on 40 MB, measured: 1.15 ms back to back, 1.66 ms
+#: right after a NumPy call, 3.0 ms after 50 ms idle). Every implementation, PyTorch's
+#: parallel ones included, is timed the same way.
+SAMPLE_S = 10e-3
+
+
 def _batch(fn: Callable[[], object], per_call: float, sample: float) -> int:
     """Calls per sample, so that one sample lasts about ``sample`` seconds."""
     return max(1, min(10_000, int(sample / max(per_call, 1e-7))))
 
 
 def interleaved_medians(fns: Mapping[str, Callable[[], object]], rounds: int,
-                        sample: float = 2e-3) -> dict[str, float]:
+                        sample: float = SAMPLE_S) -> dict[str, float]:
     """Median seconds per call of each function; call each once first (warm-up).
 
-    Fast calls are timed in batches that last about ``sample`` seconds, so that the
-    clock's resolution and the loop's overhead do not count.
+    Calls shorter than ``sample`` seconds are timed in batches that last about that
+    long, so that the clock's resolution, the loop's overhead and the wake-up of idle
+    cores after another implementation's turn do not count (see SAMPLE_S).
     """
     batches = {}
     for key, fn in fns.items():
