@@ -433,10 +433,8 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
     direct = s == f and f <= 4096
     for pl in range(planes):
         accr = np.empty(cols, dtype=a_dx.dtype)
-        kar = np.empty(cols, dtype=np.int64)
-        kbr = np.empty(cols, dtype=np.int64)
-        kpr = np.empty(cols, dtype=a_dx.dtype)
         if direct:
+            kpr = np.empty(cols, dtype=a_dx.dtype)
             for i in range(rows):
                 # Fold the windows of output row i one window row at a time across the output row
                 # (accumulators in a row buffer), so that the inner loops run along x's rows. The
@@ -495,6 +493,8 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                 for _w in range(a_dx.shape[2]):
                     a_dx[pl, _h, _w] = T(0)
             continue
+        kar = np.empty(cols, dtype=np.int64)
+        kbr = np.empty(cols, dtype=np.int64)
         # The plane's gradient is zeroed here, just before the windows add to it:
         # it is then in cache, and memory sees one write of each element.
         for h in range(a_dx.shape[1]):
@@ -565,10 +565,8 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
     direct = s == f and f <= 4096
     for pl in numba.prange(planes):
         accr = np.empty(cols, dtype=a_dx.dtype)
-        kar = np.empty(cols, dtype=np.int64)
-        kbr = np.empty(cols, dtype=np.int64)
-        kpr = np.empty(cols, dtype=a_dx.dtype)
         if direct:
+            kpr = np.empty(cols, dtype=a_dx.dtype)
             for i in range(rows):
                 # Fold the windows of output row i one window row at a time across the output row
                 # (accumulators in a row buffer), so that the inner loops run along x's rows. The
@@ -627,6 +625,8 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                 for _w in range(a_dx.shape[2]):
                     a_dx[pl, _h, _w] = T(0)
             continue
+        kar = np.empty(cols, dtype=np.int64)
+        kbr = np.empty(cols, dtype=np.int64)
         # The plane's gradient is zeroed here, just before the windows add to it:
         # it is then in cache, and memory sees one write of each element.
         for h in range(a_dx.shape[1]):
