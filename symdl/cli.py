@@ -105,10 +105,20 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"derived ({g.name}):")
                 for k, e in g.expressions().items():
                     print(f"  {k} = {e}")
+            for case in getattr(f, "special_cases", ()):
+                when = ", ".join(f"{p} = {v:g}" for p, v in case.when.items())
+                kept = f"; {', '.join(case.untouched)} left untouched" if case.untouched else ""
+                print(f"special case {when}{kept} ({case.why}):")
+                for k, e in f.special_results(case).items():
+                    print(f"  {k} = {e}")
             k = plan(f)
             print("generated statements (per element):")
             for s in k.body:
                 print(f"  {s.target} = {s.value}")
+            for special in k.extra.get("special", []):
+                print(f"generated statements when {special['condition']}:")
+                for s in special["body"]:
+                    print(f"  {s.target} = {s.value}")
             print(f"content hash: {k.hash}")
             return 0
     print(f"symdl show: no formula named {args.name!r} (see `symdl list`)", file=sys.stderr)

@@ -153,6 +153,10 @@ def test_cli_list_and_show(capsys, monkeypatch):
     assert main(["show", "sigmoid"]) == 0
     shown = capsys.readouterr().out
     assert "y = 1/(1 + exp(-x))" in shown and "dx = dy*y*(1 - y)" in shown
+    assert main(["show", "rmsprop_step"]) == 0
+    shown = capsys.readouterr().out
+    assert "special case momentum = 0; momentum_buf left untouched" in shown
+    assert "generated statements when momentum == 0.0:" in shown
     assert main(["show", "nonexistent"]) == 2
 
 
