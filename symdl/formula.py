@@ -219,11 +219,16 @@ class Elementwise(Formula):
         for case in self.special_cases:
             if not self.updates:
                 raise FormulaError(f"{self.name}: special cases are for in-place updates")
+            if not case.when or "\n" in case.why:
+                raise FormulaError(f"{self.name}: a special case needs parameter values "
+                                   "and a one-line why")
             for k, v in case.when.items():
                 if k not in params:
                     raise FormulaError(f"{self.name}: special case on unknown parameter {k!r}")
-                if not isinstance(v, int | float) or isinstance(v, bool):
-                    raise FormulaError(f"{self.name}: special case {k} = {v!r} is not a number")
+                if not isinstance(v, int | float) or isinstance(v, bool) or v != v or abs(
+                        v) == float("inf"):
+                    raise FormulaError(f"{self.name}: special case {k} = {v!r} is not a "
+                                       "finite number")
             for k in case.untouched:
                 if k not in self.updates:
                     raise FormulaError(f"{self.name}: untouched {k!r} is not an update")

@@ -192,6 +192,8 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
     pre, body = _hoisted_statements(f.results(), lambda n: f"a_{n}[i]",
                                     invariant={p.symbol for p in f.params})
     special = [_special_core(f, case) for case in f.special_cases]
+    if len({sp_["suffix"] for sp_ in special}) != len(special):
+        raise FormulaError(f"{f.name}: two special cases print to one core name")
     doc = _docstring(f, "Computed element by element (any shape):")
     return KernelPlan(
         name=f.name,
@@ -803,6 +805,19 @@ def plan_window(f: Window) -> KernelPlan:
         extra=extra)
 
 
+def _tiles_at_stride_f(fwd: Window) -> bool:
+    """Whether the windows tile the input without overlap when the stride is f: the
+    element is x[n, c, s*i + a, s*j + b] with a and b from 0 to f - 1 (SymPy checks the
+    subscripts). Only then may the backward write each element of dx once."""
+    node, element = fwd.node(), fwd.element()
+    (a, a_lo, a_hi), (b, b_lo, b_hi) = node.limits
+    i, j = fwd.output.indices[2:]
+    rows, cols = element.indices[2:]
+    return all(sp.simplify(d) == 0 for d in (
+        rows - (fwd.stride * i + a), cols - (fwd.stride * j + b), a_lo, b_lo,
+        a_hi - (fwd.size - 1), b_hi - (fwd.size - 1)))
+
+
 def plan_window_gradient(g: WindowGradient) -> KernelPlan:
     """Backward pooling from SymPy's local derivative dy/dv of a window element v.
 
@@ -821,7 +836,8 @@ def plan_window_gradient(g: WindowGradient) -> KernelPlan:
                            "elements of the window; this lowering cannot compute it")
     (pre,), body = _leveled_statements({"_t": dyv * coef}, lambda n: n, [{_FT}], prefix="_g")
     extra |= {"route": route, "grad": "d" + fwd.output.base.name,
-              "grad_out": "d" + fwd.element().base.name, "uses_v": g.value in coef.free_symbols}
+              "grad_out": "d" + fwd.element().base.name, "uses_v": g.value in coef.free_symbols,
+              "tiles": _tiles_at_stride_f(fwd)}
     return KernelPlan(
         name=g.name, kind="window_gradient", template="numba/window.py.j2",
         doc=_docstring(g, "Derived by SymPy, per (n, c) plane:"), hash=g.content_hash(),

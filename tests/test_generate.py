@@ -224,7 +224,10 @@ def test_special_case_core_is_substituted_by_sympy_and_leaves_state_alone(tmp_pa
     ('SpecialCase({"nu": 0})', "unknown parameter"),
     ('SpecialCase({"mu": 0}, untouched=("g",))', "not an update"),
     ('SpecialCase({"mu": 0}, untouched=("w", "buf"))', "must leave an update"),
-    ('SpecialCase({"mu": "zero"})', "not a number"),
+    ('SpecialCase({"mu": "zero"})', "not a finite number"),
+    ('SpecialCase({"mu": float("inf")})', "not a finite number"),
+    ('SpecialCase({})', "needs parameter values"),
+    ('SpecialCase({"mu": 0}, why="two\\nlines")', "one-line why"),
 ])
 def test_bad_special_cases_are_refused(case, message):
     from symdl.formula import FormulaError

@@ -182,17 +182,50 @@ def test_gradients_are_derived_by_sympy():
     assert pooling.maxpool2d.out_size == general.subs(p, 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", sorted(TORCH))
 @pytest.mark.parametrize("shape, f", [((2, 3, 11, 10), 3), ((40, 16, 33, 35), 2)])
-def test_backward_overwrites_every_element_of_out(kernels, name, shape, f):
+def test_backward_overwrites_every_element_of_out(kernels, name, shape, f, dtype):
     """With stride = f the backward writes dx directly (no zeroing pass): rows and columns
     no window reaches must still be set to 0 in an out= full of garbage, on the serial
     and the parallel core (the second shape is above the parallel threshold)."""
     rng = np.random.default_rng(10)
-    x = rng.standard_normal(shape)
-    dy = rng.standard_normal(_out_shape(shape, f, None))
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(_out_shape(shape, f, None)).astype(dtype)
     _, ref_dx = _torch(name, x, dy, f, None)
-    out = np.full(shape, np.nan)
+    out = np.full(shape, np.nan, dtype=dtype)
     dx = getattr(kernels, name + "_backward")(x, dy, f, out=out)
     assert dx is out and not np.isnan(out).any()
-    np.testing.assert_allclose(out, ref_dx, rtol=0, atol=f * f * 1e-15 * np.abs(dy).max())
+    eps = np.finfo(dtype).eps  # one rounding of dy / f**2 (avg), none for max
+    np.testing.assert_allclose(out, ref_dx, rtol=0, atol=2 * eps * np.abs(dy).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_backward_with_stride_f_keeps_zero_signs(kernels, name, dtype):
+    """dx written directly (stride = f) is 0 + the gradient, as zeroing then adding
+    gives: dy = -0.0 yields +0.0, as in PyTorch."""
+    x = np.random.default_rng(11).standard_normal((2, 2, 6, 6)).astype(dtype)
+    dy = np.full((2, 2, 3, 3), -0.0, dtype=dtype)
+    dx = getattr(kernels, name + "_backward")(x, dy, 2)
+    _, ref = _torch(name, x, dy, 2, None)
+    assert not np.signbit(dx).any() and not np.signbit(ref).any()
+
+
+def test_direct_backward_only_for_windows_that_tile():
+    """The direct backward needs x[n, c, s*i + a, s*j + b] with a, b in [0, f - 1]:
+    SymPy checks the subscripts, so a dilated window keeps the zero-and-add path."""
+    import sympy as sp
+
+    from symdl.derive import window_backward_formula
+    from symdl.formula import Window
+    from symdl.library import pooling as P
+    from symdl.lowering import plan_window_gradient
+
+    assert plan_window_gradient(window_backward_formula(P.avgpool2d)).extra["tiles"]
+    dilated = Window(
+        "dilated", "Mine", "Dilated average", "D", output=P.y[P.n, P.c, P.i, P.j],
+        expr=sp.Sum(P.x[P.n, P.c, P.stride * P.i + 2 * P.a, P.stride * P.j + 2 * P.b],
+                    *P.window) / P.size**2,
+        size=P.size, stride=P.stride, extent=P.extent, out_size=P.out_size, backward=True)
+    assert not plan_window_gradient(window_backward_formula(dilated)).extra["tiles"]

@@ -297,9 +297,8 @@ def _maxpool2d_ser(a_x, p_f, p_s, a_y):
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
             # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-            # first window row starts from the fold's start value and the last one writes the
-            # output: no separate passes over the row buffer (measured: maxpool2d float32
-            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+            # first window row starts from the fold's start value, the last one writes
+            # the output: no separate passes over the row buffer.
             for a in range(0, f):
                 _first = a == 0
                 _last = a == f - 1
@@ -347,9 +346,8 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
             # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-            # first window row starts from the fold's start value and the last one writes the
-            # output: no separate passes over the row buffer (measured: maxpool2d float32
-            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+            # first window row starts from the fold's start value, the last one writes
+            # the output: no separate passes over the row buffer.
             for a in range(0, f):
                 _first = a == 0
                 _last = a == f - 1
@@ -438,8 +436,7 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
             for i in range(rows):
                 # Fold the windows of output row i one window row at a time across the output row
                 # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-                # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
-                # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+                # first window row starts from the fold's start value: no separate passes over the row buffer.
                 for a in range(0, f):
                     _first = a == 0
                     # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
@@ -479,14 +476,14 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                             _kp = kpr[j]
                             _t = dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t if _kp == T(a*f + b) else T(0)
                     else:
                         for j in range(cols):
                             dyv = a_dy[pl, i, j]
                             _kp = kpr[j]
                             _t = dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t if _kp == T(a*f + b) else T(0)
                     for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
                         a_dx[pl, a + i*s, _w] = T(0)
             for _h in range(rows * s, a_dx.shape[1]):
@@ -503,8 +500,7 @@ def _maxpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
             # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-            # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
-            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+            # first window row starts from the fold's start value: no separate passes over the row buffer.
             for a in range(0, f):
                 _first = a == 0
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
@@ -570,8 +566,7 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
             for i in range(rows):
                 # Fold the windows of output row i one window row at a time across the output row
                 # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-                # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
-                # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+                # first window row starts from the fold's start value: no separate passes over the row buffer.
                 for a in range(0, f):
                     _first = a == 0
                     # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
@@ -611,14 +606,14 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                             _kp = kpr[j]
                             _t = dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t if _kp == T(a*f + b) else T(0)
                     else:
                         for j in range(cols):
                             dyv = a_dy[pl, i, j]
                             _kp = kpr[j]
                             _t = dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t if _kp == T(a*f + b) else T(0)
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t if _kp == T(a*f + b) else T(0)
                     for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
                         a_dx[pl, a + i*s, _w] = T(0)
             for _h in range(rows * s, a_dx.shape[1]):
@@ -635,8 +630,7 @@ def _maxpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
             # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-            # first window row starts from the fold's start value: no separate passes over the row buffer (measured: maxpool2d float32
-            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+            # first window row starts from the fold's start value: no separate passes over the row buffer.
             for a in range(0, f):
                 _first = a == 0
                 # (The same loop twice: for the usual 2 x 2 windows at stride 2, LLVM vectorizes
@@ -737,9 +731,8 @@ def _avgpool2d_ser(a_x, p_f, p_s, a_y):
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
             # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-            # first window row starts from the fold's start value and the last one writes the
-            # output: no separate passes over the row buffer (measured: maxpool2d float32
-            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+            # first window row starts from the fold's start value, the last one writes
+            # the output: no separate passes over the row buffer.
             for a in range(0, f):
                 _first = a == 0
                 _last = a == f - 1
@@ -783,9 +776,8 @@ def _avgpool2d_par(a_x, p_f, p_s, a_y):
         for i in range(rows):
             # Fold the windows of output row i one window row at a time across the output row
             # (accumulators in a row buffer), so that the inner loops run along x's rows. The
-            # first window row starts from the fold's start value and the last one writes the
-            # output: no separate passes over the row buffer (measured: maxpool2d float32
-            # 1.34 -> 1.23 ms on x (32, 16, 140, 140)).
+            # first window row starts from the fold's start value, the last one writes
+            # the output: no separate passes over the row buffer.
             for a in range(0, f):
                 _first = a == 0
                 _last = a == f - 1
@@ -875,13 +867,13 @@ def _avgpool2d_backward_ser(a_x, a_dy, p_f, p_s, a_dx):
                             dyv = a_dy[pl, i, j]
                             _t = _gp0*dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t
                     else:
                         for j in range(cols):
                             dyv = a_dy[pl, i, j]
                             _t = _gp0*dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t
                     for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
                         a_dx[pl, a + i*s, _w] = T(0)
             for _h in range(rows * s, a_dx.shape[1]):
@@ -937,13 +929,13 @@ def _avgpool2d_backward_par(a_x, a_dy, p_f, p_s, a_dx):
                             dyv = a_dy[pl, i, j]
                             _t = _gp0*dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t
                     else:
                         for j in range(cols):
                             dyv = a_dy[pl, i, j]
                             _t = _gp0*dyv
                             for b in range(0, f):
-                                a_dx[pl, a + i*s, b + j*s] = _t
+                                a_dx[pl, a + i*s, b + j*s] = T(0) + _t
                     for _w in range(cols * s, a_dx.shape[2]):  # no window reaches
                         a_dx[pl, a + i*s, _w] = T(0)
             for _h in range(rows * s, a_dx.shape[1]):
