@@ -20,6 +20,16 @@ def _lscpu() -> dict[str, str]:
             (line.partition(":") for line in text.splitlines()) if v}
 
 
+def _vector_isa(flags: str) -> str:
+    """The widest SIMD extension among lscpu's flags (AVX-512, AVX2, ...)."""
+    have = set(flags.split())
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                       ("sse4_2", "SSE4.2")):
+        if flag in have:
+            return name
+    return "SIMD ?"
+
+
 def _memory_gib() -> float | None:
     try:
         with open("/proc/meminfo") as fh:
@@ -43,7 +53,11 @@ def describe() -> dict[str, str]:
     cpu = _lscpu()
     mem = _memory_gib()
     info = {
-        "CPU": cpu.get("Model name", platform.processor() or "?"),
+        # With the family, model and widest vector extension: VMs report one model name
+        # ("AMD EPYC") for several CPU generations, and reports must be comparable.
+        "CPU": f"{cpu.get('Model name', platform.processor() or '?')} (family "
+               f"{cpu.get('CPU family', '?')}, model {cpu.get('Model', '?')}, "
+               f"{_vector_isa(cpu.get('Flags', ''))})",
         "cores": f"{os.cpu_count()} logical CPUs "
                  f"({cpu.get('Core(s) per socket', '?')} core(s) per socket, "
                  f"{cpu.get('Thread(s) per core', '?')} thread(s) per core)",

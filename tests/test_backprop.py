@@ -129,6 +129,30 @@ def test_against_torch_autograd(kernels, shape, dtype):
         _normwise(g, r, bound)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_groups_run_in_parts_on_threads(kernels, monkeypatch, dtype):
+    """Large batches run as groups of rows, in parts on several threads: the results
+    match PyTorch, and do not depend on the number of parts (the groups depend on m
+    alone), with or without the memo."""
+    mod = sys.modules[kernels.mlp_backward.__module__]
+    X, W1, W2, w3, df = _problem(np.random.default_rng(8), 1100, 24, 20, 9, dtype)
+    results = []
+    for parts in (1, 2, 3, 8):
+        monkeypatch.setattr(mod, "_blas_parts", lambda items, size, parts=parts: min(parts, items))
+        f = kernels.mlp_forward(X, W1, W2, w3)
+        results.append((f, *kernels.mlp_backward(X, W1, W2, w3, df),
+                        *kernels.mlp_backward(X, W1, W2, w3, df)))  # the memo, then without
+    for other in results[1:]:
+        for got, ref in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, ref)
+    rf, rgrads = _torch([torch.sigmoid] * 2, X, [W1, W2], w3, df)
+    bound = (24 + 20 + 9 + 12) * np.finfo(dtype).eps  # as in test_against_torch_autograd
+    for got, ref in zip(results[-1], [rf, *rgrads, *rgrads], strict=True):
+        _normwise(got, ref, bound)
+    if mod._BLAS.api is not None:
+        assert mod._BLAS.users == 0
+
+
 def test_against_finite_differences(kernels):
     rng = np.random.default_rng(3)
     X, W1, W2, w3, df = _problem(rng, 4, 3, 3, 2, np.float64)

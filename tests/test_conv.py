@@ -1,5 +1,6 @@
 """conv2d against PyTorch (F.conv2d and autograd), gradients derived by SymPy, bad input."""
 
+import importlib
 import itertools
 
 import numpy as np
@@ -18,6 +19,10 @@ SHAPES = [(2, 3, 7, 8, 4, 3), (1, 2, 6, 6, 5, 2), (3, 1, 5, 9, 2, 1), (2, 4, 9, 
     (s, st, p, b) for s, st, p, b in itertools.product(SHAPES, (1, 2), (0, 1, 2), (True, False))
     if s[2] + 2 * p >= s[5] and s[3] + 2 * p >= s[5]])
 def test_forward_and_backward_match_torch(kernels, shape, stride, padding, bias, dtype):
+    _check_against_torch(kernels, shape, stride, padding, bias, dtype)
+
+
+def _check_against_torch(kernels, shape, stride, padding, bias, dtype):
     nb, c, h, w_, o, f = shape
     rng = np.random.default_rng(hash((shape, stride, padding, bias)) % 2**32)
     x = rng.standard_normal((nb, c, h, w_)).astype(dtype)
@@ -45,6 +50,40 @@ def test_forward_and_backward_match_torch(kernels, shape, stride, padding, bias,
         (db, ref_db, ady.max() * dy[0, 0].size * nb, dy[0, 0].size * nb),
     ]:
         np.testing.assert_allclose(got, ref, rtol=0, atol=2 * terms * eps * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_images_run_in_parts_on_threads(kernels, monkeypatch, dtype):
+    """Large batches run in parts on several threads (NumPy's BLAS on one thread each):
+    the results match PyTorch and do not depend on the number of parts, and BLAS's
+    thread count is restored afterwards, also when a part fails."""
+    conv = importlib.import_module("symdl.kernels.conv")
+    blas_threads = conv._BLAS.api[0]() if conv._BLAS.api is not None else None
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((9, 3, 8, 7)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    dy = rng.standard_normal((9, 4, 4, 4)).astype(dtype)
+    results = []
+    for parts in (1, 2, 3, 9):
+        monkeypatch.setattr(conv, "_blas_parts", lambda items, size, parts=parts: min(parts, items))
+        results.append((kernels.conv2d(x, w, b, stride=2, padding=1),
+                        *kernels.conv2d_backward(x, w, dy, stride=2, padding=1)))
+        if blas_threads is not None:
+            assert conv._BLAS.api[0]() == blas_threads and conv._BLAS.users == 0
+    for other in results[1:]:
+        for got, ref in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, ref)
+    _check_against_torch(kernels, (9, 3, 8, 7, 4, 3), 2, 1, True, dtype)
+
+    def fail(bias, y2):
+        raise RuntimeError("a part failed")
+
+    monkeypatch.setattr(conv, "_conv2d_finish", fail)
+    with pytest.raises(RuntimeError, match="a part failed"):
+        kernels.conv2d(x, w, b)
+    if blas_threads is not None:
+        assert conv._BLAS.api[0]() == blas_threads and conv._BLAS.users == 0
 
 
 def test_backward_against_finite_differences(kernels):
