@@ -86,6 +86,14 @@ def test_images_run_in_parts_on_threads(kernels, monkeypatch, dtype):
         assert conv._BLAS.api[0]() == blas_threads and conv._BLAS.users == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kept_work_buffers_start_clean(kernels, dtype):
+    """Each thread keeps its padded image between calls: its zero border must not hold
+    an earlier call's interior when another padding gives the same padded shape."""
+    for h, padding in [(6, 1), (4, 2), (6, 1), (2, 3), (4, 2)]:
+        _check_against_torch(kernels, (2, 2, h, h, 3, 3), 1, padding, True, dtype)
+
+
 def test_backward_against_finite_differences(kernels):
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((1, 2, 5, 4)), rng.standard_normal((3, 2, 3, 3))
