@@ -125,14 +125,21 @@ def _deliver(out, flat, shape):
     return out
 
 
+_DOMAIN_MEANING = {"binary": "binary labels 0/1", "probability": "probabilities in [0, 1]"}
+
+
+def _domain_error(kernel, name, domain):
+    raise ValueError(f"{kernel}(): argument '{name}' must hold {_DOMAIN_MEANING[domain]}")
+
+
 def _check_domain(kernel, name, a, domain):
     """Refuse values outside an input's domain (checked before any work is done)."""
     if domain == "binary":
         if a.dtype != np.bool_ and not np.all((a == 0) | (a == 1)):
-            raise ValueError(f"{kernel}(): argument '{name}' must hold binary labels 0/1")
+            _domain_error(kernel, name, domain)
     elif domain == "probability":
         if a.size and not (np.min(a) >= 0 and np.max(a) <= 1):
-            raise ValueError(f"{kernel}(): argument '{name}' must hold probabilities in [0, 1]")
+            _domain_error(kernel, name, domain)
 
 
 def _check_1d(kernel, names, arrays):
@@ -280,46 +287,60 @@ def _combine(partials):
 
 
 # ---- precision_recall (reduction) -----------------------------------
-@_jit(parallel=False)
+@_jit(parallel=False, reassoc=True)
 def _precision_recall_ser(a_y_true, a_y_pred, partials, block):
-    # Block b sums elements [b*block, (b+1)*block) into partials[b];
-    # both cores fill the same blocks, so they give bit-identical results.
+    # Block b sums elements [b*block, (b+1)*block) into partials[b], in vector lanes
+    # (reassoc; the order is fixed by the compiled loop); both cores fill the same
+    # blocks, so they give bit-identical results.
     T = partials.dtype.type
     n = a_y_true.size
     for b in range(partials.shape[0]):
         s_tp = T(0)
         s_n_selected = T(0)
         s_n_relevant = T(0)
+        _outside_y_true = T(0)
+        _outside_y_pred = T(0)
         for i in range(b * block, min(n, (b + 1) * block)):
             y_true = T(a_y_true[i])
             y_pred = T(a_y_pred[i])
             s_tp += y_pred*y_true
             s_n_selected += y_pred
             s_n_relevant += y_true
+            _outside_y_true += T(0) if (y_true == T(0)) or (y_true == T(1)) else T(1)
+            _outside_y_pred += T(0) if (y_pred == T(0)) or (y_pred == T(1)) else T(1)
         partials[b, 0] = s_tp
         partials[b, 1] = s_n_selected
         partials[b, 2] = s_n_relevant
+        partials[b, 3] = _outside_y_true
+        partials[b, 4] = _outside_y_pred
 
 
-@_jit(parallel=True)
+@_jit(parallel=True, reassoc=True)
 def _precision_recall_par(a_y_true, a_y_pred, partials, block):
-    # Block b sums elements [b*block, (b+1)*block) into partials[b];
-    # both cores fill the same blocks, so they give bit-identical results.
+    # Block b sums elements [b*block, (b+1)*block) into partials[b], in vector lanes
+    # (reassoc; the order is fixed by the compiled loop); both cores fill the same
+    # blocks, so they give bit-identical results.
     T = partials.dtype.type
     n = a_y_true.size
     for b in numba.prange(partials.shape[0]):
         s_tp = T(0)
         s_n_selected = T(0)
         s_n_relevant = T(0)
+        _outside_y_true = T(0)
+        _outside_y_pred = T(0)
         for i in range(b * block, min(n, (b + 1) * block)):
             y_true = T(a_y_true[i])
             y_pred = T(a_y_pred[i])
             s_tp += y_pred*y_true
             s_n_selected += y_pred
             s_n_relevant += y_true
+            _outside_y_true += T(0) if (y_true == T(0)) or (y_true == T(1)) else T(1)
+            _outside_y_pred += T(0) if (y_pred == T(0)) or (y_pred == T(1)) else T(1)
         partials[b, 0] = s_tp
         partials[b, 1] = s_n_selected
         partials[b, 2] = s_n_relevant
+        partials[b, 3] = _outside_y_true
+        partials[b, 4] = _outside_y_pred
 
 
 def precision_recall(y_true, y_pred):
@@ -335,15 +356,18 @@ def precision_recall(y_true, y_pred):
     y_true = _float_array("precision_recall", "y_true", y_true)
     y_pred = _float_array("precision_recall", "y_pred", y_pred)
     _check_1d("precision_recall", ['y_true', 'y_pred'], [y_true, y_pred])
-    _check_domain("precision_recall", "y_true", y_true, "binary")
-    _check_domain("precision_recall", "y_pred", y_pred, "binary")
     m = y_true.size
     block = REDUCTION_BLOCK
-    partials = np.zeros(((m + block - 1) // block, 3))
+    partials = np.zeros(((m + block - 1) // block, 5))
     core = _precision_recall_par if m >= PARALLEL_THRESHOLD else _precision_recall_ser
     core(np.ascontiguousarray(y_true), np.ascontiguousarray(y_pred), partials, block)
     # Block sums combined in a fixed order (independent of the thread count).
-    tp, n_selected, n_relevant, = (float(v) for v in partials.sum(axis=0))
+    totals = partials.sum(axis=0)
+    if totals[3]:
+        _domain_error("precision_recall", "y_true", "binary")
+    if totals[4]:
+        _domain_error("precision_recall", "y_pred", "binary")
+    tp, n_selected, n_relevant, = (float(v) for v in totals[:3])
     T = float
     precision = ((tp/n_selected) if (n_selected > T(0)) else (T(0)))
     recall = ((tp/n_relevant) if (n_relevant > T(0)) else (T(0)))

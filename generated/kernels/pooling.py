@@ -128,14 +128,21 @@ def _deliver(out, flat, shape):
     return out
 
 
+_DOMAIN_MEANING = {"binary": "binary labels 0/1", "probability": "probabilities in [0, 1]"}
+
+
+def _domain_error(kernel, name, domain):
+    raise ValueError(f"{kernel}(): argument '{name}' must hold {_DOMAIN_MEANING[domain]}")
+
+
 def _check_domain(kernel, name, a, domain):
     """Refuse values outside an input's domain (checked before any work is done)."""
     if domain == "binary":
         if a.dtype != np.bool_ and not np.all((a == 0) | (a == 1)):
-            raise ValueError(f"{kernel}(): argument '{name}' must hold binary labels 0/1")
+            _domain_error(kernel, name, domain)
     elif domain == "probability":
         if a.size and not (np.min(a) >= 0 and np.max(a) <= 1):
-            raise ValueError(f"{kernel}(): argument '{name}' must hold probabilities in [0, 1]")
+            _domain_error(kernel, name, domain)
 
 
 def _check_1d(kernel, names, arrays):
