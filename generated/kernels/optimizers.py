@@ -56,8 +56,15 @@ def _jit(parallel, reassoc=False):
 
 
 
+# Small calls (1,000 elements) are decided by these helpers' Python overhead: they
+# take the common case (a float32/float64 ndarray, one dtype, contiguous) first.
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def _float_array(kernel, name, value):
     """The argument as a float32/float64 array (integers and bools become float64)."""
+    if type(value) is np.ndarray and (value.dtype is _F64 or value.dtype is _F32):
+        return value
     a = np.asarray(value)
     if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
         return a
@@ -73,9 +80,10 @@ def _float_array(kernel, name, value):
 
 def _common_dtype(arrays):
     """float32 if every array is float32, else float64."""
-    if all(a.dtype == np.float32 for a in arrays):
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+    for a in arrays:
+        if a.dtype != _F32:
+            return _F64
+    return _F32
 
 
 def _same_shape(kernel, names, arrays):
@@ -89,6 +97,8 @@ def _same_shape(kernel, names, arrays):
 
 def _flat(a, dtype):
     """A contiguous 1-D view of a (a copy only when it is strided or of another dtype)."""
+    if a.dtype == dtype:
+        return a.ravel()  # (a view when a is C-contiguous, else a contiguous copy)
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
@@ -97,7 +107,7 @@ def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     input, except by being that very array in a pointwise kernel (element i is read
     before it is written)."""
     if out is None:
-        return np.empty(shape, dtype=dtype).reshape(-1)
+        return np.empty(math.prod(shape), dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array, got {type(out)}")
     if out.shape != shape:
@@ -152,16 +162,14 @@ def _check_1d(kernel, names, arrays):
 
 def _bind_shape(kernel, name, a, dims, sizes):
     """Check a's shape against its index ranges, binding each range to a size."""
-    if a.ndim != len(dims):
+    shape = a.shape
+    if len(shape) != len(dims):
         raise ValueError(f"{kernel}(): argument '{name}' must have {len(dims)} dimension(s), "
-                         f"got shape {a.shape}")
+                         f"got shape {shape}")
     for axis, dim in enumerate(dims):
-        if dim is None:
-            continue
-        if dim in sizes and sizes[dim] != a.shape[axis]:
-            raise ValueError(f"{kernel}(): argument '{name}' has size {a.shape[axis]} on axis "
+        if dim is not None and sizes.setdefault(dim, shape[axis]) != shape[axis]:
+            raise ValueError(f"{kernel}(): argument '{name}' has size {shape[axis]} on axis "
                              f"{axis}, but {dim} = {sizes[dim]} from an earlier argument")
-        sizes.setdefault(dim, a.shape[axis])
 
 
 def _check_param(kernel, name, value, check):
@@ -247,23 +255,26 @@ def _check_batch(kernel, elem_names, elems, feat_names, feats):
                              f"(one value per feature), got {a.shape}")
 
 
+_INTEGER_CHECKS = frozenset(("natural", "positive_int", "odd", "seed"))
+_OUT_OF_RANGE = {
+    "natural": lambda v: v < 0, "positive_int": lambda v: v < 1,
+    "odd": lambda v: v < 1 or v % 2 == 0, "finite": lambda v: not math.isfinite(v),
+    "finite_nonnegative": lambda v: not (math.isfinite(v) and v >= 0),
+    "unit_interval_open": lambda v: not 0 <= v < 1, "seed": lambda v: not 0 <= v < 2**64}
+
+
 def _scalar_arg(kernel, name, value, check, meaning):
     """A scalar argument as a Python int (integer checks) or float, else a clear error."""
-    import numbers
+    integer = check in _INTEGER_CHECKS
+    if not (type(value) is int or (type(value) is float and not integer)):  # (the usual case)
+        import numbers
 
-    integer = check in ("natural", "positive_int", "odd", "seed")
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
-        raise TypeError(f"{kernel}(): argument '{name}' must be {meaning}, "
-                        f"got {type(value).__name__} {value!r}")
+        kind = numbers.Integral if integer else numbers.Real
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+            raise TypeError(f"{kernel}(): argument '{name}' must be {meaning}, "
+                            f"got {type(value).__name__} {value!r}")
     value = int(value) if integer else float(value)
-    bad = {"natural": value < 0, "positive_int": value < 1,
-           "odd": value < 1 or value % 2 == 0,
-           "finite": not math.isfinite(value),
-           "finite_nonnegative": not (math.isfinite(value) and value >= 0),
-           "unit_interval_open": not 0 <= value < 1,
-           "seed": not 0 <= value < 2**64}[check]
-    if bad:
+    if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
     return value
 
