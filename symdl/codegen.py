@@ -70,6 +70,7 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
                   keep_trailing_newline=True, autoescape=False)
     code = jinja2.Environment(loader=loader, extensions=["jinja2.ext.do"], **strict)
     code.filters["add_prefix"] = lambda s, prefix: prefix + s
+    code.filters["add_suffix"] = lambda s, suffix: s + suffix
     code.filters["param_signature"] = lambda p: (
         p.name if p.default is None else f"{p.name}={p.default!r}")
     # LaTeX is full of braces and percent signs: use LaTeX-looking delimiters instead.

@@ -140,6 +140,42 @@ def test_serial_and_parallel_cores_agree_bitwise(kernels):
     assert results[0][1] == results[1][1]
 
 
+def test_streaming_cores_write_what_the_others_write(kernels):
+    """The non-temporal cores (float64 out arrays beyond STREAM_BYTES) give the same
+    bits, into every element of out, at any alignment and length (tasks not full)."""
+    from symdl.kernels import activations, regularization
+
+    rng = np.random.default_rng(5)
+    modules = (activations, regularization)
+    saved = [(m.STREAM_BYTES, m.PARALLEL_THRESHOLD) for m in modules]
+    calls = {
+        "sigmoid_backward": lambda y, x, out: kernels.sigmoid_backward(y, x, out=out),
+        "tanh_backward": lambda y, x, out: kernels.tanh_backward(y, x, out=out),
+        "dropout_inference": lambda y, x, out: kernels.dropout_inference(x, 0.3, False,
+                                                                        out=out),
+        "dropout_inference inverted": lambda y, x, out: kernels.dropout_inference(x, 0.3,
+                                                                                 out=out),
+    }
+    assert activations._sigmoid_backward_stream  # (a streaming core exists)
+    try:
+        for n in (1, 7, (1 << 16) + 3, 3 * (1 << 16)):
+            x, y = rng.standard_normal(n), rng.random(n)
+            for name, call in calls.items():
+                for m in modules:
+                    m.STREAM_BYTES, m.PARALLEL_THRESHOLD = 10**15, 0
+                want = call(y, x, np.empty(n))
+                for m in modules:
+                    m.STREAM_BYTES = 0
+                for offset in (0, 1, 3):  # (outs at three alignments)
+                    out = np.full(n + offset, np.nan)[offset:]
+                    assert activations._streams(out, out)
+                    assert call(y, x, out) is out
+                    np.testing.assert_array_equal(out, want, err_msg=f"{name}, n={n}")
+    finally:
+        for m, (stream, threshold) in zip(modules, saved, strict=True):
+            m.STREAM_BYTES, m.PARALLEL_THRESHOLD = stream, threshold
+
+
 def test_matvec_against_exact_sum(kernels):
     rng = np.random.default_rng(3)
     for m, n in [(1, 1), (5, 3), (300, 200)]:

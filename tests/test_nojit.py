@@ -16,6 +16,9 @@ y = k.sigmoid(x)
 print(json.dumps({
     "sigmoid": y.tolist(),
     "sigmoid_backward": k.sigmoid_backward(y, x).tolist(),
+    # Into an out array, by the streaming core (parallel; SYMDL_STREAM_BYTES below).
+    "sigmoid_backward out": k.sigmoid_backward(*np.linspace((0, -3), (1, 3), 40_000).T,
+                                               out=np.empty(40_000)).tolist(),
     "tanh_backward": k.tanh_backward(k.tanh(x / 10), x).tolist(),
     "matvec": k.matvec(np.outer(x, x[:7]), x[:7]).tolist(),
     "precision_recall": list(k.precision_recall(x > 0, x > 5)),
@@ -26,7 +29,7 @@ print(json.dumps({
 
 
 def _run(disable: str) -> dict:
-    env = {**os.environ, "NUMBA_DISABLE_JIT": disable}
+    env = {**os.environ, "NUMBA_DISABLE_JIT": disable, "SYMDL_STREAM_BYTES": "1"}
     r = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env,
                        timeout=300)
     assert r.returncode == 0, r.stderr
