@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 import sys
 
-_PACKED = re.compile(r"\bv(?:add|sub|mul|div|fn?m(?:add|sub)\d*)p[sd]\s+%?[xyz]mm")
+# Packed arithmetic, max/min, compares and blends (pooling), or full-width vector moves
+# (a copy's loop).
+_PACKED = re.compile(r"\bv(?:(?:add|sub|mul|div|max|min|fn?m(?:add|sub)\d*|cmp\w*|blendv)p[sd]"
+                     r"\s+%?[xyz]mm|movu?p[sd]\s+%?[yz]mm)")
 # libm called through a register: ``movabsq $exp, %rbx`` then ``callq *%rbx``
 _CALLS = re.compile(r"\$(exp|expf|tanh|tanhf|log1p|log1pf|log|logf|expm1|expm1f)\b")
 
