@@ -272,13 +272,15 @@ def plan_contraction(f: Contraction) -> KernelPlan:
              for ix in out_idx]
     accumulators = []
     value = f.expr
-    for k, s in enumerate(sorted(f.expr.atoms(sp.Sum), key=sp.default_sort_key)):
+    sums = sorted(f.expr.atoms(sp.Sum), key=sp.default_sort_key)
+    for k, s in enumerate(sums):
         acc = sp.Symbol(f"_acc{k}")
         limits = [(ip.doprint(v), ip.doprint(lo), ip.doprint(hi + 1)) for v, lo, hi in s.limits]
         accumulators.append({"name": acc.name, "limits": limits,
                              "term": numba_code(stabilize(s.function))})
         value = value.xreplace({s: acc})
     out_name = f.output.base.name
+    target = f"a_{out_name}[{', '.join(v for v, _, _ in loops)}]"
     return KernelPlan(
         name=f.name,
         kind="contraction",
@@ -287,11 +289,47 @@ def plan_contraction(f: Contraction) -> KernelPlan:
         hash=f.content_hash(),
         arrays=list(f.arg_order),
         outputs=[out_name],
-        body=[Statement(f"a_{out_name}[{', '.join(v for v, _, _ in loops)}]",
-                        numba_code(stabilize(value)))],
+        body=[Statement(target, numba_code(stabilize(value)))],
         extra={"dims": dims, "shapes": shapes, "loops": loops,
-               "out_shape": [hi for _, _, hi in loops], "accumulators": accumulators},
+               "out_shape": [hi for _, _, hi in loops], "accumulators": accumulators,
+               "jam": _jammed_rows(f, sums, value)},
     )
+
+
+#: Rows of the outermost output index that a contraction computes together (unroll
+#: and jam): their sums share one inner loop, so a value they all use, x[j] of a
+#: matrix-vector product, is loaded once for them. Measured on (3160, 3160) matvec,
+#: 1, 2, 4, 8 rows: float64 2.3, 1.9, 1.7, 1.65 ms (NumPy's BLAS 1.9-2.4); float32
+#: 1.1, 0.94, 0.74, 0.63 ms (NumPy 0.72-0.75).
+JAM_ROWS = 8
+
+
+def _jammed_rows(f: Contraction, sums: list[sp.Sum], value: sp.Expr) -> dict | None:
+    """Row k of a block of JAM_ROWS (the outermost output index i -> i + k): each sum's
+    term and the output's statement, with per-row accumulators _acc<n>_<k>. None when
+    there is no sum, or a sum's range depends on that index."""
+    if not sums or not f.output.indices:
+        return None
+    idx = f.output.indices[0]
+    i = idx.label if isinstance(idx, sp.Idx) else idx
+    if any(sp.Tuple(*lim[1:]).has(idx, i) for s in sums for lim in s.limits):
+        return None
+    ip = IndexPrinter()
+    target, inner = f"a_{f.output.base.name}", [ip.doprint(ix.label) for ix in f.output.indices[1:]]
+    rows = []
+    for k in range(JAM_ROWS):
+        shift = {idx: i + k}
+        accs = {sp.Symbol(f"_acc{n}"): sp.Symbol(f"_acc{n}_{k}") for n in range(len(sums))}
+        rows.append({
+            "terms": [numba_code(stabilize(s.function.xreplace(shift))) for s in sums],
+            "accumulators": [a.name for a in accs.values()],
+            "store": Statement(f"{target}[{', '.join([ip.doprint(i + k), *inner])}]",
+                               numba_code(stabilize(value.xreplace(accs).xreplace(shift)))),
+        })
+    lo, hi, block = idx.lower, idx.upper + 1, sp.Symbol("_block", integer=True)
+    return {"rows": rows, "blocks": ip.doprint(sp.floor((hi - lo) / JAM_ROWS)),
+            "first": ip.doprint(lo + JAM_ROWS * block),
+            "rest": ip.doprint(hi - sp.Mod(hi - lo, JAM_ROWS))}
 
 
 def _names_used(statements: list[Statement], names) -> list[str]:

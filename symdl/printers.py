@@ -214,9 +214,12 @@ def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset(),
 
 
 class IndexPrinter(NumbaPrinter):
-    """Integer index arithmetic (loop bounds, subscripts): numbers stay Python ints."""
+    """Integer index arithmetic (loop bounds, subscripts): numbers stay Python ints;
+    floor(a/b) is a // b."""
 
     def _print_Number(self, expr: sp.Number) -> str:
+        if not expr.is_Integer:  # (int() would truncate 1/4 to 0 without a word)
+            raise ValueError(f"index arithmetic must stay integral, got {expr}")
         return str(int(expr))
 
     _print_Float = _print_Rational = _print_Integer = _print_Number
@@ -224,6 +227,12 @@ class IndexPrinter(NumbaPrinter):
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         return f"{self.parenthesize(expr.base, 60)}**{self._print(expr.exp)}"
+
+    def _print_floor(self, expr: sp.floor) -> str:
+        num, den = sp.fraction(sp.together(expr.args[0]))
+        if den == 1:
+            return self._print(num)
+        return f"({self._print(num)}) // ({self._print(den)})"
 
 
 class ScalarPrinter(NumbaPrinter):

@@ -48,3 +48,14 @@ def test_backward_of_a_user_formula():
     yy = sp.Symbol("y", real=True)
     dy = sp.Symbol("dy", real=True)
     assert sp.simplify(dx - dy * (1 - sp.exp(-yy))) == 0
+
+
+def test_index_arithmetic_prints_integer_division_and_refuses_fractions():
+    from symdl.printers import IndexPrinter
+
+    m = sp.Symbol("m", integer=True, positive=True)
+    printer = IndexPrinter()
+    assert eval(printer.doprint(sp.floor(m / 4)), {"m": 11}) == 2
+    assert eval(printer.doprint(m - sp.Mod(m, 4)), {"m": 11}) == 8
+    with pytest.raises(ValueError, match="integral"):
+        printer.doprint(m / 4)  # (printing 1/4 as int(1/4) = 0 would be silently wrong)

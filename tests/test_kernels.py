@@ -123,21 +123,27 @@ def test_out_overlapping_the_input(kernels):
 
 
 def test_serial_and_parallel_cores_agree_bitwise(kernels):
-    from symdl.kernels import activations, metrics
+    from symdl.kernels import activations, linalg, metrics
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal(100_000)
     labels = rng.integers(0, 2, (2, 100_000))
+    A = rng.standard_normal((403, 301))  # (rows in blocks of 8, and 3 left over)
+    modules = (activations, metrics, linalg)
     big = activations.PARALLEL_THRESHOLD
     try:
         results = []
         for threshold in (0, 10**12):
-            activations.PARALLEL_THRESHOLD = metrics.PARALLEL_THRESHOLD = threshold
-            results.append((kernels.sigmoid(x), kernels.precision_recall(*labels)))
+            for m in modules:
+                m.PARALLEL_THRESHOLD = threshold
+            results.append((kernels.sigmoid(x), kernels.precision_recall(*labels),
+                            kernels.matvec(A, x[:301])))
     finally:
-        activations.PARALLEL_THRESHOLD = metrics.PARALLEL_THRESHOLD = big
+        for m in modules:
+            m.PARALLEL_THRESHOLD = big
     np.testing.assert_array_equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
+    np.testing.assert_array_equal(results[0][2], results[1][2])
 
 
 def test_streaming_cores_write_what_the_others_write(kernels):

@@ -303,7 +303,37 @@ def _matvec_ser(a_A, a_x, a_y):
     T = a_y.dtype.type
     m = a_A.shape[0]
     n = a_A.shape[1]
-    for i in range(0, m):
+    # Blocks of 8 values of i (JAM_ROWS in symdl/lowering.py): their sums
+    # share each inner loop, which loads what they all read once.
+    for _block in range((m) // (8)):
+        i = 8*_block
+        _acc0_0 = T(0)
+        _acc0_1 = T(0)
+        _acc0_2 = T(0)
+        _acc0_3 = T(0)
+        _acc0_4 = T(0)
+        _acc0_5 = T(0)
+        _acc0_6 = T(0)
+        _acc0_7 = T(0)
+        for j in range(0, n):
+            _acc0_0 += a_A[i, j]*a_x[j]
+            _acc0_1 += a_A[i + 1, j]*a_x[j]
+            _acc0_2 += a_A[i + 2, j]*a_x[j]
+            _acc0_3 += a_A[i + 3, j]*a_x[j]
+            _acc0_4 += a_A[i + 4, j]*a_x[j]
+            _acc0_5 += a_A[i + 5, j]*a_x[j]
+            _acc0_6 += a_A[i + 6, j]*a_x[j]
+            _acc0_7 += a_A[i + 7, j]*a_x[j]
+        a_y[i] = _acc0_0
+        a_y[i + 1] = _acc0_1
+        a_y[i + 2] = _acc0_2
+        a_y[i + 3] = _acc0_3
+        a_y[i + 4] = _acc0_4
+        a_y[i + 5] = _acc0_5
+        a_y[i + 6] = _acc0_6
+        a_y[i + 7] = _acc0_7
+    # The values of i left over, one at a time.
+    for i in range(m - (m % 8), m):
         _acc0 = T(0)
         for j in range(0, n):
             _acc0 += a_A[i, j]*a_x[j]
@@ -315,7 +345,37 @@ def _matvec_par(a_A, a_x, a_y):
     T = a_y.dtype.type
     m = a_A.shape[0]
     n = a_A.shape[1]
-    for i in numba.prange(0, m):
+    # Blocks of 8 values of i (JAM_ROWS in symdl/lowering.py): their sums
+    # share each inner loop, which loads what they all read once.
+    for _block in numba.prange((m) // (8)):
+        i = 8*_block
+        _acc0_0 = T(0)
+        _acc0_1 = T(0)
+        _acc0_2 = T(0)
+        _acc0_3 = T(0)
+        _acc0_4 = T(0)
+        _acc0_5 = T(0)
+        _acc0_6 = T(0)
+        _acc0_7 = T(0)
+        for j in range(0, n):
+            _acc0_0 += a_A[i, j]*a_x[j]
+            _acc0_1 += a_A[i + 1, j]*a_x[j]
+            _acc0_2 += a_A[i + 2, j]*a_x[j]
+            _acc0_3 += a_A[i + 3, j]*a_x[j]
+            _acc0_4 += a_A[i + 4, j]*a_x[j]
+            _acc0_5 += a_A[i + 5, j]*a_x[j]
+            _acc0_6 += a_A[i + 6, j]*a_x[j]
+            _acc0_7 += a_A[i + 7, j]*a_x[j]
+        a_y[i] = _acc0_0
+        a_y[i + 1] = _acc0_1
+        a_y[i + 2] = _acc0_2
+        a_y[i + 3] = _acc0_3
+        a_y[i + 4] = _acc0_4
+        a_y[i + 5] = _acc0_5
+        a_y[i + 6] = _acc0_6
+        a_y[i + 7] = _acc0_7
+    # The values of i left over, one at a time.
+    for i in range(m - (m % 8), m):
         _acc0 = T(0)
         for j in range(0, n):
             _acc0 += a_A[i, j]*a_x[j]
