@@ -147,8 +147,8 @@ def test_serial_and_parallel_cores_agree_bitwise(kernels):
 
 
 def test_streaming_cores_write_what_the_others_write(kernels):
-    """The non-temporal cores (float64 out arrays beyond STREAM_BYTES) give the same
-    bits, into every element of out, at any alignment and length (tasks not full)."""
+    """The non-temporal cores (float64 outputs beyond STREAM_BYTES) give the same bits,
+    into every element of out, at any alignment and length (tasks not full)."""
     from symdl.kernels import activations, regularization
 
     rng = np.random.default_rng(5)
@@ -174,7 +174,7 @@ def test_streaming_cores_write_what_the_others_write(kernels):
                     m.STREAM_BYTES = 0
                 for offset in (0, 1, 3):  # (outs at three alignments)
                     out = np.full(n + offset, np.nan)[offset:]
-                    assert activations._streams(out, out)
+                    assert activations._streams(out)
                     assert call(y, x, out) is out
                     np.testing.assert_array_equal(out, want, err_msg=f"{name}, n={n}")
     finally:
@@ -236,3 +236,34 @@ def test_sympy_is_the_reference_for_backward():
     y, dy = sp.symbols("y dy", real=True)
     assert sp.simplify(dx - dy * (1 - sp.tanh(sp.atanh(y)) ** 2)) == 0
     assert math.isclose(float(dx.subs({y: 0.5, dy: 2})), 1.5)
+
+
+def test_large_outputs_reuse_buffers_no_array_uses(kernels):
+    """Outputs of 4 MiB or more come from the pool: a buffer is handed out again only
+    when no array (the result, or any view of it) is alive; the pool keeps at most its
+    limit."""
+    import sys
+
+    pool = sys.modules["_symdl_pool"]
+    x = np.random.default_rng(6).standard_normal(600_000)  # 4.8 MB of float64
+    a = kernels.sigmoid(x)
+    b = kernels.sigmoid(x)
+    assert not np.shares_memory(a, b)
+    view = a[::7]
+    address = a.__array_interface__["data"][0]
+    del a
+    c = kernels.sigmoid(x)
+    assert not np.shares_memory(c, view) and not np.shares_memory(c, b)  # a's view is alive
+    del view
+    d = kernels.sigmoid(-x)
+    assert d.__array_interface__["data"][0] == address  # a's buffer, now free, again
+    np.testing.assert_array_equal(d, kernels.sigmoid(-x.copy()))
+    np.testing.assert_array_equal(b, c)
+    saved = pool.limit
+    try:
+        pool.limit = 10 << 20
+        kept = [kernels.sigmoid(np.ones(n)) for n in range(600_000, 600_010)]
+        assert sum(buf.nbytes for buf in pool.buffers) <= pool.limit
+        assert all((k == kernels.sigmoid(np.ones(1))[0]).all() for k in kept)  # intact
+    finally:
+        pool.limit = saved
