@@ -154,6 +154,9 @@ def batch_backward_formula(fwd: Batch) -> BatchGradient:
         outputs=outputs,
         feature_outputs=tuple("d" + f.name for f in fwd.features),
         vanished=vanished,
+        # A stat that SymPy knows is >= 0 (a mean of squares: the variance) is checked.
+        domains={**{k: d for k, d in fwd.domains.items() if sp.Symbol(k, real=True) in features},
+                 **{k: "nonnegative" for k, e in fwd.stats.items() if e.is_nonnegative}},
         derived_from=fwd.name,
     )
 

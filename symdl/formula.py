@@ -140,6 +140,20 @@ def _check_free(exprs: Mapping[str, sp.Expr], allowed: set[sp.Symbol], where: st
 
 
 @dataclass(frozen=True)
+class Algorithm:
+    """An in-place update's iteration, laid out on the sheet as its paper lists it:
+    what it requires and loops until (prose), SymPy assignments made before the loop
+    (``init``) and at the top of each iteration (``each``), then the formula's own steps
+    and updates, and what it returns."""
+
+    require: str
+    init: Mapping[sp.Expr, sp.Expr]
+    until: str
+    each: Mapping[sp.Expr, sp.Expr]
+    returns: sp.Expr
+
+
+@dataclass(frozen=True)
 class SpecialCase:
     """Parameter values at which an in-place update has less to do.
 
@@ -182,6 +196,7 @@ class Elementwise(Formula):
     domains: Mapping[str, str] = field(default_factory=dict)
     plot: tuple[float, float] | None = None
     special_cases: tuple[SpecialCase, ...] = ()
+    algorithm: Algorithm | None = None
     kind: str = field(default="elementwise", init=False)
 
     def __post_init__(self) -> None:
@@ -416,6 +431,7 @@ class BatchGradient(Formula):
     # Sums of the chain rule that are zero by the stats' definitions (name -> summand):
     # shown on the sheet, never computed.
     vanished: Mapping[str, sp.Expr] = field(default_factory=dict)
+    domains: Mapping[str, str] = field(default_factory=dict)
     kind: str = field(default="batch_gradient", init=False)
 
     count = Batch.count

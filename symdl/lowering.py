@@ -399,6 +399,8 @@ def _batch_plan(f: Formula, elem_in, feat_in, elem_out, feat_out, locals_, passe
         name=f.name, kind=f.kind, template="numba/batch.py.j2",
         doc=_docstring(f, note), hash=f.content_hash(), arrays=elem_in + feat_in,
         params=list(f.params), outputs=elem_out + feat_out, pre=scalar_pre,
+        # (Per-feature arrays only: C values, a cheap check.)
+        domains={k: d for k, d in getattr(f, "domains", {}).items() if k in feat_in},
         extra={"elem_in": elem_in, "feat_in": feat_in, "elem_out": elem_out,
                "feat_out": feat_out, "locals": locals_, "passes": passes,
                "max_sums": max([len(p["sums"]) for p in passes if p["kind"] == "reduce"],

@@ -14,6 +14,7 @@ from pathlib import Path
 import sympy as sp
 
 from .formula import (
+    Algorithm,
     BatchGradient,
     BatchMap,
     BatchReduction,
@@ -59,6 +60,7 @@ class Entry:
     plot: dict | None = None
     conditions: list[str] = field(default_factory=list)
     flowchart: dict | None = None
+    algorithm: dict | None = None
     distributions: list[str] = field(default_factory=list)
 
 
@@ -137,6 +139,17 @@ def _indexed(batches, i: sp.Symbol) -> dict:
     return {s: sp.Indexed(s.name, i) for b in batches for s in b.inputs}
 
 
+def _algorithm(a: Algorithm, body: list[Equation]) -> dict:
+    """The iteration's lines: assignments printed from SymPy, around the formula's."""
+    def assign(items) -> list[str]:
+        return [rf"{latex(k)} \leftarrow {latex(v)}" for k, v in items.items()]
+
+    return {"require": tex_escape(a.require), "init": assign(a.init),
+            "until": tex_escape(a.until),
+            "body": assign(a.each) + [f"{d.lhs} {d.op} {d.rhs}" for d in body],
+            "returns": latex(a.returns)}
+
+
 def batch_entry(f: BatchReduction, derived: list[Formula]) -> Entry:
     """Costs over batches: each output as means/sums written out, then its gradients."""
     i = sp.Symbol("i")
@@ -185,6 +198,8 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     e.definitions = _equations(f, grads, stable=False)
     if isinstance(f, Elementwise):
         e.derived += _special_case_equations(f)
+        if f.algorithm:
+            e.algorithm = _algorithm(f.algorithm, e.definitions)
     for d in derived:
         if isinstance(f, Elementwise) and f.backward:
             # The local derivative dy/dx, read off the backward formula dx = dy * (dy/dx).

@@ -146,6 +146,14 @@ def test_batchnorm_bad_input(kernels):
         kernels.batchnorm_update_running(np.zeros(3), np.ones(3), np.zeros(3), np.ones(3), 1)
     with pytest.raises(TypeError, match="'running_mean'"):
         kernels.batchnorm_update_running([0.0] * 3, np.ones(3), np.zeros(3), np.ones(3), 4)
+    # A variance is >= 0 (SymPy knows the forward's var, a mean of squares, is): a
+    # negative or nan one gets an error, not nan in every output.
+    for bad in (-1.0, float("nan")):
+        var = np.array([1.0, bad, 1.0])
+        with pytest.raises(ValueError, match="'var'.*>= 0"):
+            kernels.batchnorm_backward(x, x, np.ones(3), np.zeros(3), var)
+        with pytest.raises(ValueError, match="'running_var'.*>= 0"):
+            kernels.batchnorm_inference(x, np.ones(3), np.ones(3), np.zeros(3), var)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

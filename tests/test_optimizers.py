@@ -92,6 +92,36 @@ def test_in_place_on_views_and_nothing_else_changes(kernels):
     np.testing.assert_array_equal(m, ref_m)
 
 
+@pytest.mark.parametrize("name", ["rmsprop_step", "batchnorm_update_running"])
+def test_other_in_place_kernels_on_views_and_read_only(kernels, name):
+    """Every in-place kernel, not only Adam: strided and transposed views of the
+    caller's arrays are updated where they lie, nothing else changes, read-only refused."""
+    rng = np.random.default_rng(14)
+    if name == "rmsprop_step":
+        def call(a, b, inputs):
+            kernels.rmsprop_step(a, inputs, b, np.zeros_like(inputs), momentum=0.0)
+        inputs = rng.standard_normal((5, 4))
+    else:
+        def call(a, b, inputs):
+            kernels.batchnorm_update_running(a, b, inputs, np.abs(inputs), 8)
+        inputs = rng.standard_normal((5, 4))
+    big_a, big_b = rng.standard_normal((5, 8)), np.abs(rng.standard_normal((4, 5)))
+    a, b = big_a[:, ::2], big_b.T  # a strided view and a transposed one, (5, 4) each
+    ref_a, ref_b = a.copy(), b.copy()
+    call(ref_a, ref_b, inputs)
+    untouched, inputs_before = big_a[:, 1::2].copy(), inputs.copy()
+    call(a, b, inputs)
+    np.testing.assert_array_equal(big_a[:, ::2], ref_a)
+    np.testing.assert_array_equal(big_b.T, ref_b)
+    np.testing.assert_array_equal(big_a[:, 1::2], untouched)
+    np.testing.assert_array_equal(inputs, inputs_before)
+    assert not np.array_equal(ref_a, big_a[:, 1::2])  # (the update did change a)
+    ro = b.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        call(a.copy(), ro, inputs)
+
+
 def test_optimizer_bad_input(kernels):
     x = np.zeros(3)
     with pytest.raises(ValueError, match="'t'"):

@@ -19,6 +19,21 @@ def test_sheet_holds_definitions_and_derived_results():
     assert activations.count(r"\addplot") == 4  # sigmoid, tanh and their derivatives
 
 
+def test_adam_is_laid_out_as_the_paper_lists_it_with_the_seed_errors_noted():
+    tex = render(builtin_modules())["sheet/symdl.tex"]
+    adam = tex[tex.index(r"\subsection*{Adam}"):tex.index(r"\subsection*{RMSProp")]
+    loop = adam[adam.index(r"\textbf{while}"):adam.index(r"\textbf{end while}")]
+    # The iteration, its gradient, then the formula's own steps, printed from SymPy.
+    assert r"$t \leftarrow t + 1$" in loop
+    assert r"\frac{d}{d \theta} f{\left(\theta \right)}" in loop
+    assert r"\hat{m} \leftarrow \frac{m_{t}}{1 - \beta_{1}^{t}}" in loop
+    assert r"$m \leftarrow 0$" in adam and r"\textbf{return} $\theta$" in adam
+    # The seed's two errors, named where they are corrected.
+    assert "eps = 1e-9 where the paper says 1e-8" in adam
+    assert "with a minus sign" in adam
+    assert "RMSProp also lacks a bias-correction term" in adam
+
+
 def test_plot_points_come_from_the_formula():
     import math
 

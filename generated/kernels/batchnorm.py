@@ -183,7 +183,8 @@ def _deliver(out, flat, shape):
     return out
 
 
-_DOMAIN_MEANING = {"binary": "binary labels 0/1", "probability": "probabilities in [0, 1]"}
+_DOMAIN_MEANING = {"binary": "binary labels 0/1", "probability": "probabilities in [0, 1]",
+                   "nonnegative": "values >= 0"}
 
 
 def _domain_error(kernel, name, domain):
@@ -197,6 +198,9 @@ def _check_domain(kernel, name, a, domain):
             _domain_error(kernel, name, domain)
     elif domain == "probability":
         if a.size and not (np.min(a) >= 0 and np.max(a) <= 1):
+            _domain_error(kernel, name, domain)
+    elif domain == "nonnegative":
+        if a.size and not np.min(a) >= 0:  # (nan too)
             _domain_error(kernel, name, domain)
 
 
@@ -863,6 +867,7 @@ def batchnorm_backward(dout, x, gamma, mean, var, eps=1e-05):
     mean = _float_array("batchnorm_backward", "mean", mean)
     var = _float_array("batchnorm_backward", "var", var)
     _check_batch("batchnorm_backward", ['dout', 'x'], [dout, x], ['gamma', 'mean', 'var'], [gamma, mean, var])
+    _check_domain("batchnorm_backward", "var", var, "nonnegative")
     dtype = _common_dtype([dout, x, gamma, mean, var])
     m, C = dout.shape
     o_dx = _new(m * C, dtype).reshape(m, C)
@@ -973,6 +978,7 @@ def batchnorm_inference(x, gamma, beta, running_mean, running_var, eps=1e-05):
     running_mean = _float_array("batchnorm_inference", "running_mean", running_mean)
     running_var = _float_array("batchnorm_inference", "running_var", running_var)
     _check_batch("batchnorm_inference", ['x'], [x], ['gamma', 'beta', 'running_mean', 'running_var'], [gamma, beta, running_mean, running_var])
+    _check_domain("batchnorm_inference", "running_var", running_var, "nonnegative")
     dtype = _common_dtype([x, gamma, beta, running_mean, running_var])
     m, C = x.shape
     o_out = _new(m * C, dtype).reshape(m, C)

@@ -181,7 +181,8 @@ def _deliver(out, flat, shape):
     return out
 
 
-_DOMAIN_MEANING = {"binary": "binary labels 0/1", "probability": "probabilities in [0, 1]"}
+_DOMAIN_MEANING = {"binary": "binary labels 0/1", "probability": "probabilities in [0, 1]",
+                   "nonnegative": "values >= 0"}
 
 
 def _domain_error(kernel, name, domain):
@@ -195,6 +196,9 @@ def _check_domain(kernel, name, a, domain):
             _domain_error(kernel, name, domain)
     elif domain == "probability":
         if a.size and not (np.min(a) >= 0 and np.max(a) <= 1):
+            _domain_error(kernel, name, domain)
+    elif domain == "nonnegative":
+        if a.size and not np.min(a) >= 0:  # (nan too)
             _domain_error(kernel, name, domain)
 
 

@@ -2,7 +2,7 @@
 
 import sympy as sp
 
-from symdl.formula import Elementwise, Param, SpecialCase
+from symdl.formula import Algorithm, Elementwise, Param, SpecialCase
 
 SECTION = "Optimizers"
 
@@ -33,15 +33,19 @@ adam_step = Elementwise(
     },
     updates={"theta": theta - lr * mhat / (sp.sqrt(vhat) + eps), "m": m_t, "v": v_t},
     domains={"v": "nonnegative"},
+    algorithm=Algorithm(
+        require="the step size lr (the paper's alpha); decay rates beta1, beta2 in [0, 1); "
+                "eps; a stochastic objective f(theta); initial parameters theta",
+        init={m: 0, v: 0, t: 0},
+        until="theta has not converged",
+        each={t: t + 1, grad: sp.Derivative(sp.Function("f")(theta), theta)},
+        returns=theta,
+    ),
     notes=(
         "Follows the paper (Kingma and Ba, Algorithm 1). The cheat sheet differs in two "
         "places, both errors: it gives eps = 1e-9 where the paper says 1e-8, and it writes "
         "g_t <- -grad f(theta) with a minus sign, where the paper's g_t is the gradient "
         "itself (the update subtracts the step).",
-        "Algorithm: require the step size alpha (lr), decay rates beta1, beta2 in [0, 1), "
-        "the stochastic objective f and the initial theta; start with m = v = 0, t = 0; "
-        "while theta has not converged: t <- t + 1, grad <- the gradient of f at theta, "
-        "then the steps above, in order (all operations elementwise).",
         "Adam against RMSProp with momentum (from the paper): RMSProp with momentum "
         "generates its parameter updates using a momentum on the rescaled gradient, "
         "whereas Adam updates are directly estimated using a running average of first and "
