@@ -267,3 +267,19 @@ def test_large_outputs_reuse_buffers_no_array_uses(kernels):
         assert all((k == kernels.sigmoid(np.ones(1))[0]).all() for k in kept)  # intact
     finally:
         pool.limit = saved
+
+
+def test_pool_off_with_zero_bytes():
+    """SYMDL_POOL_BYTES=0: large outputs are plain fresh arrays, none kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; import symdl.kernels as k\n"
+            "a = k.sigmoid(np.ones(600_000)); b = k.dropout(np.ones(600_000), 0.5, 1)\n"
+            "print(len(sys.modules['_symdl_pool'].buffers))")
+    env = {**os.environ, "SYMDL_POOL_BYTES": "0"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0"
