@@ -17,6 +17,7 @@ from .formula import (
     BatchGradient,
     BatchMap,
     BatchReduction,
+    Contraction,
     Correlation,
     CorrelationGradient,
     Elementwise,
@@ -290,25 +291,45 @@ def indexed_gradient(target: sp.IndexedBase, loss: sp.Expr, limits: list[tuple],
     return grad, sp.Sum(term, *[bounds[k] for k in rest]) if rest else term
 
 
-def correlation_backward_formula(fwd: Correlation) -> CorrelationGradient:
-    """Gradients of a correlation layer: L = Sum over the output of dy * y, and SymPy
-    takes dL/dx, dL/dw and dL/dbias element by element."""
-    dy = sp.IndexedBase("d" + fwd.output.base.name)
-    s = fwd.sum()
-    # The output indices run over the batch, the output channels and the output size.
-    ranges = [sp.Symbol(k, integer=True, positive=True) for k in ("N", "O", "n_out", "n_out")]
-    out_limits = [(k, 0, r - 1) for k, r in zip(fwd.output.indices, ranges, strict=True)]
-    # L = Sum_out dy * (Sum_{c,a,b} w * x + bias): the bias term is outside the inner sum.
-    terms = {fwd.input: (s.function, out_limits + list(s.limits)),
-             fwd.weight: (s.function, out_limits + list(s.limits)),
-             fwd.bias: (fwd.indexed(fwd.bias), out_limits)}
-    # Gradient indices named as the forward's (dx[n, c, h, v]); new symbols all the same.
-    axes = {fwd.input: ["n", "c", "h", "v"], fwd.weight: ["o", "c", "a", "b"], fwd.bias: ["o"]}
+def _plain_axes(fwd: Contraction, base: sp.IndexedBase) -> list[str]:
+    """The names of base's indices in fwd.expr, where every use of base has the same
+    plain indices (A[i, j]); else the caller must name the gradient's axes."""
+    uses = {ix.indices for ix in fwd.expr.atoms(sp.Indexed) if ix.base == base}
+    (indices,) = uses if len(uses) == 1 else (None,)
+    if indices is None or not all(isinstance(k, sp.Symbol | sp.Idx) for k in indices):
+        raise DerivationError(f"{fwd.name}: name the axes of d{base.name}: {base.name} is "
+                              "used with index expressions")
+    return [str(k.label) if isinstance(k, sp.Idx) else k.name for k in indices]
+
+
+def contraction_gradients(fwd: Contraction, axes: dict[str, list[str]] | None = None
+                          ) -> dict[str, tuple[sp.Indexed, sp.Expr]]:
+    """The gradient of each input array of a contraction in index notation, by SymPy.
+
+    With L = Sum over the output's indices of dy * expr (dy the incoming gradient),
+    each array's gradient is dL/d<array>[h...]: every additive term of expr is
+    differentiated over its own summation limits (``indexed_gradient``), and the
+    terms in which the array appears are added. One mechanism for every contraction:
+    matvec (dA = dy x^T, dx = A^T dy), a network's layer, a convolution. ``axes``
+    names the gradient's indices per array (default: the array's own indices).
+    """
+    seed = sp.IndexedBase("d" + fwd.output.base.name)[fwd.output.indices]
+    out_limits = fwd.output_limits()
     gradients = {}
-    for name, (term, limits) in terms.items():
-        base = fwd.indexed(name).base
-        gradients[name] = indexed_gradient(base, dy[fwd.output.indices] * term, limits,
-                                           axes[name])
+    for base in fwd.input_bases():
+        names = list((axes or {}).get(base.name) or _plain_axes(fwd, base))
+        parts = [indexed_gradient(base, seed * summand, out_limits + limits, names)
+                 for summand, limits in fwd.terms() if summand.has(base)]
+        gradients[base.name] = (parts[0][0], sp.Add(*[value for _, value in parts]))
+    return gradients
+
+
+def correlation_backward_formula(fwd: Correlation) -> CorrelationGradient:
+    """Gradients of a correlation layer with respect to x, w and the bias
+    (``contraction_gradients``), the gradients' indices named as the forward's
+    (dx[n, c, h, v])."""
+    axes = {fwd.input: ["n", "c", "h", "v"], fwd.weight: ["o", "c", "a", "b"], fwd.bias: ["o"]}
+    derived = contraction_gradients(fwd, axes)
     return CorrelationGradient(
         name=backward_name(fwd.name),
         section=fwd.section,
@@ -316,7 +337,7 @@ def correlation_backward_formula(fwd: Correlation) -> CorrelationGradient:
         doc=f"Gradients of {fwd.name} with respect to {fwd.input}, {fwd.weight} and the "
             "bias, derived by SymPy in index notation.",
         forward=fwd,
-        gradients=gradients,
+        gradients={name: derived[name] for name in (fwd.input, fwd.weight, fwd.bias)},
         derived_from=fwd.name,
     )
 

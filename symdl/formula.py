@@ -340,18 +340,43 @@ class Contraction(Formula):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.output, sp.Indexed):
-            raise FormulaError(f"{self.name}: output must be an Indexed object like y[i]")
-        check_identifier(self.output.base.name, "output")
-        for base in self.input_bases():
-            check_identifier(base.name, "input")
+        self._check_index_notation()
         names = [b.name for b in self.input_bases()]
         if sorted(self.arg_order) != sorted(names):
             raise FormulaError(f"{self.name}: arg_order must list the inputs {names}")
 
+    def _check_index_notation(self) -> None:
+        if not isinstance(self.output, sp.Indexed):
+            raise FormulaError(f"{self.name}: output must be an Indexed object like y[i]")
+        if not isinstance(self.expr, sp.Expr):
+            raise FormulaError(f"{self.name}: expr must be a SymPy expression")
+        check_identifier(self.output.base.name, "output")
+        for base in self.input_bases():
+            check_identifier(base.name, "input")
+
     def input_bases(self) -> list[sp.IndexedBase]:
         bases = {ix.base for ix in self.expr.atoms(sp.Indexed)}
         return sorted(bases, key=lambda b: b.name)
+
+    def terms(self) -> list[tuple[sp.Expr, list[tuple]]]:
+        """The additive terms of expr, each as (summand, its summation limits): a Sum
+        gives its function and limits, any other term no limits."""
+        out = []
+        for term in sp.Add.make_args(self.expr):
+            if isinstance(term, sp.Sum):
+                out.append((term.function, list(term.limits)))
+            else:
+                out.append((term, []))
+        return out
+
+    def output_limits(self) -> list[tuple]:
+        """(index, 0, upper) of each output index: from its Idx range."""
+        limits = []
+        for k in self.output.indices:
+            if not isinstance(k, sp.Idx) or k.upper is None:
+                raise FormulaError(f"{self.name}: output index {k} has no range (use sp.Idx)")
+            limits.append((k, k.lower, k.upper))
+        return limits
 
     def expressions(self) -> dict[str, sp.Expr]:
         return {self.output.base.name: self.expr}
@@ -736,8 +761,9 @@ class WindowGradient(Formula):
 
 
 @dataclass(frozen=True)
-class Correlation(Formula):
-    """A 2-D cross-correlation layer (PyTorch's conv2d) in index notation.
+class Correlation(Contraction):
+    """A 2-D cross-correlation layer (PyTorch's conv2d): a ``Contraction`` in index
+    notation whose lowering is im2col plus a matrix product (BLAS), not a loop nest.
 
     ``output`` is y[n, o, i, j]; ``expr`` is Sum(w[o, c, a, b] * x[n, c, s*i + a - p,
     s*j + b - p], c, a, b) + bias[o]: the input ``x`` (N, C, H, W), the weights ``w``
@@ -763,7 +789,8 @@ class Correlation(Formula):
     kind: str = field(default="correlation", init=False)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        Formula.__post_init__(self)  # (its arguments are named below, not by arg_order)
+        self._check_index_notation()
         for name in (self.input, self.weight, self.bias):
             check_identifier(name, "array")
         if not self.bias_arg.isidentifier():  # only the wrapper's argument (b, as PyTorch)
@@ -781,6 +808,12 @@ class Correlation(Formula):
     def sum(self) -> sp.Sum:
         (s,) = self.expr.atoms(sp.Sum)
         return s
+
+    def output_limits(self) -> list[tuple]:
+        """The output's indices run over the batch, the output channels and the output
+        size (N, O, n_out): the image's size is a runtime argument, not an Idx range."""
+        ranges = [sp.Symbol(k, integer=True, positive=True) for k in ("N", "O", "n_out", "n_out")]
+        return [(k, 0, r - 1) for k, r in zip(self.output.indices, ranges, strict=True)]
 
     def indexed(self, name: str) -> sp.Indexed:
         (ix,) = [ix for ix in self.expr.atoms(sp.Indexed) if ix.base.name == name]

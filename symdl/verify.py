@@ -867,12 +867,12 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_batch_map(f, kernel, dtype, rng, n))
             elif isinstance(f, Batch | BatchGradient):
                 results.append(verify_batch(f, kernel, by_name, dtype, rng))
+            elif isinstance(f, Correlation | CorrelationGradient):  # (before Contraction)
+                results.append(verify_correlation(f, kernel, dtype, rng))
             elif isinstance(f, Contraction):
                 results.append(verify_contraction(f, kernel, dtype, rng, n))
             elif isinstance(f, MaskedElementwise):
                 results.append(verify_masked(f, kernel, dtype, rng, n))
-            elif isinstance(f, Correlation | CorrelationGradient):
-                results.append(verify_correlation(f, kernel, dtype, rng))
             elif isinstance(f, Window | WindowGradient):
                 results.append(verify_window(f, kernel, by_name, dtype, rng))
             elif isinstance(f, Network | NetworkGradient):

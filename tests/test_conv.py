@@ -160,3 +160,87 @@ def test_dtypes_layouts_and_empty(kernels):
 def test_bad_input_is_named(kernels, call, match, exc):
     with pytest.raises(exc, match=match):
         call(kernels)
+
+
+# ---- one mechanism: the gradients of any contraction in index notation ----------------
+def _evaluate(expr, arrays: dict, sizes: dict) -> float:
+    """expr (Sums over Indexed) at concrete sizes and array values, by SymPy."""
+    expr = expr.xreplace(sizes).doit()
+    values = {ix: sp.Float(arrays[ix.base.name][tuple(int(k) for k in ix.indices)])
+              for ix in expr.atoms(sp.Indexed)}
+    return float(expr.xreplace(values))
+
+
+def _gradient_arrays(grads: dict, name: str, shape: tuple, arrays: dict, sizes: dict):
+    """Array d<name> of the given shape, from its derived (target, value) pair."""
+    target, value = grads[name]
+    out = np.empty(shape)
+    for idx in np.ndindex(shape):
+        at = dict(zip(target.indices, (sp.Integer(k) for k in idx), strict=True))
+        out[idx] = _evaluate(value.xreplace(at), arrays, sizes)
+    return out
+
+
+def test_the_same_derivation_gives_matvec_gradients():
+    # matvec is a Contraction in index notation; the derivation that gives conv2d's
+    # gradients gives dA = dy x^T and dx = A^T dy (checked against NumPy).
+    from symdl.derive import contraction_gradients
+    from symdl.library import linalg
+
+    rng = np.random.default_rng(11)
+    arrays = {"A": rng.standard_normal((3, 4)), "x": rng.standard_normal(4),
+              "dy": rng.standard_normal(3)}
+    sizes = {linalg.m: 3, linalg.n: 4}
+    grads = contraction_gradients(linalg.matvec)
+    assert sorted(grads) == ["A", "x"]
+    assert not grads["A"][1].atoms(sp.Sum)  # an outer product: nothing to sum
+    dA = _gradient_arrays(grads, "A", (3, 4), arrays, sizes)
+    dx = _gradient_arrays(grads, "x", (4,), arrays, sizes)
+    np.testing.assert_allclose(dA, np.outer(arrays["dy"], arrays["x"]), rtol=1e-14)
+    np.testing.assert_allclose(dx, arrays["A"].T @ arrays["dy"], rtol=1e-14)
+
+
+def test_the_same_derivation_gives_a_network_layers_gradients():
+    # A layer Z = A W^T over a batch of rows, written in index notation, gets from the
+    # same derivation the gradients that the network's matrix calculus derives
+    # (dW_1 = delta_1 x^T summed over samples, and W^T delta for the layer's input).
+    from symdl.derive import contraction_gradients, network_backward_formula
+    from symdl.formula import Contraction
+    from symdl.library import backprop
+
+    m, n0, n1 = (sp.Symbol(k, integer=True, positive=True) for k in ("m", "n0", "n1"))
+    s, u, k = sp.Idx("s", m), sp.Idx("u", n1), sp.Idx("k", n0)
+    W, A, Z = (sp.IndexedBase(k) for k in ("W", "A", "Z"))
+    layer = Contraction("layer", "Backprop", "Layer", "Z = A W^T.", output=Z[s, u],
+                        expr=sp.Sum(W[u, k] * A[s, k], (k, 0, n0 - 1)), arg_order=("A", "W"))
+    grads = contraction_gradients(layer)
+
+    rng = np.random.default_rng(12)
+    arrays = {"A": rng.standard_normal((2, 3)), "W": rng.standard_normal((4, 3)),
+              "dZ": rng.standard_normal((2, 4))}
+    sizes = {m: 2, n0: 3, n1: 4}
+    dW = _gradient_arrays(grads, "W", (4, 3), arrays, sizes)
+    dA = _gradient_arrays(grads, "A", (2, 3), arrays, sizes)
+
+    # The network's derivation, per sample: dW1 = delta1 x^T, and the input's gradient
+    # W1^T delta1; summed over the samples for the weight, as its kernel does.
+    g = network_backward_formula(backprop.mlp)
+    sym = backprop.mlp.symbols()
+    delta1 = sp.MatrixSymbol("delta1", sym["Z1"].shape[0], 1)
+    per_sample_dW, per_sample_dx = [], []
+    for row in range(2):
+        values = {delta1: sp.Matrix(arrays["dZ"][row]), sym["x"]: sp.Matrix(arrays["A"][row]),
+                  sym["W1"]: sp.Matrix(arrays["W"])}
+        per_sample_dW.append(np.array(g.steps["dW1"].subs(values).doit(), dtype=float))
+        per_sample_dx.append(np.array(g.steps["dX"].subs(values).doit(), dtype=float).ravel())
+    np.testing.assert_allclose(dW, sum(per_sample_dW), rtol=1e-13)
+    np.testing.assert_allclose(dA, np.array(per_sample_dx), rtol=1e-13)
+    np.testing.assert_allclose(dW, arrays["dZ"].T @ arrays["A"], rtol=1e-13)
+
+
+def test_the_correlation_is_a_contraction():
+    from symdl.formula import Contraction
+    from symdl.library import conv
+
+    assert isinstance(conv.conv2d, Contraction)
+    assert [t[1] != [] for t in conv.conv2d.terms()].count(True) == 1  # the Sum; + bias
