@@ -948,14 +948,35 @@ def plan_correlation(f: Correlation) -> KernelPlan:
     padding); BLAS (NumPy's np.dot, per image) multiplies w (O, C*f*f) by it. What is left of
     expr after the Sum (the bias) is added per element."""
     extra = _correlation_common(f)
-    acc = sp.Symbol("_acc", real=True)
-    value = f.expr.xreplace({f.sum(): acc, f.indexed(f.bias): sp.Symbol("bv", real=True)})
+    acc, bv = sp.Symbol("_acc", real=True), sp.Symbol("bv", real=True)
+    value = f.expr.xreplace({f.sum(): acc, f.indexed(f.bias): bv})
     return KernelPlan(
         name=f.name, kind="correlation", template="numba/correlation.py.j2",
         doc=_docstring(f, "In index notation (NCHW):"), hash=f.content_hash(),
         arrays=[f.input, f.weight, f.bias], outputs=[extra["out"]],
         body=[Statement("a_y2[o, q]", numba_code(value))],
-        extra={**extra, "backward": False})
+        extra={**extra, "backward": False, **_direct(f, value == acc + bv)})
+
+
+def _direct(f: Correlation, plain_bias: bool) -> dict:
+    """The direct lowering at stride 1 (templates/numba/microkernel.py.j2): where the
+    summand is w * x and the bias is added once, and x's padded subscripts step by one
+    along the filter (a, b) and, at stride 1, along the output (i, j), a block of
+    outputs is summed in registers from adjacent inputs. Returns {"direct": False}
+    otherwise, or the printed subscripts of the block's first input (a = b = 0)."""
+    ip = IndexPrinter()
+    xi, wi = f.indexed(f.input), f.indexed(f.weight)
+    (_, ka, kb) = [lim[0] for lim in f.sum().limits]
+    i, j = f.output.indices[2], f.output.indices[3]
+    row, col = xi.indices[2] + f.padding, xi.indices[3] + f.padding
+    unit = {f.stride: 1}
+    steps = [sp.diff(row, ka), sp.diff(col, kb), sp.diff(row.subs(unit), i),
+             sp.diff(col.subs(unit), j)]
+    if not plain_bias or f.sum().function != wi * xi or steps != [1, 1, 1, 1] \
+            or wi.indices[2:] != (ka, kb):
+        return {"direct": False}
+    return {"direct": True, "direct_row": ip.doprint(row.subs({**unit, ka: 0})),
+            "direct_col": ip.doprint(col.subs({**unit, kb: 0}))}
 
 
 def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:

@@ -52,6 +52,60 @@ def _check_against_torch(kernels, shape, stride, padding, bias, dtype):
         np.testing.assert_allclose(got, ref, rtol=0, atol=2 * terms * eps * scale)
 
 
+# Stride 1 with output rows of at least one block (16 float32 or 8 float64 columns)
+# takes the direct lowering (register blocks of 4 channels): blocks that reach past the
+# output channels (O = 6, 3) or columns (Wo = 17, ..., 23) go through the tail buffer.
+DIRECT_SHAPES = [(2, 3, 11, 21, 6, 3), (3, 2, 9, 32, 8, 1), (1, 5, 20, 21, 3, 5),
+                 (2, 16, 18, 18, 4, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, padding, bias", [
+    (s, p, b) for s, p, b in itertools.product(DIRECT_SHAPES, (0, 1, 2), (True, False))])
+def test_direct_lowering_matches_torch(kernels, monkeypatch, shape, padding, bias, dtype):
+    conv = importlib.import_module("symdl.kernels.conv")
+    calls = []
+    direct = conv._conv2d_run_direct
+    monkeypatch.setattr(conv, "_conv2d_run_direct", lambda *a: calls.append(1) or direct(*a))
+    _check_against_torch(kernels, shape, 1, padding, bias, dtype)
+    assert calls == [1]  # (the forward took the direct lowering)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direct_lowering_does_not_depend_on_the_parts(kernels, monkeypatch, dtype):
+    conv = importlib.import_module("symdl.kernels.conv")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 12, 20)).astype(dtype)
+    w = rng.standard_normal((7, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    results = []
+    for threshold in (10**9, 1):  # one part, then min(N, threads) parts
+        monkeypatch.setattr(conv, "PARALLEL_THRESHOLD", threshold)
+        results.append(kernels.conv2d(x, w, b, padding=1))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_direct_lowering_is_chosen_from_the_index_expressions():
+    # The planner reads the subscripts: unit steps along the filter and, at stride 1,
+    # along the output. A formula reading x at 2*a (a dilated filter) gets no direct path.
+    from symdl.formula import Correlation
+    from symdl.library import conv
+    from symdl.lowering import plan
+
+    assert plan(conv.conv2d).extra["direct"]
+    s, p, a, b = conv.stride, conv.padding, conv.a, conv.b
+    x, w = conv.x, conv.w
+    n, o, c, i, j = conv.n, conv.o, conv.c, conv.i, conv.j
+    dilated = Correlation(
+        "conv2d_dilated", conv.SECTION, "Dilated", "x read at 2a.",
+        output=conv.y[n, o, i, j],
+        expr=sp.Sum(w[o, c, a, b] * x[n, c, s * i + 2 * a - p, s * j + 2 * b - p],
+                    (c, 0, conv.n_c - 1), (a, 0, conv.size - 1), (b, 0, conv.size - 1))
+        + conv.bias[o],
+        size=conv.size, stride=s, padding=p, extent=conv.extent, out_size=conv.out_size)
+    assert not plan(dilated).extra["direct"]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_images_run_in_parts_on_threads(kernels, monkeypatch, dtype):
     """Large batches run in parts on several threads (NumPy's BLAS on one thread each):

@@ -24,6 +24,11 @@ print(json.dumps({
     "precision_recall": list(k.precision_recall(x > 0, x > 5)),
     # The hash wraps mod 2**64 in NumPy scalars as in Numba (NumPy warns; that is fine).
     "dropout": [v.astype(float).tolist() for v in k.dropout(x, 0.3, 2**64 - 5)],
+    # The direct lowering (stride 1, 18 output columns: blocks of 8 float64 columns and
+    # 4 channels, with tails), on small integers: every sum is exact, FMA or not.
+    "conv2d": k.conv2d(np.arange(144.0).reshape(1, 2, 4, 18) % 7 - 3,
+                       np.arange(90.0).reshape(5, 2, 3, 3) % 5 - 2, np.arange(5.0),
+                       padding=1).tolist(),
 }))
 """
 

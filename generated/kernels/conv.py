@@ -496,6 +496,117 @@ def _run_row_groups(run, args, roles, sizes):
             np.sum(p, axis=0, out=a)
 
 
+# ---- a register-blocked multiply-add over a window (direct convolution) -----------
+# A correlation at stride 1 reads its input at unit steps along the filter's rows and
+# columns, so one block of outputs (MK_ROWS output channels by MK_VECTORS vectors of
+# adjacent output columns) can be summed in vector registers over the whole (c, a, b)
+# range: each step loads MK_VECTORS vectors of input and one weight per channel, and
+# issues MK_ROWS * MK_VECTORS fused multiply-adds, with no unfolded copy of the input
+# (im2col) and no accumulator traffic through memory. Numba's loops keep such a block
+# in memory (LLVM does not vectorize across the outer loop), so the block is emitted as
+# LLVM IR directly. Measured on conv2d's test shape, one image on one core: float32
+# 0.46 ms (im2col + OpenBLAS sgemm: 0.62 ms), float64 0.93 ms; 4 x 2 vectors was the
+# best of 2 x 4, 4 x 1, 4 x 2 and 8 x 1 in both dtypes.
+MK_ROWS = 4
+MK_VECTORS = 2
+MK_VECTOR_BYTES = 32  # (AVX2; a wider or narrower target splits or joins the vectors)
+
+if numba.config.DISABLE_JIT:
+
+    def _mac_block(xp, x_off, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp):
+        """Plain Python: the same sums, in the same order (without fused rounding)."""
+        cols = MK_VECTORS * (MK_VECTOR_BYTES // y.itemsize)
+        for r in range(MK_ROWS):
+            for q in range(cols):
+                acc = bias[b_off + r]
+                for c in range(C):
+                    for a in range(f):
+                        for b in range(f):
+                            acc = acc + wp[w_off + ((c*f + a)*f + b)*MK_ROWS + r] * \
+                                xp[x_off + c*HpWp + a*Wp + b + q]
+                y[y_off + r*y_rows + q] = acc
+
+else:
+
+    @numba.extending.intrinsic
+    def _mac_block(typingctx, xp, x_off, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp,
+                   HpWp):
+        """For r < MK_ROWS and q < MK_VECTORS * lanes (flat, C-contiguous arrays):
+        y[y_off + r*y_rows + q] = bias[b_off + r] + the sum over c < C, a < f, b < f of
+        wp[w_off + ((c*f + a)*f + b)*MK_ROWS + r] * xp[x_off + c*HpWp + a*Wp + b + q],
+        added in that order with fused multiply-adds."""
+        if not all(isinstance(a, numba.types.Array) for a in (xp, wp, y, bias)):
+            return None
+        dtype = y.dtype
+
+        def codegen(context, builder, signature, args):
+            import llvmlite.ir as ir
+            from numba.core import cgutils
+
+            xp_, x_off_, wp_, w_off_, y_, y_off_, y_rows_, bias_, b_off_, C_, f_, Wp_, HpWp_ = args
+            i64 = ir.IntType(64)
+            size = dtype.bitwidth // 8
+            lanes = MK_VECTOR_BYTES // size
+            vt = ir.VectorType(context.get_value_type(dtype), lanes)
+
+            def base(k, offset):
+                data = context.make_array(signature.args[k])(context, builder, args[k]).data
+                return builder.gep(data, [offset])
+
+            def splat(value):
+                v = builder.insert_element(ir.Constant(vt, ir.Undefined), value, i64(0))
+                return builder.shuffle_vector(
+                    v, v, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+            def vector_at(ptr, k):
+                return builder.bitcast(builder.gep(ptr, [i64(k * lanes)]), vt.as_pointer())
+
+            xd, wd, yd, bd = base(0, x_off_), base(2, w_off_), base(4, y_off_), base(7, b_off_)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                f"llvm.fma.v{lanes}f{dtype.bitwidth}")
+            # Accumulators in stack slots, which LLVM promotes to registers.
+            acc = []
+            for r in range(MK_ROWS):
+                start = splat(builder.load(builder.gep(bd, [i64(r)])))
+                for _ in range(MK_VECTORS):
+                    slot = cgutils.alloca_once(builder, vt)
+                    builder.store(start, slot)
+                    acc.append(slot)
+            with cgutils.for_range(builder, C_) as c:
+                xc = builder.gep(xd, [builder.mul(c.index, HpWp_)])
+                with cgutils.for_range(builder, f_) as a:
+                    xa = builder.gep(xc, [builder.mul(a.index, Wp_)])
+                    row = builder.add(builder.mul(c.index, f_), a.index)
+                    with cgutils.for_range(builder, f_) as b:
+                        xb = builder.gep(xa, [b.index])
+                        k = builder.add(builder.mul(row, f_), b.index)
+                        wk = builder.gep(wd, [builder.mul(k, i64(MK_ROWS))])
+                        xs = [builder.load(vector_at(xb, v), align=size)
+                              for v in range(MK_VECTORS)]
+                        for r in range(MK_ROWS):
+                            w = splat(builder.load(builder.gep(wk, [i64(r)])))
+                            for v in range(MK_VECTORS):
+                                slot = acc[r * MK_VECTORS + v]
+                                builder.store(builder.call(fma, [w, xs[v], builder.load(slot)]),
+                                              slot)
+            for r in range(MK_ROWS):
+                yr = builder.gep(yd, [builder.mul(y_rows_, i64(r))])
+                for v in range(MK_VECTORS):
+                    builder.store(builder.load(acc[r * MK_VECTORS + v]), vector_at(yr, v),
+                                  align=size)
+            return context.get_dummy_value()
+
+        sig = numba.types.none(xp, numba.types.int64, wp, numba.types.int64, y,
+                               numba.types.int64, numba.types.int64, bias, numba.types.int64,
+                               numba.types.int64, numba.types.int64, numba.types.int64,
+                               numba.types.int64)
+        return sig, codegen
+
+_CORES.__dict__.update(_mac_block=_mac_block, MK_ROWS=MK_ROWS, MK_VECTORS=MK_VECTORS,
+                       MK_VECTOR_BYTES=MK_VECTOR_BYTES)
+
+
 # ---- conv2d (correlation) -------------------------------------------
 # Image by image: a Numba core unfolds x[n] (im2col) into cols (K, Ho*Wo), which stays
 # in cache, then NumPy's np.dot multiplies in the layout of the result (no transposed
@@ -529,6 +640,66 @@ def _conv2d_unfold(a_x, n, p_size, p_stride, p_padding, xp, cols, Ho, Wo):
                     else:
                         for j in range(Wo):
                             dst[j] = src[b + j*s]
+
+
+@_jit(parallel=True)
+def _conv2d_direct(a_x, wp, bias, result, p_size, p_padding, Wpa, groups):
+    # Stride 1 (see _mac_block): the images in `groups` parts, in parallel. A part pads
+    # each of its images into its own copy xp (zero border; columns up to Wpa, so that
+    # a block reaching past the output reads inside xp), then sums every block of
+    # MK_ROWS output channels by `cols` adjacent outputs of a row. A block reaching past
+    # the output's channels or columns is summed into `tail`, and its valid part copied.
+    N, C, H, W = a_x.shape
+    O, Ho, Wo = result.shape[1], result.shape[2], result.shape[3]
+    f = p_size
+    p = p_padding
+    Hp = H + 2*p
+    K = wp.shape[1]
+    cols = MK_VECTORS * (MK_VECTOR_BYTES // result.itemsize)
+    yflat = result.reshape(result.size)
+    wflat = wp.reshape(wp.size)
+    for g in numba.prange(groups):
+        xp = np.zeros((C, Hp, Wpa), dtype=result.dtype)
+        xflat = xp.reshape(xp.size)
+        tail = np.empty(MK_ROWS * cols, dtype=result.dtype)
+        for n in range(g * N // groups, (g + 1) * N // groups):
+            for c in range(C):
+                for h in range(H):
+                    for v in range(W):
+                        xp[c, h + p, p + v] = a_x[n, c, h, v]
+            for ob in range(wp.shape[0]):
+                o0 = ob * MK_ROWS
+                for i in range(Ho):
+                    for j in range(0, Wo, cols):
+                        # The block's first input: x's padded subscripts at a = b = 0.
+                        start = (i) * Wpa + j
+                        if o0 + MK_ROWS <= O and j + cols <= Wo:
+                            _mac_block(xflat, start, wflat, ob * K * MK_ROWS, yflat,
+                                       ((n * O + o0) * Ho + i) * Wo + j, Ho * Wo, bias, o0,
+                                       C, f, Wpa, Hp * Wpa)
+                        else:
+                            _mac_block(xflat, start, wflat, ob * K * MK_ROWS, tail, 0, cols,
+                                       bias, o0, C, f, Wpa, Hp * Wpa)
+                            for r in range(min(MK_ROWS, O - o0)):
+                                for q in range(min(cols, Wo - j)):
+                                    result[n, o0 + r, i, j + q] = tail[r * cols + q]
+
+
+def _conv2d_run_direct(x, w2, bias, result, f, padding):
+    """The direct lowering: weights packed by blocks of MK_ROWS channels (w2's rows, zero
+    rows past O), one (c, a, b) step's MK_ROWS weights adjacent."""
+    N, C, H, W = x.shape
+    O, Wo = result.shape[1], result.shape[3]
+    blocks = -(-O // MK_ROWS)
+    wp = np.zeros((blocks * MK_ROWS, w2.shape[1]), dtype=result.dtype)
+    wp[:O] = w2
+    wp = np.ascontiguousarray(wp.reshape(blocks, MK_ROWS, w2.shape[1]).transpose(0, 2, 1))
+    bp = np.zeros(blocks * MK_ROWS, dtype=result.dtype)
+    bp[:O] = bias
+    cols = MK_VECTORS * (MK_VECTOR_BYTES // result.itemsize)
+    Wpa = max(W + 2 * padding, -(-Wo // cols) * cols + f - 1)
+    groups = min(N, numba.get_num_threads()) if result.size >= PARALLEL_THRESHOLD else 1
+    _conv2d_direct(x, wp, bp, result, f, padding, Wpa, groups)
 
 
 @_jit(parallel=False)
@@ -596,6 +767,11 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         return result
     x = np.ascontiguousarray(x, dtype=dtype)
     w2 = np.ascontiguousarray(w, dtype=dtype).reshape(O, C*f*f)
+    # Stride 1 and rows of at least one block: the direct lowering (conv2d's test shape,
+    # float32: 0.46 ms per image per core against 0.62 ms for im2col + BLAS).
+    if stride == 1 and Wo >= MK_VECTORS * (MK_VECTOR_BYTES // result.itemsize):
+        _conv2d_run_direct(x, w2, bias, result, f, padding)
+        return result
     _run_parts(_conv2d_images, _blas_parts(N, result.size), x, w2, bias, result, f,
                stride, padding)
     return result
