@@ -979,6 +979,44 @@ def _direct(f: Correlation, plain_bias: bool) -> dict:
             "direct_col": ip.doprint(col.subs({**unit, kb: 0}))}
 
 
+def _direct_input_gradient(g: CorrelationGradient, target: sp.Indexed, value: sp.Sum) -> dict:
+    """The input gradient at stride 1 as a correlation, for the direct lowering: SymPy
+    solves each delta of the scatter for its output index (i = h + p - a), the filter
+    is flipped (a -> f - 1 - a) so that dy is read at unit steps, and dy is padded by
+    f - 1 - p. Checked: the summand is then w[o, c, f-1-a, f-1-b] * dy[n, o, h + a -
+    (f - 1 - p), ...], i.e. a correlation of the padded dy with the flipped weights
+    whose channels are o. Returns {"direct_dx": False} where that does not hold."""
+    fwd = g.forward
+    ip = IndexPrinter()
+    f, p = fwd.size, fwd.padding
+    summand = value.function.subs(fwd.stride, 1)
+    solved = {}
+    for delta in summand.atoms(sp.KroneckerDelta):
+        h, e = delta.args if delta.args[0] in target.indices else delta.args[::-1]
+        free = [lim[0] for lim in value.limits if lim[0] in fwd.output.indices and e.has(lim[0])]
+        if len(free) != 1:
+            return {"direct_dx": False}
+        (k,) = free
+        (sol,) = sp.solve(sp.Eq(h, e), k) or (None,)
+        if sol is None:
+            return {"direct_dx": False}
+        solved[k] = sol
+        summand = summand.xreplace({delta: sp.S.One})
+    ka, kb = [lim[0] for lim in fwd.sum().limits][1:]
+    flipped = summand.xreplace(solved).xreplace({ka: f - 1 - ka, kb: f - 1 - kb})
+    o = fwd.output.indices[1]  # (summed; n and c are the gradient's own indices)
+    n, c, h, v = target.indices
+    dy, w = sp.IndexedBase("d" + fwd.output.base.name), fwd.indexed(fwd.weight).base
+    pad = f - 1 - p
+    expected = w[o, c, f - 1 - ka, f - 1 - kb] * dy[n, o, h + ka - pad, v + kb - pad]
+    if set(solved) != set(fwd.output.indices[2:]) or sp.expand(flipped - expected) != 0:
+        return {"direct_dx": False}
+    return {"direct_dx": True, "dy_padding": ip.doprint(pad),
+            "dx_row": ip.doprint((h + ka - pad + pad).subs(ka, 0)),
+            "dx_col": ip.doprint((v + kb - pad + pad).subs(kb, 0)),
+            "dx_i": h.name, "dx_j": v.name}
+
+
 def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
     """Backward from SymPy's gradients: the weight gradient (no deltas left: a gather)
     is dy times the unfolded x transposed; the input gradient (deltas pin x's index
@@ -1007,6 +1045,7 @@ def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
               "scatter_rows_padded": ip.doprint(pinned[dx_target.indices[2]] + fwd.padding),
               "scatter_cols_padded": ip.doprint(pinned[dx_target.indices[3]] + fwd.padding),
               "db_term": numba_code(db_value.function)}
+    extra |= _direct_input_gradient(g, dx_target, dx_value)
     return KernelPlan(
         name=g.name, kind="correlation_gradient", template="numba/correlation.py.j2",
         doc=_docstring(g, "Derived by SymPy, in index notation:"), hash=g.content_hash(),

@@ -64,11 +64,18 @@ DIRECT_SHAPES = [(2, 3, 11, 21, 6, 3), (3, 2, 9, 32, 8, 1), (1, 5, 20, 21, 3, 5)
     (s, p, b) for s, p, b in itertools.product(DIRECT_SHAPES, (0, 1, 2), (True, False))])
 def test_direct_lowering_matches_torch(kernels, monkeypatch, shape, padding, bias, dtype):
     conv = importlib.import_module("symdl.kernels.conv")
-    calls = []
-    direct = conv._conv2d_run_direct
+    calls, dx_calls = [], []
+    direct, dx_direct = conv._conv2d_run_direct, conv._conv2d_backward_dx_direct
     monkeypatch.setattr(conv, "_conv2d_run_direct", lambda *a: calls.append(1) or direct(*a))
+    monkeypatch.setattr(conv, "_conv2d_backward_dx_direct",
+                        lambda *a: dx_calls.append(1) or dx_direct(*a))
     _check_against_torch(kernels, shape, 1, padding, bias, dtype)
     assert calls == [1]  # (the forward took the direct lowering)
+    # The input gradient too, one call per image, where dy padded by f - 1 - p is not
+    # negative padding (and dx's rows hold a block).
+    f, width = shape[5], shape[3]
+    cols = conv.MK_VECTORS * (conv.MK_VECTOR_BYTES // np.dtype(dtype).itemsize)
+    assert len(dx_calls) == (shape[0] if padding <= f - 1 and width >= cols else 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -603,8 +603,27 @@ else:
                                numba.types.int64)
         return sig, codegen
 
-_CORES.__dict__.update(_mac_block=_mac_block, MK_ROWS=MK_ROWS, MK_VECTORS=MK_VECTORS,
-                       MK_VECTOR_BYTES=MK_VECTOR_BYTES)
+
+
+def _mac_tile(xp, start, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp, rows, cols,
+              tail):
+    """_mac_block into y where the block fits (rows >= MK_ROWS output rows left, cols >=
+    its width); else into tail (MK_ROWS x width), then its rows x cols corner into y."""
+    width = tail.size // MK_ROWS
+    if rows >= MK_ROWS and cols >= width:
+        _mac_block(xp, start, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp)
+    else:
+        _mac_block(xp, start, wp, w_off, tail, 0, width, bias, b_off, C, f, Wp, HpWp)
+        for r in range(min(rows, MK_ROWS)):
+            for t in range(min(cols, width)):
+                y[y_off + r * y_rows + t] = tail[r * width + t]
+
+
+if not numba.config.DISABLE_JIT:
+    _mac_tile = numba.njit(inline="always")(_mac_tile)
+
+_CORES.__dict__.update(_mac_block=_mac_block, _mac_tile=_mac_tile, MK_ROWS=MK_ROWS,
+                       MK_VECTORS=MK_VECTORS, MK_VECTOR_BYTES=MK_VECTOR_BYTES)
 
 
 # ---- conv2d (correlation) -------------------------------------------
@@ -647,8 +666,8 @@ def _conv2d_direct(a_x, wp, bias, result, p_size, p_padding, Wpa, groups):
     # Stride 1 (see _mac_block): the images in `groups` parts, in parallel. A part pads
     # each of its images into its own copy xp (zero border; columns up to Wpa, so that
     # a block reaching past the output reads inside xp), then sums every block of
-    # MK_ROWS output channels by `cols` adjacent outputs of a row. A block reaching past
-    # the output's channels or columns is summed into `tail`, and its valid part copied.
+    # MK_ROWS output channels by `cols` adjacent outputs of a row (_mac_tile: a block
+    # reaching past the output's channels or columns goes through `tail`).
     N, C, H, W = a_x.shape
     O, Ho, Wo = result.shape[1], result.shape[2], result.shape[3]
     f = p_size
@@ -673,16 +692,9 @@ def _conv2d_direct(a_x, wp, bias, result, p_size, p_padding, Wpa, groups):
                     for j in range(0, Wo, cols):
                         # The block's first input: x's padded subscripts at a = b = 0.
                         start = (i) * Wpa + j
-                        if o0 + MK_ROWS <= O and j + cols <= Wo:
-                            _mac_block(xflat, start, wflat, ob * K * MK_ROWS, yflat,
-                                       ((n * O + o0) * Ho + i) * Wo + j, Ho * Wo, bias, o0,
-                                       C, f, Wpa, Hp * Wpa)
-                        else:
-                            _mac_block(xflat, start, wflat, ob * K * MK_ROWS, tail, 0, cols,
-                                       bias, o0, C, f, Wpa, Hp * Wpa)
-                            for r in range(min(MK_ROWS, O - o0)):
-                                for q in range(min(cols, Wo - j)):
-                                    result[n, o0 + r, i, j + q] = tail[r * cols + q]
+                        _mac_tile(xflat, start, wflat, ob * K * MK_ROWS, yflat,
+                                  ((n * O + o0) * Ho + i) * Wo + j, Ho * Wo, bias, o0, C,
+                                  f, Wpa, Hp * Wpa, O - o0, Wo - j, tail)
 
 
 def _conv2d_run_direct(x, w2, bias, result, f, padding):
@@ -813,18 +825,12 @@ def _conv2d_backward_unfold(a_x, n, p_size, p_stride, p_padding, xp, cols, Ho, W
 
 
 @_jit(parallel=False)
-def _conv2d_backward_fold(n, dwn, dcols, a_dw, dxp, a_dx, p_size, p_stride, p_padding, Ho, Wo):
+def _conv2d_backward_fold(n, dcols, dxp, a_dx, p_size, p_stride, p_padding, Ho, Wo):
     T = a_dx.dtype.type
     C, H, W = a_dx.shape[1], a_dx.shape[2], a_dx.shape[3]
     f = p_size
     s = p_stride
     p = p_padding
-    # Weight gradient: image n's part, dy[n] times the unfolded x[n] transposed (in
-    # dwn), added to its group's sum (a_dw), in image order (deterministic).
-    dw2 = a_dw.reshape(dwn.shape[0], dwn.shape[1])
-    for o in range(dwn.shape[0]):
-        for r in range(dwn.shape[1]):
-            dw2[o, r] += dwn[o, r]
     # Input gradient: w transposed times dy[n] (in dcols), folded back (col2im) onto
     # x's index expressions, in a zero-padded dxp whose interior is then dx[n].
     for c in range(C):
@@ -850,6 +856,37 @@ def _conv2d_backward_fold(n, dwn, dcols, a_dw, dxp, a_dx, p_size, p_stride, p_pa
                 a_dx[n, c, h, v] = dxp[c, h + p, p + v]
 
 
+@_jit(parallel=False)
+def _conv2d_backward_dx_direct(n, a_dy, wfp, zero, dyp, tail, a_dx, p_size, p_padding):
+    # At stride 1 the input gradient is a correlation of dy, padded by f - 1 - p, with
+    # the flipped weights (see the planner's _direct_input_gradient), summed in
+    # register blocks (_mac_block) of MK_ROWS input channels by `cols` columns, as the
+    # forward's direct lowering (blocks past C or W go through `tail`).
+    O, Ho, Wo = a_dy.shape[1], a_dy.shape[2], a_dy.shape[3]
+    C, H, W = a_dx.shape[1], a_dx.shape[2], a_dx.shape[3]
+    f = p_size
+    p = p_padding
+    q = f - p - 1
+    for o in range(O):
+        for i in range(Ho):
+            for j in range(Wo):
+                dyp[o, i + q, j + q] = a_dy[n, o, i, j]
+    Hq, Wpa = dyp.shape[1], dyp.shape[2]
+    K = wfp.shape[1]
+    cols = MK_VECTORS * (MK_VECTOR_BYTES // a_dx.itemsize)
+    dyflat = dyp.reshape(dyp.size)
+    wflat = wfp.reshape(wfp.size)
+    dxflat = a_dx.reshape(a_dx.size)
+    for cb in range(wfp.shape[0]):
+        c0 = cb * MK_ROWS
+        for h in range(H):
+            for v in range(0, W, cols):
+                start = (h) * Wpa + v
+                _mac_tile(dyflat, start, wflat, cb * K * MK_ROWS, dxflat,
+                          ((n * C + c0) * H + h) * W + v, H * W, zero, 0, O,
+                          f, Wpa, Hq * Wpa, C - c0, W - v, tail)
+
+
 @_jit(parallel=False, reassoc=True)
 def _conv2d_backward_bias(n, a_dy, a_dbias):
     T = a_dbias.dtype.type
@@ -868,10 +905,11 @@ def _conv2d_backward_bias(n, a_dy, a_dbias):
 
 
 def _conv2d_backward_images(part, parts, x, w2t, dy, dx, dw_groups, db_groups, f,
-                 stride, p):
+                 stride, p, wfp=None):
     """Groups part, part + parts, ... of images: dx of each image, and the group's parts of
     dw and db in dw_groups[group] and db_groups[group] (this thread's BLAS calls run on
-    this thread)."""
+    this thread). wfp: the flipped weights packed for the direct input gradient, or
+    None (w transposed times dy, folded back)."""
     N, C, H, W = x.shape
     O, K = dy.shape[1], w2t.shape[0]
     Ho, Wo = dy.shape[2], dy.shape[3]
@@ -881,15 +919,30 @@ def _conv2d_backward_images(part, parts, x, w2t, dy, dx, dw_groups, db_groups, f
     cols = _scratch("conv2d_backward_cols", (K, Ho*Wo), w2t.dtype)
     dcols = _scratch("conv2d_backward_dcols", (K, Ho*Wo), w2t.dtype)
     dwn = _scratch("conv2d_backward_dwn", (O, K), w2t.dtype)
+    if wfp is not None:
+        q = f - p - 1
+        lanes = MK_VECTORS * (MK_VECTOR_BYTES // w2t.itemsize)
+        # (columns up to Wpa: a block reaching past dx's width reads inside dyp)
+        Wpa = max(Wo + 2*q, -(-W // lanes)*lanes + f - 1)
+        dyp = _scratch(("conv2d_backward_dyp", q), (O, Ho + 2*q, Wpa), w2t.dtype, zeros=True)
+        tail = np.empty(MK_ROWS * lanes, dtype=w2t.dtype)
+        zero = np.zeros(MK_ROWS, dtype=w2t.dtype)
     groups = dw_groups.shape[0]
     for group in range(part, groups, parts):
         for n in range(group*N//groups, (group + 1)*N//groups):
             _conv2d_backward_unfold(x, n, f, stride, p, xp, cols, Ho, Wo)
             dy2 = dy[n].reshape(O, Ho*Wo)
+            # Weight gradient: image n's part, dy[n] times the unfolded x[n] transposed,
+            # added to its group's sum, in image order (deterministic).
             np.dot(dy2, cols.T, out=dwn)
+            dw_group = dw_groups[group].reshape(O, K)
+            dw_group += dwn
+            if wfp is not None:
+                _conv2d_backward_dx_direct(n, dy, wfp, zero, dyp, tail, dx, f, p)
+                _conv2d_backward_bias(n, dy, db_groups[group])
+                continue
             np.dot(w2t, dy2, out=dcols)
-            _conv2d_backward_fold(n, dwn, dcols, dw_groups[group], dxp, dx, f, stride,
-                  p, Ho, Wo)
+            _conv2d_backward_fold(n, dcols, dxp, dx, f, stride, p, Ho, Wo)
             _conv2d_backward_bias(n, dy, db_groups[group])
 
 
@@ -939,8 +992,17 @@ def conv2d_backward(x, w, dy, stride=1, padding=0):
     # thread count) sums its own, in image order, then the groups are added in order.
     dw_groups = np.zeros((min(N, 8), O, C, f, f), dtype=dtype)
     db_groups = np.zeros((min(N, 8), O), dtype=dtype)
+    wfp = None
+    # Stride 1, a padding of at most f - 1 and rows of at least one block: the input
+    # gradient by the direct lowering, from the weights flipped and packed by blocks of
+    # MK_ROWS input channels (zero rows past C).
+    if stride == 1 and padding <= f - 1 and W >= MK_VECTORS * (MK_VECTOR_BYTES // dtype.itemsize):
+        blocks = -(-C // MK_ROWS)
+        wf = np.zeros((blocks * MK_ROWS, O * f * f), dtype=dtype)
+        wf[:C] = np.asarray(w, dtype=dtype)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, O * f * f)
+        wfp = np.ascontiguousarray(wf.reshape(blocks, MK_ROWS, O * f * f).transpose(0, 2, 1))
     _run_parts(_conv2d_backward_images, _blas_parts(dw_groups.shape[0], dy.size), x,
-               w2t, dy, dx, dw_groups, db_groups, f, stride, padding)
+               w2t, dy, dx, dw_groups, db_groups, f, stride, padding, wfp)
     dw = dw_groups.sum(axis=0)
     db = db_groups.sum(axis=0)
     return dx, dw, db
