@@ -305,3 +305,13 @@ def test_the_correlation_is_a_contraction():
 
     assert isinstance(conv.conv2d, Contraction)
     assert [t[1] != [] for t in conv.conv2d.terms()].count(True) == 1  # the Sum; + bias
+
+
+def test_contraction_gradients_ask_for_names_where_indices_are_expressions():
+    from symdl.derive import DerivationError, contraction_gradients
+    from symdl.library import conv
+
+    with pytest.raises(DerivationError, match="name the axes of dx"):
+        contraction_gradients(conv.conv2d)  # x is read at s*i + a - p: no index to reuse
+    grads = contraction_gradients(conv.conv2d, {"x": ["n", "c", "h", "v"]})
+    assert str(grads["x"][0]) == "dx[n, c, h, v]" and str(grads["w"][0]) == "dw[o, c, a, b]"
