@@ -80,16 +80,21 @@ def test_direct_lowering_matches_torch(kernels, monkeypatch, shape, padding, bia
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_direct_lowering_does_not_depend_on_the_parts(kernels, monkeypatch, dtype):
+    # The parts cut the (image, block of 4 channels) pairs: a batch of one image is
+    # shared out too, and a part may start or end inside an image.
     conv = importlib.import_module("symdl.kernels.conv")
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((5, 3, 12, 20)).astype(dtype)
-    w = rng.standard_normal((7, 3, 3, 3)).astype(dtype)
-    b = rng.standard_normal(7).astype(dtype)
-    results = []
-    for threshold in (10**9, 1):  # one part, then min(N, threads) parts
-        monkeypatch.setattr(conv, "PARALLEL_THRESHOLD", threshold)
-        results.append(kernels.conv2d(x, w, b, padding=1))
-    np.testing.assert_array_equal(results[0], results[1])
+    for n, o in ((5, 7), (1, 13)):
+        x = rng.standard_normal((n, 3, 12, 20)).astype(dtype)
+        w = rng.standard_normal((o, 3, 3, 3)).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        results = []
+        for threshold, threads in ((10**9, 1), (1, 2), (1, 3)):
+            monkeypatch.setattr(conv, "PARALLEL_THRESHOLD", threshold)
+            monkeypatch.setattr(conv.numba, "get_num_threads", lambda threads=threads: threads)
+            results.append(kernels.conv2d(x, w, b, padding=1))
+        for other in results[1:]:
+            np.testing.assert_array_equal(other, results[0])
 
 
 def test_direct_lowering_is_chosen_from_the_index_expressions():
@@ -153,6 +158,10 @@ def test_kept_work_buffers_start_clean(kernels, dtype):
     an earlier call's interior when another padding gives the same padded shape."""
     for h, padding in [(6, 1), (4, 2), (6, 1), (2, 3), (4, 2)]:
         _check_against_torch(kernels, (2, 2, h, h, 3, 3), 1, padding, True, dtype)
+    # The direct lowering's copies of x and of dy: widths 20 and 30 at padding 1 give
+    # copies of one shape in float32 (34 columns), whose interiors differ.
+    for width in (20, 30, 20):
+        _check_against_torch(kernels, (2, 2, 5, width, 3, 3), 1, 1, True, dtype)
 
 
 def test_backward_against_finite_differences(kernels):
