@@ -116,6 +116,12 @@ def test_direct_lowering_is_chosen_from_the_index_expressions():
         + conv.bias[o],
         size=conv.size, stride=s, padding=p, extent=conv.extent, out_size=conv.out_size)
     assert not plan(dilated).extra["direct"]
+    # The input gradient: SymPy's scatter, solved for the output index, is a
+    # correlation of dy with the flipped filter at stride 1 for conv2d only.
+    from symdl.derive import correlation_backward_formula
+
+    assert plan(correlation_backward_formula(conv.conv2d)).extra["direct_dx"]
+    assert not plan(correlation_backward_formula(dilated)).extra["direct_dx"]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
