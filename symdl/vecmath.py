@@ -130,6 +130,33 @@ def _float_bits(value: float, width: int) -> int:
     return struct.unpack("<i", struct.pack("<f", value))[0]
 
 
+def estrin(coeffs: list[sp.Expr], r: sp.Symbol) -> tuple[list[tuple[sp.Symbol, sp.Expr]],
+                                                            sp.Expr]:
+    """sum(coeffs[j] * r**j) in Estrin's scheme: pairs c0 + c1 r, then pairs of pairs
+    with r**2, r**4, ... (each a statement of its own, so SymPy keeps the grouping).
+    Its longest chain of dependent operations is about log2(degree) multiply-adds
+    where Horner's is degree, so that a vector loop keeps more iterations in flight:
+    sigmoid's loop (41 instructions per 8 float32) was bound by Horner's chain of 7
+    dependent FMAs. With exp's tail in this scheme (exp_algorithm), per element on one
+    core: sigmoid float32 1.48 -> 1.33 ns, float64 3.15 -> 2.31 ns; tanh float32 1.71
+    -> 1.58 ns, float64 4.23 -> 2.61 ns. Returns the power statements and the
+    polynomial."""
+    powers: list[tuple[sp.Symbol, sp.Expr]] = []
+    terms, step, exponent = list(coeffs), r, 1
+    while len(terms) > 1:
+        if len(terms) % 2:
+            terms.append(sp.S.Zero)
+        # (unevaluated sums: SymPy would flatten and reorder them)
+        terms = [sp.Add(terms[2 * k], step * terms[2 * k + 1], evaluate=False)
+                 if terms[2 * k + 1] != 0 else terms[2 * k] for k in range(len(terms) // 2)]
+        if len(terms) > 1:
+            exponent *= 2
+            square = sp.Symbol(f"{r.name}{exponent}", real=True)
+            powers.append((square, step * step))
+            step = square
+    return powers, terms[0]
+
+
 def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
     """exp(x) as statements (symbol, expression, 'float' or 'int') and the result symbol."""
     x = sp.Symbol("x", real=True)
@@ -144,9 +171,12 @@ def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]
     ln2_lo = sp.Float(sp.N(ln2 - ln2_hi, 40), 17)
     xc, t, k, r1, r, p, ki, k1, s1, s2, y = sp.symbols("xc t k r1 r p ki k1 s1 s2 y",
                                                        real=True)
-    horner = sp.Rational(1, sp.factorial(fmt.degree))
-    for j in reversed(range(fmt.degree)):
-        horner = sp.Rational(1, sp.factorial(j)) + r * horner
+    # 1 + r*(1 + r*tail): the tail (1/2 + r/6 + ...) in Estrin's scheme, the last two
+    # steps Horner's, so that the result's rounding stays that of 1 + r*(...) (all
+    # Estrin: max error 1.1 -> 1.6 ulp float32, 1.1 -> 2.1 ulp float64, measured).
+    tail = [sp.Rational(1, sp.factorial(j)) for j in range(2, fmt.degree + 1)]
+    powers, poly = estrin(tail, r)
+    poly = 1 + r * (1 + r * poly)
     steps = [
         (xc, sp.Piecewise((hi, x > hi), (lo, x < lo), (x, True)), "float"),
         (t, xc * sp.Float(sp.N(1 / ln2, 40), 17) + shifter, "float"),
@@ -155,7 +185,8 @@ def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]
         # exact (k*ln2_hi has few bits), the small correction comes second.
         (r1, xc - k * ln2_hi, "float"),
         (r, r1 - k * ln2_lo, "float"),
-        (p, horner, "float"),
+        *[(sym, value, "float") for sym, value in powers],
+        (p, poly, "float"),
         (ki, FloatBits(t) - _float_bits(float(shifter), fmt.width), "int"),
         (k1, ShiftRightArith(ki, 1), "int"),
         (s1, BitsFloat(ShiftLeft(k1 + fmt.bias, fmt.mantissa), fmt.width), "float"),
