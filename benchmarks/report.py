@@ -101,7 +101,8 @@ def terminal(res: Results) -> str:
     if res.stream:
         s = res.stream
         lines.append(f"machine limit (STREAM, write-allocate counted): copy {s.copy_gbs:.1f} "
-                     f"GB/s, triad {s.triad_gbs:.1f} GB/s")
+                     f"GB/s, triad {s.triad_gbs:.1f} GB/s"
+                     + (f" (read only: {s.read_gbs:.1f} GB/s)" if s.read_gbs else ""))
     head = f"{'kernel':<28}{'dtype':<8}{'mode':<8}{'symdl':>11}{'%lim':>6}"
     head += "".join(f"{p:>10}" for p in PEERS[1:])
     lines += ["", "ratio = peer time / symdl time (above 1: symdl faster)", head,
@@ -218,11 +219,17 @@ def markdown(res: Results, chart: str | None) -> str:
                "| | GB/s, write-allocate counted | GB/s, classic STREAM count |",
                "| --- | ---: | ---: |",
                f"| copy | {st.copy_gbs:.1f} | {st.classic_copy_gbs:.1f} |",
-               f"| triad | {st.triad_gbs:.1f} | {st.classic_triad_gbs:.1f} |", "",
-               f"Timed on its own: the better of the two is **{st.limit_gbs:.1f} GB/s**. "
-               "Because other processes share this machine, STREAM is also timed in the "
-               "same interleaved rounds as each kernel, and each kernel's percentage below "
-               "is of the limit measured beside it (shown after the percentage).", ""]
+               f"| triad | {st.triad_gbs:.1f} | {st.classic_triad_gbs:.1f} |",
+               *([f"| read only (a sum; not the limit) | {st.read_gbs:.1f} | "
+                  f"{st.read_gbs:.1f} |"] if st.read_gbs else []), "",
+               f"Timed on its own: the better of copy and triad is **{st.limit_gbs:.1f} "
+               "GB/s**. Because other processes share this machine, STREAM is also timed "
+               "in the same interleaved rounds as each kernel, and each kernel's percentage "
+               "below is of the limit measured beside it (shown after the percentage).", ""]
+    if res.stream and res.stream.read_gbs:
+        md += [f"Reading alone runs at {res.stream.read_gbs / res.stream.limit_gbs:.0%} of "
+               "the limit: a kernel that mostly reads (pooling forward reads 4 elements per "
+               "element written) meets its own ceiling below 100%.", ""]
     else:
         md += ["Not measured in this run.", ""]
     md += [f"## Kernels ({s['n']:,} elements)", ""]
@@ -335,5 +342,6 @@ def chart(res: Results, path: Path) -> str | None:
 def dump_json(res: Results, path: Path) -> None:
     data = dataclasses.asdict(res)
     if res.stream:
-        data["stream"].update(copy_gbs=res.stream.copy_gbs, triad_gbs=res.stream.triad_gbs)
+        data["stream"].update(copy_gbs=res.stream.copy_gbs, triad_gbs=res.stream.triad_gbs,
+                              read_gbs=res.stream.read_gbs)
     path.write_text(json.dumps(data, indent=1, default=str))

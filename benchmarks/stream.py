@@ -1,5 +1,9 @@
 """The machine's limit: STREAM copy and triad bandwidth with a parallel Numba loop.
 
+A read-only pass (a parallel sum) is timed beside them. It is not part of the limit;
+it shows how far below it a kernel that mostly reads (pooling: 4 elements read per
+element written) can go on this machine.
+
 Bytes are counted the way the kernels' are: what is read, what is written, and the
 extra read of the destination that an ordinary store into memory not in cache
 costs (write-allocate). The classic STREAM figure, which does not count that read,
@@ -20,6 +24,7 @@ class Stream:
     n: int
     copy_s: float
     triad_s: float
+    read_s: float | None = None
 
     @property
     def copy_gbs(self) -> float:
@@ -40,6 +45,11 @@ class Stream:
         return 3 * 8 * self.n / self.triad_s / 1e9
 
     @property
+    def read_gbs(self) -> float | None:
+        """Sum of a: read a only (not part of the limit)."""
+        return 8 * self.n / self.read_s / 1e9 if self.read_s else None
+
+    @property
     def limit_gbs(self) -> float:
         """The best of copy and triad: what a memory-bound kernel can hope for."""
         return max(self.copy_gbs, self.triad_gbs)
@@ -58,7 +68,14 @@ def _cores():
         for i in numba.prange(a.size):
             a[i] = b[i] + s * c[i]
 
-    return copy, triad
+    @numba.njit(parallel=True, nogil=True, fastmath=True)
+    def read(a):
+        total = 0.0
+        for i in numba.prange(a.size):
+            total += a[i]
+        return total
+
+    return copy, triad, read
 
 
 class Probe:
@@ -68,15 +85,17 @@ class Probe:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self._copy, self._triad = _cores()
+        self._copy, self._triad, self._read = _cores()
         self.a, self.b, self.c = np.full(n, 1.0), np.full(n, 2.0), np.zeros(n)
 
     def thunks(self) -> dict:
         return {"stream copy": lambda: self._copy(self.a, self.c),
-                "stream triad": lambda: self._triad(self.a, self.b, self.c, 3.0)}
+                "stream triad": lambda: self._triad(self.a, self.b, self.c, 3.0),
+                "stream read": lambda: self._read(self.b)}
 
     def result(self, medians: dict) -> Stream:
-        return Stream(self.n, medians["stream copy"], medians["stream triad"])
+        return Stream(self.n, medians["stream copy"], medians["stream triad"],
+                      medians.get("stream read"))
 
 
 def measure(n: int, rounds: int) -> Stream:
