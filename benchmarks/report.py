@@ -226,10 +226,10 @@ def markdown(res: Results, chart: str | None) -> str:
                "GB/s**. Because other processes share this machine, STREAM is also timed "
                "in the same interleaved rounds as each kernel, and each kernel's percentage "
                "below is of the limit measured beside it (shown after the percentage).", ""]
-    if res.stream and res.stream.read_gbs:
-        md += [f"Reading alone runs at {res.stream.read_gbs / res.stream.limit_gbs:.0%} of "
-               "the limit: a kernel that mostly reads (pooling forward reads 4 elements per "
-               "element written) meets its own ceiling below 100%.", ""]
+        if st.read_gbs:
+            md += [f"Reading alone runs at {st.read_gbs / st.limit_gbs:.0%} of the limit: a "
+                   "kernel that mostly reads (pooling forward reads 4 elements per element "
+                   "written) meets its own ceiling below 100%.", ""]
     else:
         md += ["Not measured in this run.", ""]
     md += [f"## Kernels ({s['n']:,} elements)", ""]

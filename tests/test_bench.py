@@ -91,6 +91,9 @@ def test_report_keeps_the_hand_written_analysis(tmp_path, capsys):
     report = (tmp_path / "benchmarks.md").read_text()
     assert report.startswith("# symdl benchmarks") and "old" not in report
     assert report.endswith(f"{ANALYSIS_MARK}\nThe gap is exp.\n")
+    # the read-only pass is reported beside the limit, as a share of it
+    assert "| read only (a sum; not the limit) |" in report
+    assert "Reading alone runs at" in report
 
 
 # ---- the new kinds of case: a wrong peer is caught, never timed ------------------------
