@@ -360,9 +360,15 @@ def _precision_recall_ser(a_y_true, a_y_pred, partials, block):
         s_n_relevant = T(0)
         _outside_y_true = T(0)
         _outside_y_pred = T(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            y_true = T(a_y_true[i])
-            y_pred = T(a_y_pred[i])
+        # The block as views indexed from 0: with a[i], i from b * block, Numba's
+        # wraparound of negative indices kept LLVM from seeing adjacent elements, and it
+        # gathered them one by one (precision_recall on 10^7 labels: float32 9.1 -> 4.1
+        # ms, float64 9.4 -> 7.3 ms).
+        _b_y_true = a_y_true[b * block:min(n, (b + 1) * block)]
+        _b_y_pred = a_y_pred[b * block:min(n, (b + 1) * block)]
+        for i in range(_b_y_true.size):
+            y_true = T(_b_y_true[i])
+            y_pred = T(_b_y_pred[i])
             s_tp += y_pred*y_true
             s_n_selected += y_pred
             s_n_relevant += y_true
@@ -388,9 +394,15 @@ def _precision_recall_par(a_y_true, a_y_pred, partials, block):
         s_n_relevant = T(0)
         _outside_y_true = T(0)
         _outside_y_pred = T(0)
-        for i in range(b * block, min(n, (b + 1) * block)):
-            y_true = T(a_y_true[i])
-            y_pred = T(a_y_pred[i])
+        # The block as views indexed from 0: with a[i], i from b * block, Numba's
+        # wraparound of negative indices kept LLVM from seeing adjacent elements, and it
+        # gathered them one by one (precision_recall on 10^7 labels: float32 9.1 -> 4.1
+        # ms, float64 9.4 -> 7.3 ms).
+        _b_y_true = a_y_true[b * block:min(n, (b + 1) * block)]
+        _b_y_pred = a_y_pred[b * block:min(n, (b + 1) * block)]
+        for i in range(_b_y_true.size):
+            y_true = T(_b_y_true[i])
+            y_pred = T(_b_y_pred[i])
             s_tp += y_pred*y_true
             s_n_selected += y_pred
             s_n_relevant += y_true
