@@ -236,6 +236,7 @@ for _kind, _torch_name in (("max", "max_pool2d"), ("avg", "avg_pool2d")):
             numpy=Variants(_np_fwd),
             torch=lambda t, _n=_torch_name: _torch_pool(t, _n),
             params=POOL,
+            reference="read4",
             notes=("f = 2, stride 2 on x (32, 16, h, h) of about n elements; NumPy: a "
                    f"reshape and .{_kind if _kind == 'max' else 'mean'}; PyTorch: "
                    f"F.{_torch_name}.",),

@@ -33,6 +33,7 @@ class Row:
     traffic: int  # minimal bytes read + written, write-allocate included
     other_load: float = float("nan")  # cores other processes kept busy meanwhile
     limit_gbs: float | None = None  # STREAM limit measured in the same rounds
+    reference_gbs: float | None = None  # the case's same-traffic pass, same rounds
     variant: str = ""  # which of a peer's ways (torch: "fused", "foreach", ...)
 
     @property
@@ -210,10 +211,13 @@ def run_case(case: Case, n: int, dtype: np.dtype, rounds: int, peers: list[str],
         warnings.simplefilter("ignore")
         medians = interleaved_medians({**thunks, **(probe.thunks() if probe else {})},
                                       rounds, sample)
-    limit = probe.result(medians).limit_gbs if probe else None
+    stream = probe.result(medians) if probe else None
+    limit = stream.limit_gbs if stream else None
+    reference = getattr(stream, f"{case.reference}_gbs") if stream and case.reference else None
     for row in rows:
         row.other_load = other.cores
         row.limit_gbs = limit
+        row.reference_gbs = reference
         row.seconds = medians.get((row.mode, row.peer, row.variant))
     return rows
 

@@ -71,7 +71,10 @@ class Case:
     - ``traffic(inputs)``: minimal bytes moved, where the default (inputs read,
       results written, write-allocate on fresh outputs) is not the minimum;
     - ``atol(inputs64, ref)``: extra absolute tolerance in units of the dtype's eps,
-      one number or one per part of the result.
+      one number or one per part of the result;
+    - ``reference``: a pass of the STREAM probe with the kernel's own traffic ("read4":
+      read 4 elements per element written, as pooling forward), timed in the same
+      rounds; the report shows the kernel's bandwidth as a share of it beside the limit.
     """
 
     name: str
@@ -92,6 +95,7 @@ class Case:
     traffic: Callable[[Inputs], int] | None = None
     kernel: str | None = None
     torch_speedup: float | None = None  # a target of its own: this much faster than torch
+    reference: str | None = None
 
     @property
     def kernels(self) -> tuple[str, ...]:

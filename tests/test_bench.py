@@ -66,6 +66,11 @@ def test_quick_bench_runs_and_reports(tmp_path, capsys, without_optional_peers):
     assert {r["mode"] for r in data["rows"] if r["kernel"] == "batchnorm_4096x1024"} == \
         {"alloc"}
     assert by[("dropout", "torch", "", "float64")]["status"] == "ok"
+    # Pooling forward is also compared with a bare loop of its own traffic (read 4 elements
+    # per element written), timed in the same rounds; other kernels are not.
+    assert by[("maxpool2d", "symdl", "", "float64")]["reference_gbs"] > 0
+    assert by[("sigmoid", "symdl", "", "float64")]["reference_gbs"] is None
+    assert "the same traffic in a bare loop" in report
     assert "| adam_step | float64 | inplace |" in report
     assert "| adam_step float32 inplace: >= 1.1x faster than PyTorch |" in report  # issue 4
 
@@ -91,9 +96,11 @@ def test_report_keeps_the_hand_written_analysis(tmp_path, capsys):
     report = (tmp_path / "benchmarks.md").read_text()
     assert report.startswith("# symdl benchmarks") and "old" not in report
     assert report.endswith(f"{ANALYSIS_MARK}\nThe gap is exp.\n")
-    # the read-only pass is reported beside the limit, as a share of it
+    # the read-only and read-4-write-1 passes are reported beside the limit, as shares of it
     assert "| read only (a sum; not the limit) |" in report
-    assert "Reading alone runs at" in report
+    assert "| read 4, write 1 (a flat max of 4: pooling forward's traffic; not the limit) |" \
+        in report
+    assert "Reading alone runs at" in report and "pooling forward's traffic and nothing" in report
 
 
 # ---- the new kinds of case: a wrong peer is caught, never timed ------------------------
