@@ -942,11 +942,44 @@ def _padded(fwd: Correlation, xi: sp.Indexed) -> dict:
             "padded_cols": ip.doprint(sp.Symbol("W") + 2 * p)}
 
 
+def _check_product(f: Correlation) -> None:
+    """The BLAS lowering multiplies w (O, C*f*f) by the unfolded x: it computes
+    Sum(w[o, c, a, b] * x[n, c, ...], c, a, b), x read at the summand's own subscripts.
+    Refuse any other summand rather than print a kernel that ignores it."""
+    xi, wi = f.indexed(f.input), f.indexed(f.weight)
+    n, o = f.output.indices[:2]
+    c, a, b = [lim[0] for lim in f.sum().limits]
+    if f.sum().function != wi * xi or wi.indices != (o, c, a, b) or xi.indices[:2] != (n, c):
+        raise FormulaError(
+            f"{f.name}: the summand must be {f.weight}[{o}, {c}, {a}, {b}] * "
+            f"{f.input}[{n}, {c}, ...] (the product that im2col and BLAS compute), got "
+            f"{f.sum().function}")
+
+
+def _check_gradient_products(g: CorrelationGradient) -> None:
+    """The backward's BLAS lowering computes dw = Sum(dy * x) and dx = Sum(deltas * dy *
+    w): check that SymPy's gradients are exactly these products (a factor such as 2
+    from another forward would be lost)."""
+    fwd = g.forward
+    dy = "d" + fwd.output.base.name
+    expected = {fwd.weight: [dy, fwd.input],
+                fwd.input: [dy, fwd.weight, "KroneckerDelta", "KroneckerDelta"]}
+    for name, factors in expected.items():
+        _, value = g.gradients[name]
+        summand = value.function if isinstance(value, sp.Sum) else value
+        kinds = [a.base.name if isinstance(a, sp.Indexed) else type(a).__name__
+                 for a in sp.Mul.make_args(summand)]
+        if sorted(kinds) != sorted(factors):
+            raise FormulaError(f"{g.name}: the gradient of {name} is Sum({summand}); the BLAS "
+                               f"lowering computes the product of {', '.join(factors)}")
+
+
 def plan_correlation(f: Correlation) -> KernelPlan:
     """Forward: the Sum over (c, a, b) is a matrix product once x is unfolded (im2col:
     row (c, a, b), column (i, j) holds x at the summand's index expressions, 0 in the
     padding); BLAS (NumPy's np.dot, per image) multiplies w (O, C*f*f) by it. What is left of
     expr after the Sum (the bias) is added per element."""
+    _check_product(f)
     extra = _correlation_common(f)
     acc, bv = sp.Symbol("_acc", real=True), sp.Symbol("bv", real=True)
     value = f.expr.xreplace({f.sum(): acc, f.indexed(f.bias): bv})
@@ -1024,6 +1057,8 @@ def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
     delta's positions; the bias gradient sums dy. The planner checks that the derived
     gradients have exactly this structure before choosing the BLAS lowering."""
     fwd = g.forward
+    _check_product(fwd)
+    _check_gradient_products(g)
     extra = _correlation_common(fwd)
     ip = IndexPrinter()
     dx_target, dx_value = g.gradients[fwd.input]

@@ -489,17 +489,104 @@ def verify_window(f, kernel, formulas, dtype, rng) -> Result:
     return Result(f.name, dtype.name, worst, len(WINDOW_CASES), 1.0)
 
 
+def _int_fn(e: sp.Expr):
+    """An integer index expression (a + s*i - p) as a function of the integer values of
+    its symbols, by name."""
+    syms = sorted(e.free_symbols, key=lambda v: v.name)
+    names = [v.name for v in syms]
+    fn = sp.lambdify(syms, e)
+    return lambda env: int(fn(*[env[k] for k in names]))
+
+
+def index_notation_fn(expr: sp.Expr, extents: dict[str, int]):
+    """(value, magnitude, terms) of an expression in index notation, term by term.
+
+    The result is a function of ``env``: integers by symbol name (indices, sizes,
+    stride, padding) and mpmath object arrays by array name. An array read outside its
+    bounds is 0 (the zero padding); a KroneckerDelta is 1 where its arguments are equal.
+    A Sum runs over its limits, except a summation index named in ``extents``, which
+    runs over that extent (the output's indices: their symbolic upper bound n_out is
+    one size for both spatial axes, the arrays' is not). The magnitude is the same
+    expression with every term's absolute value, and terms counts its nonzero terms:
+    a floating-point sum of k products is within k ULPs of the magnitude.
+    """
+    if isinstance(expr, sp.Sum):
+        body = index_notation_fn(expr.function, extents)
+        limits = [(k.name, _int_fn(lo), _int_fn(hi)) for k, lo, hi in expr.limits]
+
+        def total(env, at=0):
+            if at == len(limits):
+                return body(env)
+            name, lo, hi = limits[at]
+            span = range(extents[name]) if name in extents else range(lo(env), hi(env) + 1)
+            value = magnitude = terms = 0
+            for k in span:
+                env[name] = k
+                v, m, t = total(env, at + 1)
+                value, magnitude, terms = value + v, magnitude + m, terms + t
+            env.pop(name, None)
+            return value, magnitude, terms
+
+        return total
+    if isinstance(expr, sp.Indexed):
+        name, subscripts = expr.base.label.name, [_int_fn(e) for e in expr.indices]
+
+        def read(env):
+            array = env[name]
+            at = tuple(fn(env) for fn in subscripts)
+            if all(0 <= k < n for k, n in zip(at, array.shape, strict=True)):
+                v = array[at]
+                return v, abs(v), int(v != 0)
+            return 0, 0, 0
+
+        return read
+    if isinstance(expr, sp.KroneckerDelta):
+        left, right = (_int_fn(a) for a in expr.args)
+        return lambda env: (1, 1, 1) if left(env) == right(env) else (0, 0, 0)
+    if expr.is_Mul or expr.is_Add:
+        # (deltas first: a product with a zero factor is 0, the rest is not evaluated)
+        parts = [index_notation_fn(a, extents) for a in sorted(
+            expr.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))]
+
+        def combine(env):
+            value, magnitude, terms = (1, 1, 1) if expr.is_Mul else (0, 0, 0)
+            for part in parts:
+                v, m, t = part(env)
+                if expr.is_Mul:
+                    if m == 0:
+                        return 0, 0, 0
+                    value, magnitude, terms = value * v, magnitude * m, terms * t
+                else:
+                    value, magnitude, terms = value + v, magnitude + m, terms + t
+            return value, magnitude, terms
+
+        return combine
+    if expr.is_Number:
+        c = int(expr) if expr.is_Integer else mpmath.mpf(sp.Float(expr, DIGITS)._mpf_)
+        return lambda env: (c, abs(c), int(c != 0))
+    raise TypeError(f"cannot evaluate {expr!r} in index notation")
+
+
 #: (N, C, H, W, O, f, stride, padding) cases for correlation kernels.
 CORRELATION_CASES = [(1, 1, 3, 3, 1, 1, 1, 0), (2, 3, 5, 6, 2, 3, 1, 1), (1, 2, 7, 6, 3, 2, 2, 2)]
 
 
 def verify_correlation(f, kernel, dtype, rng) -> Result:
-    """conv2d and its backward against sums of exact products in mpmath (from the index
-    definition: each product w * x lands in y, dy * w in dx, dy * x in dw, dy in the
-    bias). A sum of k terms is within k ULPs of the sum of their magnitudes: the score
-    is the error over that bound."""
+    """conv2d and its backward against the formula's own index expressions in mpmath:
+    the forward's expr, and each gradient as SymPy derived it (``f.gradients``),
+    evaluated term by term (``index_notation_fn``). A sum of k products is within k
+    ULPs of the sum of their magnitudes: the score is the error over that bound, k
+    counted for each element."""
     dtype = np.dtype(dtype)
     eps = float(np.finfo(dtype).eps)
+    fwd = f.forward if isinstance(f, CorrelationGradient) else f
+    if isinstance(f, CorrelationGradient):
+        parts = [f.gradients[name] for name in (fwd.input, fwd.weight, fwd.bias)]
+    else:
+        parts = [(fwd.output, fwd.expr)]
+    # The sizes the limits name: c runs to C - 1, n to N - 1, o to O - 1.
+    (channels,) = fwd.sum().limits[0][2].free_symbols
+    (batch,), (out_channels,) = [upper.free_symbols for _, _, upper in fwd.output_limits()[:2]]
     worst = 0.0
     for nb, c_, h_, w_, o_, fs, st, pd in CORRELATION_CASES:
         x = rng.standard_normal((nb, c_, h_, w_)).astype(dtype)
@@ -511,33 +598,20 @@ def verify_correlation(f, kernel, dtype, rng) -> Result:
             got = kernel(x, w, dy, stride=st, padding=pd)
         else:
             got = (kernel(x, w, bias, stride=st, padding=pd),)
-        acc = {k: (np.zeros(s, dtype=object), np.zeros(s, dtype=object)) for k, s in
-               (("y", (nb, o_, ho, wo)), ("dx", x.shape), ("dw", w.shape), ("db", (o_,)))}
-
-        def add(name, idx, term, acc=acc):
-            acc[name][0][idx] += term
-            acc[name][1][idx] += abs(term)
-
+        out_index = [k.name for k in fwd.output.indices]
+        env = {fwd.size.name: fs, fwd.stride.name: st, fwd.padding.name: pd,
+               channels.name: c_, batch.name: nb, out_channels.name: o_}
         with mpmath.workdps(DIGITS):
-            mp = {k: np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(a)
-                  for k, a in (("x", x), ("w", w), ("dy", dy), ("b", bias))}
-            for n, o, i, j in np.ndindex(nb, o_, ho, wo):
-                add("y", (n, o, i, j), mp["b"][o])
-                add("db", (o,), mp["dy"][n, o, i, j])
-                for c, a, b in np.ndindex(c_, fs, fs):
-                    h, v = st * i + a - pd, st * j + b - pd
-                    if 0 <= h < h_ and 0 <= v < w_:
-                        add("y", (n, o, i, j), mp["w"][o, c, a, b] * mp["x"][n, c, h, v])
-                        add("dx", (n, c, h, v), mp["dy"][n, o, i, j] * mp["w"][o, c, a, b])
-                        add("dw", (o, c, a, b), mp["dy"][n, o, i, j] * mp["x"][n, c, h, v])
-            names = ["dx", "dw", "db"] if isinstance(f, CorrelationGradient) else ["y"]
-            for name, g in zip(names, got, strict=True):
-                exact, mag = acc[name]
-                k = c_ * fs * fs * max(nb * ho * wo, o_) + 1
-                for idx in np.ndindex(exact.shape):
-                    bound = k * eps * float(mag[idx]) or 1e-300
-                    worst = max(worst, float(abs(mpmath.mpf(float(g[idx])) - exact[idx]))
-                                / bound)
+            env.update({name: np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(a)
+                        for name, a in ((fwd.input, x), (fwd.weight, w), (fwd.bias, bias),
+                                        ("d" + fwd.output.base.name, dy))})
+            for (target, value), g in zip(parts, got, strict=True):
+                evaluate = index_notation_fn(value, {out_index[2]: ho, out_index[3]: wo})
+                names = [t.name for t in target.indices]
+                for idx in np.ndindex(g.shape):
+                    exact, mag, terms = evaluate({**env, **dict(zip(names, idx, strict=True))})
+                    bound = terms * eps * float(mag) or 1e-300
+                    worst = max(worst, float(abs(mpmath.mpf(float(g[idx])) - exact)) / bound)
     return Result(f.name, dtype.name, worst, len(CORRELATION_CASES), 1.0)
 
 

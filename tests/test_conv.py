@@ -124,6 +124,68 @@ def test_direct_lowering_is_chosen_from_the_index_expressions():
     assert not plan(correlation_backward_formula(dilated)).extra["direct_dx"]
 
 
+def _conv_variant(name, summand=None, scale=1):
+    """conv2d's definition with another summand, or its Sum scaled."""
+    from symdl.formula import Correlation
+    from symdl.library import conv
+
+    s, p, a, b, c = conv.stride, conv.padding, conv.a, conv.b, conv.c
+    xi = conv.x[conv.n, c, s * conv.i + a - p, s * conv.j + b - p]
+    wi = conv.w[conv.o, c, a, b]
+    limits = (c, 0, conv.n_c - 1), (a, 0, conv.size - 1), (b, 0, conv.size - 1)
+    return Correlation(
+        name, conv.SECTION, name, "A variant of conv2d.", output=conv.y[conv.n, conv.o, conv.i,
+                                                                        conv.j],
+        expr=scale * sp.Sum(wi * xi if summand is None else summand(wi, xi), *limits)
+        + conv.bias[conv.o],
+        size=conv.size, stride=s, padding=p, extent=conv.extent, out_size=conv.out_size)
+
+
+def test_lowering_refuses_a_summand_it_does_not_compute():
+    # im2col + BLAS compute Sum(w * x): another summand is refused with the formula's
+    # name, not printed as a kernel that ignores it. A scaled Sum prints its forward
+    # (2 * Sum + bias, from the formula), but its gradients carry the 2, which the
+    # BLAS backward would lose: refused too.
+    from symdl.derive import correlation_backward_formula
+    from symdl.formula import FormulaError
+    from symdl.lowering import plan
+
+    with pytest.raises(FormulaError, match="conv2d_squared: the summand must be"):
+        plan(_conv_variant("conv2d_squared", lambda w, x: w * x**2))
+    with pytest.raises(FormulaError, match="conv2d_swapped: the summand must be"):
+        plan(_conv_variant("conv2d_swapped", lambda w, x: w.base[(w.indices[1], w.indices[0],
+                                                                  *w.indices[2:])] * x))
+    doubled = _conv_variant("conv2d_doubled", scale=2)
+    assert plan(doubled).body[0].value == "T(2)*_acc + bv"
+    with pytest.raises(FormulaError, match="conv2d_doubled_backward: the gradient of"):
+        plan(correlation_backward_formula(doubled))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mpmath_check_evaluates_the_formula_and_catches_a_wrong_kernel(kernels, dtype):
+    # symdl verify's reference is the formula's own Sum and SymPy's gradients, term by
+    # term in mpmath: the kernels pass; a kernel for another summand, or a gradient off
+    # by 100 ULPs, fails.
+    from symdl.derive import correlation_backward_formula
+    from symdl.library import conv
+    from symdl.verify import verify_correlation
+
+    backward = correlation_backward_formula(conv.conv2d)
+    rng = np.random.default_rng
+
+    def squared(x, w, b, **kw):
+        return kernels.conv2d(x * x, w, b, **kw)
+
+    def off(*args, **kw):
+        dx, dw, db = kernels.conv2d_backward(*args, **kw)
+        return dx, dw, db * (1 + 100 * np.finfo(dtype).eps)
+
+    assert verify_correlation(conv.conv2d, kernels.conv2d, dtype, rng(3)).ok
+    assert verify_correlation(backward, kernels.conv2d_backward, dtype, rng(3)).ok
+    assert not verify_correlation(conv.conv2d, squared, dtype, rng(3)).ok
+    assert not verify_correlation(backward, off, dtype, rng(3)).ok
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_images_run_in_parts_on_threads(kernels, monkeypatch, dtype):
     """Large batches run in parts on several threads (NumPy's BLAS on one thread each):
@@ -214,6 +276,15 @@ def test_dtypes_layouts_and_empty(kernels):
     np.testing.assert_array_equal(kernels.conv2d(xf, wf, padding=1),
                                   kernels.conv2d(np.ascontiguousarray(xf), wf, padding=1))
     assert kernels.conv2d(np.zeros((0, 3, 5, 5)), wf).shape == (0, 2, 3, 3)
+    # No input channels: the Sum is empty, the output is the bias alone, the bias
+    # gradient still the sum of dy.
+    b = np.array([1.5, -2.0])
+    y = kernels.conv2d(np.zeros((2, 0, 5, 5)), np.zeros((2, 0, 3, 3)), b)
+    np.testing.assert_array_equal(y, np.broadcast_to(b[:, None, None], (2, 2, 3, 3)))
+    dy = np.random.default_rng(5).standard_normal((2, 2, 3, 3))
+    dx, dw, db = kernels.conv2d_backward(np.zeros((2, 0, 5, 5)), np.zeros((2, 0, 3, 3)), dy)
+    assert dx.shape == (2, 0, 5, 5) and dw.shape == (2, 0, 3, 3)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-15)
 
 
 @pytest.mark.parametrize("call, match, exc", [

@@ -103,7 +103,7 @@ def _flat(a, dtype):
 
 # A fresh output larger than what glibc keeps in its heap (32 MiB) comes from the OS as
 # new pages, whose faults and zeroing cost more than a memory-bound kernel
-# (sigmoid_backward on 10^7 float64: 11.4 ms into a fresh output, 7.5 ms into a
+# (sigmoid_backward on 10^7 float64: 11.4 ms into a fresh output, 6.2 ms into a
 # reused one). So outputs of _POOL_MIN bytes or more are views of buffers kept in a
 # pool, shared by the kernel modules; a buffer is handed out again once no array uses
 # it: every view holds a reference to it, so then only the pool's reference is left.
