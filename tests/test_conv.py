@@ -2,6 +2,7 @@
 
 import importlib
 import itertools
+import zlib
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def test_forward_and_backward_match_torch(kernels, shape, stride, padding, bias,
 
 def _check_against_torch(kernels, shape, stride, padding, bias, dtype):
     nb, c, h, w_, o, f = shape
-    rng = np.random.default_rng(hash((shape, stride, padding, bias)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((shape, stride, padding, bias)).encode()))
     x = rng.standard_normal((nb, c, h, w_)).astype(dtype)
     w = rng.standard_normal((o, c, f, f)).astype(dtype)
     b = rng.standard_normal(o).astype(dtype) if bias else None

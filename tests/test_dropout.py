@@ -233,15 +233,17 @@ def test_bad_arguments_are_named(kernels, kwargs, name, exc):
 
 
 def test_expectation_identity_on_the_sheet():
-    from sympy.stats import Bernoulli, E
-
     from symdl.codegen import builtin_modules, render
+    from symdl.derive import mask_expectations
+    from symdl.library import regularization
 
-    x = sp.Symbol("x", real=True)
-    q = sp.Symbol("q", positive=True)
-    X = Bernoulli("X", q)
-    assert sp.simplify(E(X * x / q) - x) == 0  # inverted: training mean = test output
-    assert sp.simplify(E(X * x) - q * x) == 0  # standard: test output scaled by q
+    # The expectation over the mask, as the derivation takes it from the formula: the
+    # inverted variant's training mean is x itself, the standard one's q x (what its
+    # inference kernel computes).
+    x, q = regularization.x, regularization.q
+    derived = mask_expectations(regularization.dropout)
+    assert sp.simplify(derived[True]["y"][1] - x) == 0
+    assert sp.simplify(derived[False]["y"][1] - q * x) == 0
     tex = render(builtin_modules())["sheet/symdl.tex"]
     assert r"\operatorname{E}\left[\frac{x X}{q}\right] = x \derived" in tex
     assert r"\operatorname{E}\left[x X\right] = q x \derived" in tex

@@ -228,7 +228,8 @@ def test_generated_formula_hash_is_in_the_header(root):
 
 
 def test_sympy_is_the_reference_for_backward():
-    """The verify reference is the derived expression, not a copy of the kernel."""
+    """SymPy derives tanh's backward (dy (1 - tanh(x)^2)) and rewrites it in terms of
+    the output y: the expression that verify takes as the backward's reference."""
     from symdl.derive import backward_formula
     from symdl.library import activations
 

@@ -1,6 +1,7 @@
 """Max and average pooling against PyTorch (forward and autograd), mpmath, edge cases."""
 
 import itertools
+import zlib
 
 import mpmath
 import numpy as np
@@ -33,7 +34,8 @@ def _out_shape(shape, f, stride):
 @pytest.mark.parametrize("name", sorted(TORCH))
 @pytest.mark.parametrize("shape, f, stride", CASES)
 def test_forward_and_backward_match_torch(kernels, name, shape, f, stride, dtype):
-    rng = np.random.default_rng(hash((shape, f, stride)) % 2**32)
+    # (crc32, not hash(): hash(None) changes from run to run, and a failure must repeat)
+    rng = np.random.default_rng(zlib.crc32(repr((shape, f, stride)).encode()))
     x = rng.standard_normal(shape).astype(dtype)
     dy = rng.standard_normal(_out_shape(shape, f, stride)).astype(dtype)
     ref_y, ref_dx = _torch(name, x, dy, f, stride)
