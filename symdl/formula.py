@@ -29,8 +29,9 @@ DOMAINS = {
     "real": "any real number",
     "binary": "labels 0/1 (or bool)",
     "probability": "probabilities in [0, 1]",
-    # Optimizer state such as Adam's v: assumed, not checked (a check would cost a pass
-    # over memory in every step); verify samples it so.
+    # (An Elementwise formula may name inputs whose domain is assumed, not checked:
+    # optimizer state such as Adam's v, where a check would cost a pass over memory in
+    # every step. verify samples them in their domain all the same.)
     "nonnegative": "values >= 0",
 }
 
@@ -185,6 +186,8 @@ class Elementwise(Formula):
     substitute them. ``backward=True`` asks SymPy for the gradient kernel
     ``<name>_backward(y, dy)``, with the derivative rewritten in terms of the output y.
     ``special_cases`` (updates only) name parameter values with a cheaper core.
+    ``domains`` names inputs the wrapper checks (``DOMAINS``), except those listed in
+    ``assumed`` (optimizer state: a check would cost a pass over memory every step).
     """
 
     inputs: tuple[sp.Symbol, ...] = ()
@@ -194,6 +197,7 @@ class Elementwise(Formula):
     steps: Mapping[str, sp.Expr] = field(default_factory=dict)
     backward: bool = False
     domains: Mapping[str, str] = field(default_factory=dict)
+    assumed: tuple[str, ...] = ()
     plot: tuple[float, float] | None = None
     special_cases: tuple[SpecialCase, ...] = ()
     algorithm: Algorithm | None = None
@@ -224,6 +228,9 @@ class Elementwise(Formula):
         for k, d in self.domains.items():
             if d not in DOMAINS or k not in {s.name for s in self.inputs}:
                 raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
+        if not set(self.assumed) <= set(self.domains):
+            raise FormulaError(f"{self.name}: assumed {self.assumed} must name inputs that "
+                               "have a domain")
         if self.backward and (len(self.inputs) != 1 or len(self.outputs) != 1 or self.params):
             raise FormulaError(f"{self.name}: backward=True needs one input, one output")
         object.__setattr__(self, "special_cases", tuple(self.special_cases))

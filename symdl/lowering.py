@@ -183,9 +183,10 @@ def vecmath_functions() -> list[dict]:
     return out
 
 
-def _checked(domains: dict[str, str]) -> dict[str, str]:
-    """The input domains a wrapper checks (optimizer state is assumed, see formula.py)."""
-    return {k: d for k, d in domains.items() if d != "nonnegative"}
+def _checked(f: Elementwise | Reduction) -> dict[str, str]:
+    """The input domains a wrapper checks: all but those the formula assumes."""
+    assumed = getattr(f, "assumed", ())
+    return {k: d for k, d in f.domains.items() if k not in assumed}
 
 
 def _docstring(f: Formula, signature_note: str) -> str:
@@ -227,7 +228,7 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         params=list(f.params),
         outputs=list(f.outputs),
         updates=list(f.updates),
-        domains=_checked(f.domains),
+        domains=_checked(f),
         pre=pre,
         body=body,
         extra={"special": special,
@@ -245,7 +246,7 @@ def plan_reduction(f: Reduction) -> KernelPlan:
         hash=f.content_hash(),
         arrays=[s.name for s in f.inputs],
         outputs=list(f.outputs),
-        domains=_checked(f.domains),
+        domains=_checked(f),
         body=_cse_statements(dict(f.sums), lambda n: f"s_{n}"),
         finish=_cse_statements(dict(f.outputs), lambda n: n),
         extra={"sums": sums, "count": f.count.name},

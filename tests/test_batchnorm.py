@@ -154,6 +154,13 @@ def test_batchnorm_bad_input(kernels):
             kernels.batchnorm_backward(x, x, np.ones(3), np.zeros(3), var)
         with pytest.raises(ValueError, match="'running_var'.*>= 0"):
             kernels.batchnorm_inference(x, np.ones(3), np.ones(3), np.zeros(3), var)
+        running_mean, running_var = np.zeros(3), np.ones(3)
+        with pytest.raises(ValueError, match="'var'.*>= 0"):
+            kernels.batchnorm_update_running(running_mean, running_var, np.zeros(3), var, 8)
+        with pytest.raises(ValueError, match="'running_var'.*>= 0"):
+            kernels.batchnorm_update_running(running_mean, var.copy(), np.zeros(3),
+                                             np.ones(3), 8)
+        assert np.array_equal(running_var, np.ones(3))  # refused before any update
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -212,6 +212,10 @@ def test_bad_out_and_mask_are_named(kernels, kwargs, name, exc):
     readonly.flags.writeable = False
     with pytest.raises(ValueError, match="'mask'"):
         kernels.dropout(np.ones(3), 0.5, 1, mask=readonly)
+    # A mask in out's own bytes would overwrite the output it was delivered after.
+    shared = np.empty(3)
+    with pytest.raises(ValueError, match="'out' and 'mask' overlap"):
+        kernels.dropout(np.ones(3), 0.5, 1, out=shared, mask=shared.view(bool)[:3])
 
 
 @pytest.mark.parametrize("kwargs, name, exc", [

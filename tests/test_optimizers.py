@@ -132,6 +132,14 @@ def test_optimizer_bad_input(kernels):
         kernels.adam_step(x.copy(), x, x.copy(), x.copy(), 1, beta1=1.0)
     with pytest.raises(ValueError, match="'lr'"):
         kernels.adam_step(x.copy(), x, x.copy(), x.copy(), 1, lr=float("nan"))
+    # Not a string that would convert, nor a bool taken as 1.0; a step the compiled core
+    # can hold (int64).
+    for bad in ("0.5", True):
+        with pytest.raises(TypeError, match="'lr' must be a real number"):
+            kernels.adam_step(x.copy(), x, x.copy(), x.copy(), 1, lr=bad)
+    for big in (2**63, np.uint64(2**63), 10**30):
+        with pytest.raises(ValueError, match=r"'t' must be < 2\*\*63"):
+            kernels.adam_step(x.copy(), x, x.copy(), x.copy(), big)
     ro = np.zeros(3)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="'m'.*read-only"):

@@ -231,12 +231,17 @@ def _check_param(kernel, name, value, check):
             raise TypeError(f"{kernel}(): argument '{name}' must be an integer, got {value!r}")
         if value < least:
             raise ValueError(f"{kernel}(): argument '{name}' must be >= {least}, got {value}")
+        if value >= 2**63:  # (the compiled core takes a 64-bit integer)
+            raise ValueError(f"{kernel}(): argument '{name}' must be < 2**63, got {value}")
         return int(value)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{kernel}(): argument '{name}' must be a real number, "
-                        f"got {value!r}") from None
+    if type(value) is not float and type(value) is not int:  # (the usual cases, first)
+        import numbers
+
+        # Not a string ("0.5" would convert) nor a bool (True would be 1.0).
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{kernel}(): argument '{name}' must be a real number, "
+                            f"got {type(value).__name__} {value!r}")
+    v = float(value)
     ok = {"any": math.isfinite(v), "positive": v > 0, "nonnegative": v >= 0,
           "unit_interval": 0 <= v <= 1, "unit_interval_open": 0 <= v < 1}[check]
     if not (ok and math.isfinite(v)):

@@ -33,6 +33,7 @@ adam_step = Elementwise(
     },
     updates={"theta": theta - lr * mhat / (sp.sqrt(vhat) + eps), "m": m_t, "v": v_t},
     domains={"v": "nonnegative"},
+    assumed=("v",),  # (a check would cost a pass over v in every step)
     algorithm=Algorithm(
         require="the step size lr (the paper's alpha); decay rates beta1, beta2 in [0, 1); "
                 "eps; a stochastic objective f(theta); initial parameters theta",
@@ -79,6 +80,7 @@ rmsprop_step = Elementwise(
     },
     updates={"theta": theta - lr * buf_t, "square_avg": sq_t, "momentum_buf": buf_t},
     domains={"square_avg": "nonnegative"},
+    assumed=("square_avg",),  # (a check would cost a pass over it in every step)
     special_cases=[SpecialCase(
         {"momentum": 0}, untouched=("momentum_buf",),
         why="PyTorch keeps no momentum buffer without momentum, and skipping it saves "
