@@ -34,6 +34,19 @@ class DerivationError(FormulaError):
     """SymPy could not derive what a formula asks for."""
 
 
+def least_count(f: Elementwise, name: str) -> int:
+    """The least value of an integer parameter (a step number, a batch size): 1, or
+    more where a denominator that holds it vanishes. SymPy solves each denominator for
+    it: 1 - beta1**t is 0 at t = 0 (so t >= 1), m - 1 at m = 1 (so m >= 2)."""
+    (symbol,) = [p.symbol for p in f.params if p.name == name]
+    zeros = []
+    for expr in f.results().values():
+        for node in sp.preorder_traversal(expr):
+            if node.is_Pow and node.exp.is_negative and node.base.has(symbol):
+                zeros += [z for z in sp.solve(node.base, symbol) if z.is_real]
+    return max([1] + [int(sp.floor(z)) + 1 for z in zeros])
+
+
 def backward_name(name: str) -> str:
     """sigmoid -> sigmoid_backward; batchnorm_forward -> batchnorm_backward."""
     return name.removesuffix("_forward") + "_backward"

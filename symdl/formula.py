@@ -42,8 +42,9 @@ PARAM_CHECKS = {
     "nonnegative": ">= 0",
     "unit_interval": "in [0, 1]",
     "unit_interval_open": "in [0, 1)",
-    "step": "an integer >= 1",
-    "batch_size": "an integer >= 2",
+    # A step number, a batch size: an integer at least 1 and above every zero of the
+    # formula's denominators in it (symdl.derive.least_count; m - 1: m >= 2).
+    "count": "an integer where the formula is defined",
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .bitops import Low32
+from .derive import least_count
 from .formula import (
     ARG_CHECKS,
     Batch,
@@ -87,6 +88,7 @@ class KernelPlan:
     pre: list[Statement] = field(default_factory=list)  # loop-invariant, before the loop
     finish: list[Statement] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    least: dict[str, int] = field(default_factory=dict)  # integer params: least value
 
 
 def _cse_statements(named: dict[str, sp.Expr], target) -> list[Statement]:
@@ -228,6 +230,7 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         params=list(f.params),
         outputs=list(f.outputs),
         updates=list(f.updates),
+        least={p.name: least_count(f, p.name) for p in f.params if p.check == "count"},
         domains=_checked(f),
         pre=pre,
         body=body,
@@ -412,6 +415,9 @@ def _batch_plan(f: Formula, elem_in, feat_in, elem_out, feat_out, locals_, passe
 def plan_batch(f: Batch) -> KernelPlan:
     """Forward: one reduction pass per statistic (each may use the earlier ones), then
     the outputs. The per-feature parts are hoisted out of the row loops."""
+    if any(p.check == "count" for p in f.params):
+        raise FormulaError(f"{f.name}: integer (count) parameters are for elementwise "
+                           "formulas")
     scalars = {p.symbol for p in f.params} | {f.count}
     feats = set(f.features)
     passes = []

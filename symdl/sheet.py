@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from .derive import least_count
 from .formula import (
     Algorithm,
     BatchGradient,
@@ -62,6 +63,7 @@ class Entry:
     flowchart: dict | None = None
     algorithm: dict | None = None
     distributions: list[str] = field(default_factory=list)
+    defaults: list[str] = field(default_factory=list)
 
 
 def tex_escape(text: str) -> str:
@@ -185,6 +187,13 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
                       if s.name.startswith("d")) | frozenset(
         k for d in derived for k in d.expressions() if k.startswith("d"))
     e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    # The kernel's defaults, from the same Param objects that print its signature.
+    e.defaults = [f"{_sym(p.name, frozenset())} = {latex(sp.Float(p.default))}"
+                  for p in getattr(f, "params", ()) if p.default is not None]
+    # Integer parameters: where the formula is defined, as SymPy finds it.
+    e.conditions = [rf"{_sym(p.name, frozenset())} \in \mathbb{{Z}},\ "
+                    rf"{_sym(p.name, frozenset())} \geq {least_count(f, p.name)}"
+                    for p in getattr(f, "params", ()) if p.check == "count"]
     if isinstance(f, ScalarFunction):
         return _scalar_entry(f, e)
     if isinstance(f, MaskedElementwise):
@@ -231,7 +240,7 @@ def _vanished_equations(d: Formula) -> list[Equation]:
     out = []
     for summand in d.vanished.values():
         total = sp.Sum(summand.subs({s: sp.Indexed(s.name, i) for s in d.arrays}), (i, 1, d.count))
-        out.append(Equation(latex(total), "0", label="" if out else (
+        out.append(Equation(latex(total), latex(sp.S.Zero), label="" if out else (
             "The chain rule also gives this sum, zero by the definition of the mean "
             "(substituted by SymPy), so the kernel does not compute it:")))
     return out

@@ -15,6 +15,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from .derive import least_count
 from .formula import (
     Batch,
     BatchGradient,
@@ -161,8 +162,9 @@ def verify_elementwise(f: Elementwise, kernel, formulas, dtype, rng, n) -> Resul
                   TOLERANCE_ULP["elementwise"])
 
 
-#: Values for parameters without a default (a step number, a batch size).
-SAMPLE_PARAM = {"step": [1, 2, 10, 1000], "batch_size": [2, 64]}
+def _count_samples(least: int) -> list[int]:
+    """Values of a count parameter (a step number, a batch size), from its least one."""
+    return [least, least + 1, least + 9, 1000]
 
 
 def _magnitude(expr: sp.Expr, mags: dict | None = None) -> sp.Expr:
@@ -193,8 +195,9 @@ def _update_settings(f: Elementwise) -> list[dict]:
     parameter that has none), and for each special case, its values and a value just
     off them (so that both the general core and the special one are checked)."""
     free_params = [p for p in f.params if p.default is None]
+    samples = _count_samples(least_count(f, free_params[0].name)) if free_params else [None]
     out = [{p.name: (value if p.default is None else p.default) for p in f.params}
-           for value in (SAMPLE_PARAM[free_params[0].check] if free_params else [None])]
+           for value in samples]
     checks = {p.name: p.check for p in f.params}
     for case in f.special_cases:
         out.append({**out[0], **case.when})
@@ -204,7 +207,7 @@ def _update_settings(f: Elementwise) -> list[dict]:
 
 def _other_value(check: str, value: float) -> float:
     """A value of a parameter with this check other than ``value`` (the general core)."""
-    if check in ("step", "batch_size"):
+    if check == "count":
         return value + 1
     return 0.5 if value != 0.5 else 0.25  # inside every real check's domain
 

@@ -70,3 +70,36 @@ def test_sheet_leaves_the_kernels_alone(tmp_path, monkeypatch):
     main(["sheet", "--out", str(tmp_path)])
     assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == kernels
     assert (tmp_path / "sheet" / "symdl.tex").exists()
+
+
+def test_defaults_and_integer_domains_follow_the_formula():
+    # A kernel's defaults are printed from its Param objects, and an integer parameter's
+    # least value is where SymPy finds a denominator vanishing: edit the formula (m - 3)
+    # and the sheet, the wrapper's check and verify's samples follow.
+    import sympy as sp
+
+    from symdl.derive import least_count
+    from symdl.formula import Elementwise, Param
+    from symdl.lowering import plan
+    from symdl.sheet import entry
+
+    x, k, m = sp.symbols("x k m", real=True)
+    f = Elementwise("scaled", "S", "Scaled", "x scaled in place.", inputs=[x],
+                    params=[Param("m", None, "count"), Param("k", 0.25, "any")],
+                    updates={"x": k * x / (m - 3)})
+    e = entry(f, [])
+    assert e.defaults == ["k = 0.25"]
+    assert e.conditions == [r"m \in \mathbb{Z},\ m \geq 4"]
+    assert least_count(f, "m") == 4 and plan(f).least == {"m": 4}
+
+
+def test_prose_on_the_sheet_quotes_derived_values_not_typed_ones():
+    # The note on the non-saturating GAN cost gives the gradients' limits where D(G(z))
+    # -> 0 as SymPy takes them from the derived gradients; the optimizers' defaults
+    # appear once, printed from the Params.
+    tex = render(builtin_modules())["sheet/symdl.tex"]
+    assert "gradient with respect to the logit tends to 0, while the non-saturating one " \
+           "tends to -1" in tex
+    assert r"Defaults: $\mathrm{lr} = 0.001$, $\beta_{1} = 0.9$, $\beta_{2} = 0.999$" in tex
+    assert r"Defined where $t \in \mathbb{Z},\ t \geq 1$" in tex
+    assert r"Defined where $m \in \mathbb{Z},\ m \geq 2$" in tex

@@ -231,10 +231,11 @@ def _bind_shape(kernel, name, a, dims, sizes):
                              f"{axis}, but {dim} = {sizes[dim]} from an earlier argument")
 
 
-def _check_param(kernel, name, value, check):
-    """A scalar parameter, checked: a clear error instead of a NaN in every element."""
-    if check == "step" or check == "batch_size":
-        least = 1 if check == "step" else 2
+def _check_param(kernel, name, value, check, least=None):
+    """A scalar parameter, checked: a clear error instead of a NaN in every element.
+    A count (a step number, a batch size) must be an integer of at least `least`, the
+    value below which the formula divides by zero (derived by SymPy)."""
+    if check == "count":
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{kernel}(): argument '{name}' must be an integer, got {value!r}")
         if value < least:
@@ -975,7 +976,7 @@ def _gan_g_loss_saturating_b0_par(a_d_fake, partials, block):
 
 
 def gan_g_loss_saturating(d_fake):
-    """Generator cost, saturating. The minimax generator cost: the generator minimizes mean(log(1 - D(G(z)))).
+    """Generator cost, saturating. The minimax generator cost, which the generator minimizes.
 
     Sums over each batch (1-D arrays of one length), then:
         sum_s_fake = log(1 - d_fake)
@@ -1138,7 +1139,7 @@ def _gan_g_loss_nonsaturating_b0_par(a_d_fake, partials, block):
 
 
 def gan_g_loss_nonsaturating(d_fake):
-    """Generator cost, non-saturating. The generator maximizes log D(G(z)) instead: it minimizes -mean(log D(G(z))).
+    """Generator cost, non-saturating. Instead of minimizing the saturating cost, the generator maximizes the log-probability that the discriminator gives its samples.
 
     Sums over each batch (1-D arrays of one length), then:
         sum_s_fake = log(d_fake)

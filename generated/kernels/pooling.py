@@ -223,10 +223,11 @@ def _bind_shape(kernel, name, a, dims, sizes):
                              f"{axis}, but {dim} = {sizes[dim]} from an earlier argument")
 
 
-def _check_param(kernel, name, value, check):
-    """A scalar parameter, checked: a clear error instead of a NaN in every element."""
-    if check == "step" or check == "batch_size":
-        least = 1 if check == "step" else 2
+def _check_param(kernel, name, value, check, least=None):
+    """A scalar parameter, checked: a clear error instead of a NaN in every element.
+    A count (a step number, a batch size) must be an integer of at least `least`, the
+    value below which the formula divides by zero (derived by SymPy)."""
+    if check == "count":
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{kernel}(): argument '{name}' must be an integer, got {value!r}")
         if value < least:

@@ -62,9 +62,9 @@ batchnorm_update_running = Elementwise(
     SECTION,
     "Batch norm, running statistics",
     "Exponential moving averages of the batch statistics, in place, in PyTorch's "
-    "convention: the running variance takes the unbiased batch variance var*m/(m-1).",
+    "convention: the running variance takes the unbiased batch variance.",
     inputs=[running_mean, running_var, mean, var],
-    params=[Param("m", None, "batch_size", "the batch size"),
+    params=[Param("m", None, "count", "the batch size"),
             Param("momentum", 0.1, "unit_interval", "weight of the new batch")],
     updates={
         "running_mean": (1 - momentum) * running_mean + momentum * mean,

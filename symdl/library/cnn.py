@@ -44,8 +44,8 @@ conv_output_size = ScalarFunction(
           Arg("stride", s, default=1, check="positive_int", doc="stride")],
     outputs={"n_out": sp.floor((n + 2 * p - f) / s) + 1},
     requires=((n_out >= 1,
-               "the filter (f={f}) is larger than the padded input "
-               "(n + 2*padding = {n} + 2*{padding}): the output would be empty"),),
+               "the output would be empty: the filter (f={f}) does not fit the input "
+               "(n={n}) with padding={padding}"),),
     integer=True,
     cases=(('"valid" convolution, no padding', {p: 0, s: 1}),
            ('"same" convolution', {p: same_p, s: 1})),
@@ -55,8 +55,8 @@ conv_param_count = ScalarFunction(
     "conv_param_count",
     SECTION,
     "Learnable parameters of a convolution layer",
-    "Each of the n_filters filters has f x f x n_c weights (n_c input channels) "
-    "and one bias.",
+    "The weights and biases of n_filters filters of size f x f over n_c input "
+    "channels.",
     args=[Arg("f", f, check="positive_int", doc="filter size"),
           Arg("n_c", n_c, check="positive_int", doc="input channels"),
           Arg("n_filters", n_filters, check="positive_int", doc="filters (output channels)")],

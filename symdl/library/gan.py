@@ -6,6 +6,8 @@ gradient, and the stable rewrites (``symdl.stable``) turn log(sigmoid(l)) into
 -softplus(-l) for the kernels.
 """
 
+import dataclasses
+
 import sympy as sp
 
 from symdl.derive import gradient_formula
@@ -40,7 +42,7 @@ gan_g_loss_saturating = BatchReduction(
     "gan_g_loss_saturating",
     SECTION,
     "Generator cost, saturating",
-    "The minimax generator cost: the generator minimizes mean(log(1 - D(G(z)))).",
+    "The minimax generator cost, which the generator minimizes.",
     batches=[SampleBatch(m_fake, [d_fake])],
     sums={"s_fake": sp.log(1 - d_fake)},
     outputs={"J_G": s_fake / m_fake},
@@ -52,17 +54,13 @@ gan_g_loss_nonsaturating = BatchReduction(
     "gan_g_loss_nonsaturating",
     SECTION,
     "Generator cost, non-saturating",
-    "The generator maximizes log D(G(z)) instead: it minimizes -mean(log D(G(z))).",
+    "Instead of minimizing the saturating cost, the generator maximizes the "
+    "log-probability that the discriminator gives its samples.",
     batches=[SampleBatch(m_fake, [d_fake])],
     sums={"s_fake": sp.log(d_fake)},
     outputs={"J_G": -s_fake / m_fake},
     domains={"d_fake": PROB},
     gradient=True,
-    notes=("Why the non-saturating cost: early in training the discriminator rejects "
-           "generated samples easily, D(G(z)) is near 0, and there the saturating cost's "
-           "gradient with respect to the logit vanishes, while the non-saturating one "
-           "stays near -1 (see the plot below). Both costs have the same fixed point "
-           "D(G(z)) = 1/2 (Goodfellow et al., 2014).",),
 )
 
 _LOGIT = {d_real: l_real, d_fake: l_fake}
@@ -94,6 +92,23 @@ def _per_sample_gradient(f: BatchReduction) -> sp.Expr:
     (g,) = gradient_formula(f).outputs.values()
     return g.subs(m_fake, 1)
 
+
+def _why_non_saturating() -> str:
+    """The note on the non-saturating cost, with the gradients' limits where D(G(z)) -> 0
+    (l tends to minus infinity) taken by SymPy from the derived gradients."""
+    saturating, non_saturating = (sp.limit(_per_sample_gradient(f), l_fake, -sp.oo)
+                                  for f in LOGIT_COSTS[1:])
+    return ("Why the non-saturating cost: early in training the discriminator rejects "
+            "generated samples easily, D(G(z)) is near 0, and there the saturating cost's "
+            f"gradient with respect to the logit tends to {saturating}, while the "
+            f"non-saturating one tends to {non_saturating} (the limits as l tends to "
+            "minus infinity, taken by SymPy; see the plot below). Both costs have the same "
+            "fixed point D(G(z)) = 1/2 (Goodfellow et al., 2014).")
+
+
+gan_g_loss_nonsaturating = dataclasses.replace(gan_g_loss_nonsaturating,
+                                               notes=(_why_non_saturating(),))
+PROBABILITY_COSTS[2] = gan_g_loss_nonsaturating
 
 PLOTS = [
     Plot(

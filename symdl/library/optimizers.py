@@ -15,11 +15,10 @@ adam_step = Elementwise(
     SECTION,
     "Adam",
     "One step of Adam, in place on theta, m and v; t is the 1-based step number. "
-    "As in the paper's Algorithm 1, with its defaults (lr = 0.001, beta1 = 0.9, "
-    "beta2 = 0.999, eps = 1e-8).",
+    "As in the paper's Algorithm 1, with its defaults.",
     inputs=[theta, grad, m, v],
     params=[
-        Param("t", None, "step", "1-based step number"),
+        Param("t", None, "count", "1-based step number"),
         Param("lr", 1e-3, "nonnegative", "step size alpha"),
         Param("beta1", 0.9, "unit_interval_open", "decay of the first moment"),
         Param("beta2", 0.999, "unit_interval_open", "decay of the second moment"),

@@ -59,9 +59,10 @@ dropout = MaskedElementwise(
     "dropout",
     SECTION,
     "Dropout",
-    "During training each activation is kept with probability q = 1 - p (mask X = 1) "
-    "or set to 0. Standard dropout scales by q at test time; inverted dropout scales "
-    "by 1/q during training and leaves the test phase untouched.",
+    "During training each activation is kept (mask X = 1) with the keep probability q "
+    "or set to 0. The two variants scale at different times: standard dropout at test "
+    "time, inverted dropout during training. The test-time output of each is the "
+    "expectation of its training output over the mask, derived below.",
     inputs=[x],
     args=[Arg("p", p, check="unit_interval_open", doc="drop probability"),
           Arg("seed", seed, check="seed", doc="seed of the mask")],
@@ -79,8 +80,8 @@ dropout = MaskedElementwise(
         # ceil(q 2**32) of every 2**32 hashes.
         uniform=hash32(index) / 2**32,
     ),
-    notes=("The mask is X = 1 exactly when u < q, where u = h / 2^32 in [0, 1) and h is "
-           "a 32-bit counter-based hash (lowbias32) of the seed and the element's index: "
+    notes=("The mask is X = 1 exactly when u < q, where u in [0, 1) is a 32-bit "
+           "counter-based hash (lowbias32) of the seed and the element's index, scaled: "
            "the same seed gives the same mask whatever the thread count.",),
 )
 
