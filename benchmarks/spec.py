@@ -53,7 +53,8 @@ class Case:
     (or a function of the module giving Variants); ``torch`` and ``jax`` are functions
     of the module giving Variants (JAX: a function to ``jax.jit``). ``bound`` says
     which target applies: "memory" (memory-bound), "compute" (transcendentals: 1.2x
-    PyTorch and JAX) or "peer" (no slower than PyTorch and JAX).
+    PyTorch and JAX), "peer" (no slower than PyTorch and JAX) or "own" (only the
+    case's own ``torch_speedup``: conv2d's is 0.8, within 1.25x of PyTorch's time).
 
     The optional fields describe the other kinds of case:
 
@@ -94,7 +95,7 @@ class Case:
     validate: Callable[[Inputs, Any, np.dtype], str] | None = None
     traffic: Callable[[Inputs], int] | None = None
     kernel: str | None = None
-    torch_speedup: float | None = None  # a target of its own: this much faster than torch
+    torch_speedup: float | None = None  # a target of its own: torch's time / ours >= this
     reference: str | None = None
 
     @property

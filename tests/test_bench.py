@@ -36,7 +36,7 @@ def test_quick_bench_runs_and_reports(tmp_path, capsys, without_optional_peers):
     for name in ("numexpr", "jax", "matplotlib"):
         assert f"{name} not installed" in out
     report = (tmp_path / "benchmarks.md").read_text()
-    assert "## Targets of issue 3" in report
+    assert "## Targets of issues 3-6" in report
     assert not (tmp_path / "benchmarks.png").exists()
     data = json.loads((tmp_path / "benchmarks.json").read_text())
     kernels = {r["kernel"] for r in data["rows"]}
