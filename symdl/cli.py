@@ -37,6 +37,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from . import cache
 
     start = time.perf_counter()
+    if args.formulas and not Path(args.formulas).is_file():
+        raise FormulaError(f"formula file {args.formulas} does not exist")
     out = Path(args.out or "generated")
     templates = Path(__file__).resolve().parent.parent / "templates"
     if not templates.is_dir():
@@ -85,6 +87,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import sympy as sp
+
     from .lowering import plan
     from .stable import stabilize
 
@@ -97,6 +101,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             print("definition:" if not f.derived_from else f"derived from {f.derived_from}:")
             for k, e in f.expressions().items():
                 print(f"  {k} = {e}")
+                if isinstance(e, sp.MatrixExpr):  # (a network's steps: no scalar rewrite)
+                    continue
                 s = stabilize(e)
                 if s != e:
                     print(f"  {k} (as computed) = {s}")
@@ -142,6 +148,9 @@ def _load_kernels(out: str | None, module: str):
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
+    if args.formulas and not args.out:
+        raise FormulaError("verify --formulas FILE needs --out DIR: the directory that "
+                           "`symdl generate --formulas FILE --out DIR` wrote")
     failed = 0
     seen = set()
     print(f"{'kernel':<28} {'dtype':<8} {'max error':>12} {'tolerance':>10}  result")
@@ -243,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except FormulaError as err:
+    except (FormulaError, OSError) as err:  # (a user's mistake: one line, no traceback)
         print(f"symdl: {err}", file=sys.stderr)
         return 2
 

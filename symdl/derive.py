@@ -377,6 +377,34 @@ def expand_formulas(formulas: list) -> list:
     return out
 
 
+#: The bounds of an input domain, where an expression may meet a zero denominator.
+DOMAIN_BOUNDS = {"probability": (0, 1)}
+
+
+def signed_zero_safe(expr: sp.Expr, x: sp.Symbol, domain: str | None) -> sp.Expr:
+    """expr with each linear denominator factor that is <= 0 on x's domain negated
+    (and the sign taken out): SymPy writes 1/(d - 1) for -1/(1 - d), but in IEEE
+    arithmetic 1.0 - 1.0 is +0, so at the domain's edge d = 1 the first gives +inf
+    where the limit from inside the domain is -inf."""
+    if domain not in DOMAIN_BOUNDS:
+        return expr
+    lo, hi = DOMAIN_BOUNDS[domain]
+
+    def fix(node: sp.Expr) -> sp.Expr:
+        if not (node.is_Pow and node.exp.is_Integer and node.exp < 0 and node.exp % 2):
+            return node
+        sign, factors = 1, []
+        for factor in sp.Mul.make_args(node.base):
+            linear = factor.has(x) and sp.degree(factor, x) == 1 if factor.is_polynomial(
+                x) else False
+            if linear and factor.subs(x, lo) <= 0 and factor.subs(x, hi) <= 0:
+                sign, factor = -sign, sp.expand(-factor)
+            factors.append(factor)
+        return sign * sp.Pow(sp.Mul(*factors), node.exp) if sign < 0 else node
+
+    return expr.replace(lambda n: n.is_Pow, fix)
+
+
 def gradient_formula(f: BatchReduction) -> BatchMap:
     """The gradient kernel's formula: d output / d x_i for every input x of every batch.
 
@@ -397,7 +425,8 @@ def gradient_formula(f: BatchReduction) -> BatchMap:
                                           "only costs linear in their sums have a "
                                           "one-pass gradient kernel")
                 if outer != 0 and x in term.free_symbols:
-                    grad += outer * sp.simplify(sp.diff(term, x))
+                    local = sp.simplify(sp.diff(term, x))
+                    grad += outer * signed_zero_safe(local, x, f.domains.get(x.name))
             outputs[f"grad_{x.name}"] = grad
             of[f"grad_{x.name}"] = x.name
     return BatchMap(

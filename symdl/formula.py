@@ -22,7 +22,12 @@ from .errors import FormulaError
 # starts with an underscore could collide with them, so it is refused.
 RESERVED_NAMES = frozenset({"T", "F", "i", "b", "c", "n", "np", "math", "numba", "prange",
                             "shape", "dtype", "core", "parallel", "result", "partials",
-                            "block", "sizes"})
+                            "block", "sizes",
+                            # the generated module's own globals (templates/numba/module.py.j2)
+                            "os", "sys", "types", "ctypes", "glob", "threading",
+                            "concurrent", "PARALLEL_THRESHOLD", "REDUCTION_BLOCK",
+                            "BATCH_ROWS", "STREAM_BYTES", "STREAM_GROUP", "MK_ROWS",
+                            "MK_VECTORS", "MK_VECTOR_BYTES"})
 
 #: Input domains a wrapper checks before calling a kernel (name -> meaning).
 DOMAINS = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .bitops import Low32
-from .derive import least_count
+from .derive import least_count, signed_zero_safe
 from .formula import (
     ARG_CHECKS,
     Batch,
@@ -91,33 +91,35 @@ class KernelPlan:
     least: dict[str, int] = field(default_factory=dict)  # integer params: least value
 
 
-def _cse_statements(named: dict[str, sp.Expr], target) -> list[Statement]:
-    """Stabilize, then common-subexpression-eliminate, then print."""
-    pre, body = _hoisted_statements(named, target, invariant=set())
+def _cse_statements(named: dict[str, sp.Expr], target, post=None) -> list[Statement]:
+    """Stabilize (then ``post``, if given), common-subexpression-eliminate, print."""
+    pre, body = _hoisted_statements(named, target, invariant=set(), post=post)
     return pre + body
 
 
 def _hoisted_statements(named: dict[str, sp.Expr], target, invariant: set[sp.Symbol],
-                        prefix: str = "_c") -> tuple[list[Statement], list[Statement]]:
+                        prefix: str = "_c", post=None) -> tuple[list[Statement],
+                                                               list[Statement]]:
     """CSE'd statements split into (loop-invariant, per-element).
 
     A temporary whose value depends only on ``invariant`` symbols (the scalar
     parameters, say 1 - beta1**t in Adam) is computed once before the loop instead of
     once per element.
     """
-    (pre,), body = _leveled_statements(named, target, [invariant], prefix)
+    (pre,), body = _leveled_statements(named, target, [invariant], prefix, post)
     return pre, body
 
 
 def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.Symbol]],
-                        prefix: str = "_c") -> tuple[list[list[Statement]], list[Statement]]:
+                        prefix: str = "_c", post=None
+                        ) -> tuple[list[list[Statement]], list[Statement]]:
     """Like _hoisted_statements, with nested levels of invariance.
 
     levels[0] holds the scalars (computed once), levels[1] adds per-feature values
     (computed once per feature column), and so on; the rest is per element.
     """
     names = list(named)
-    exprs = [vectorize(stabilize(e)) for e in named.values()]
+    exprs = [vectorize((post or (lambda e: e))(stabilize(e))) for e in named.values()]
     pres: list[list[Statement]] = []
     known_at: list[set[sp.Symbol]] = []
     known: set[sp.Symbol] = set()
@@ -556,9 +558,16 @@ def _per_batch(f: BatchReduction | BatchMap, named: dict[str, sp.Expr], batch_of
                key: str) -> tuple[list[dict], list[Statement]]:
     """The statements of each batch's loop: the expressions that belong to that batch."""
     batches, body = [], []
+
+    def edge_safe(e: sp.Expr) -> sp.Expr:
+        # (after stabilize, whose factoring writes 1/(d - 1) back: see derive)
+        for x in f.inputs:
+            e = signed_zero_safe(e, x, f.domains.get(x.name))
+        return e
+
     for k, b in enumerate(f.batches):
         mine = {n: e for n, e in named.items() if batch_of(n) == k}
-        stmts = _cse_statements(mine, target)
+        stmts = _cse_statements(mine, target, post=edge_safe)
         body += stmts
         batches.append({"index": k, "count": b.count.name, "nonempty": b.nonempty,
                         "arrays": [s.name for s in b.inputs], key: list(mine), "body": stmts})

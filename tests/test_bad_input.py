@@ -44,3 +44,17 @@ def test_bad_out(kernels):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="'out'.*read-only"):
         kernels.sigmoid(x, out=ro)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda k: k.maxpool2d(np.ones((1, 1, 4, 4)), 1, stride=2**63), "'stride'"),
+    (lambda k: k.avgpool2d_backward(np.ones((1, 1, 4, 4)), np.ones((1, 1, 1, 1)), 1,
+                                    stride=2**70), "'stride'"),
+    (lambda k: k.bias_variance(10**400, 1.0), "'train_error'"),
+    (lambda k: k.dropout(np.ones(3), 0.5, 2**64), "'seed'"),
+])
+def test_scalars_beyond_the_cores_range_are_named(kernels, call, name):
+    # The compiled cores take int64 (seeds uint64) and float64: a larger Python number
+    # is a ValueError naming the argument, not an OverflowError from inside.
+    with pytest.raises(ValueError, match=name):
+        call(kernels)

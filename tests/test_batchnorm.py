@@ -215,3 +215,19 @@ def test_sums_zero_by_the_mean_definition_are_dropped_and_others_kept():
                     stats={"mu": x, "s": (x - 2 * mu) ** 2}, outputs={"y": (x - mu) / s})
     g = batch_backward_formula(shifted)  # Sum_i -4 (x_i - 2 mu) = 4 m mu, not zero
     assert "r_s_mu" in g.reductions and not g.vanished
+
+
+def test_infinite_sums_stay_infinite(kernels):
+    # The compensated (TwoSum) combination of block sums must not turn an infinite sum
+    # into nan (its error term is inf - inf): as NumPy's plain sums.
+    x = np.array([[np.inf, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    _, mean, _ = kernels.batchnorm_forward(x, np.ones(2), np.zeros(2))
+    assert mean[0] == np.inf and mean[1] == 1.0
+    big = np.array([[1e300, 0.0], [-1e300, 1.0], [2e300, 2.0]])
+    _, _, var = kernels.batchnorm_forward(big, np.ones(2), np.zeros(2))
+    assert var[0] == np.inf  # the squares overflow
+    dout = np.ones((3, 2))
+    dout[0, 0] = np.inf
+    _, _, dbeta = kernels.batchnorm_backward(dout, x.clip(0, 2), np.ones(2), np.ones(2),
+                                             np.ones(2))
+    assert dbeta[0] == np.inf and dbeta[1] == 3.0

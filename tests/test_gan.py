@@ -291,3 +291,15 @@ def test_sheet_gan_section_is_derived():
             assert abs(float(ys) - ref(float(xs))) < 2e-5
     first = lines[0].split("{", 1)[1].split()[0]
     assert abs(float(first.strip("()").split(",")[1])) < 1e-3  # vanishes at D(G(z)) ~ 0
+
+
+def test_gradients_at_the_domain_edge_have_the_sign_of_their_limit(kernels):
+    # d/dd -log(1 - d) tends to +inf as d -> 1 from inside [0, 1]; log(1 - d)'s to -inf.
+    # SymPy writes 1/(d - 1), and 1.0 - 1.0 is +0 in IEEE arithmetic: the printed form
+    # keeps (1 - d) so that the kernel's infinity has the limit's sign.
+    one, near = np.array([1.0]), np.array([1 - 2**-52])
+    _, g_fake = kernels.gan_d_loss_grad(np.array([0.5]), one)
+    assert g_fake[0] == np.inf and kernels.gan_d_loss_grad(np.array([0.5]), near)[1][0] > 0
+    assert kernels.gan_g_loss_saturating_grad(one)[0] == -np.inf
+    assert kernels.gan_g_loss_saturating_grad(near)[0] < 0
+    assert kernels.gan_g_loss_nonsaturating_grad(np.array([0.0]))[0] == -np.inf

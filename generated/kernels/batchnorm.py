@@ -330,9 +330,16 @@ def _scalar_arg(kernel, name, value, check, meaning):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
             raise TypeError(f"{kernel}(): argument '{name}' must be {meaning}, "
                             f"got {type(value).__name__} {value!r}")
-    value = int(value) if integer else float(value)
+    try:
+        value = int(value) if integer else float(value)
+    except OverflowError:  # (an int beyond float's range)
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r} "
+                         "(out of range)") from None
     if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
+    if integer and value >= (2**64 if check == "seed" else 2**63):  # (the cores' int64)
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning} below "
+                         f"{'2**64' if check == 'seed' else '2**63'}, got {value!r}")
     return value
 
 
@@ -408,7 +415,8 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
                 tot0[c] = _new
         for c in range(w):
-            _s0 = tot0[c] + err0[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s0 = tot0[c] + err0[c] if math.isfinite(tot0[c]) else tot0[c]
             r_mean = _s0
             mean = r_mean/m
             f_mean[c] = mean
@@ -439,7 +447,8 @@ def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
                 tot0[c] = _new
         for c in range(w):
-            _s0 = tot0[c] + err0[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s0 = tot0[c] + err0[c] if math.isfinite(tot0[c]) else tot0[c]
             r_var = _s0
             var = r_var/m
             f_var[c] = var
@@ -518,7 +527,8 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
                 tot0[c] = _new
         for c in range(w):
-            _s0 = tot0[c] + err0[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s0 = tot0[c] + err0[c] if math.isfinite(tot0[c]) else tot0[c]
             r_mean = _s0
             mean = r_mean/m
             f_mean[c] = mean
@@ -549,7 +559,8 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
                 err0[c] += (_old - (_new - _back)) + (blk0[c] - _back)
                 tot0[c] = _new
         for c in range(w):
-            _s0 = tot0[c] + err0[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s0 = tot0[c] + err0[c] if math.isfinite(tot0[c]) else tot0[c]
             r_var = _s0
             var = r_var/m
             f_var[c] = var
@@ -679,8 +690,10 @@ def _batchnorm_backward_ser(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         for c in range(w):
             gamma = f_gamma[c]
             var = f_var[c]
-            _s0 = tot0[c] + err0[c]
-            _s1 = tot1[c] + err1[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s0 = tot0[c] + err0[c] if math.isfinite(tot0[c]) else tot0[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s1 = tot1[c] + err1[c] if math.isfinite(tot1[c]) else tot1[c]
             _c0 = eps + var
             _c1 = (T(1)/math.sqrt(_c0))
             r_var = -T(0.5)*_s0*gamma/_c0**(T(1.5))
@@ -811,8 +824,10 @@ def _batchnorm_backward_par(a_dout, a_x, a_gamma, a_mean, a_var, p_eps, a_dx, a_
         for c in range(w):
             gamma = f_gamma[c]
             var = f_var[c]
-            _s0 = tot0[c] + err0[c]
-            _s1 = tot1[c] + err1[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s0 = tot0[c] + err0[c] if math.isfinite(tot0[c]) else tot0[c]
+            # (an infinite sum keeps its infinity: its TwoSum error is inf - inf, nan)
+            _s1 = tot1[c] + err1[c] if math.isfinite(tot1[c]) else tot1[c]
             _c0 = eps + var
             _c1 = (T(1)/math.sqrt(_c0))
             r_var = -T(0.5)*_s0*gamma/_c0**(T(1.5))

@@ -2,9 +2,9 @@
 # DO NOT EDIT: edit the formulas, then run `symdl generate`.
 # Formula content hashes:
 #   gan_d_loss: c7497976d92f6b80
-#   gan_d_loss_grad: 4206ff23440c64e7
+#   gan_d_loss_grad: d117bd5666e4d308
 #   gan_g_loss_saturating: 501a6a71868a7727
-#   gan_g_loss_saturating_grad: 3348ce110435dfa9
+#   gan_g_loss_saturating_grad: c7a1620458ae53af
 #   gan_g_loss_nonsaturating: e1d65f43c014e37a
 #   gan_g_loss_nonsaturating_grad: a5e8cea90f9e1f48
 #   gan_d_loss_logits: 5f6aec4ce635a720
@@ -45,7 +45,7 @@ a fixed order, so a result is bit-identical for any thread count."""
 # that name on load: a module imported under two names (symdl.kernels.x, or x from a
 # path) would break the cache. So the cores get their own namespace under one
 # canonical name, which carries the content hash of the formulas.
-_CORES = types.ModuleType("_symdl_cores_gan_ba8fb056e099a587")
+_CORES = types.ModuleType("_symdl_cores_gan_11b5920b0c90ab8c")
 _CORES.__dict__.update(math=math, np=np, numba=numba)
 _CORES = sys.modules.setdefault(_CORES.__name__, _CORES)
 
@@ -338,9 +338,16 @@ def _scalar_arg(kernel, name, value, check, meaning):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
             raise TypeError(f"{kernel}(): argument '{name}' must be {meaning}, "
                             f"got {type(value).__name__} {value!r}")
-    value = int(value) if integer else float(value)
+    try:
+        value = int(value) if integer else float(value)
+    except OverflowError:  # (an int beyond float's range)
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r} "
+                         "(out of range)") from None
     if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
+    if integer and value >= (2**64 if check == "seed" else 2**63):  # (the cores' int64)
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning} below "
+                         f"{'2**64' if check == 'seed' else '2**63'}, got {value!r}")
     return value
 
 
@@ -832,7 +839,7 @@ def _gan_d_loss_grad_b1_ser(a_d_fake, a_grad_d_fake, p_m_real, p_m_fake):
     m_fake = T(p_m_fake)
     for i in range(a_d_fake.size):
         d_fake = a_d_fake[i]
-        a_grad_d_fake[i] = -T(1)/(m_fake*(d_fake - T(1)))
+        a_grad_d_fake[i] = T(1)/(m_fake*(T(1) - d_fake))
 
 
 @_jit(parallel=True)
@@ -842,7 +849,7 @@ def _gan_d_loss_grad_b1_par(a_d_fake, a_grad_d_fake, p_m_real, p_m_fake):
     m_fake = T(p_m_fake)
     for i in numba.prange(a_d_fake.size):
         d_fake = a_d_fake[i]
-        a_grad_d_fake[i] = -T(1)/(m_fake*(d_fake - T(1)))
+        a_grad_d_fake[i] = T(1)/(m_fake*(T(1) - d_fake))
 
 
 def gan_d_loss_grad(d_real, d_fake):
@@ -850,7 +857,7 @@ def gan_d_loss_grad(d_real, d_fake):
 
     Element by element over each batch (1-D arrays of one length):
         grad_d_real = -1/(d_real*m_real)
-        grad_d_fake = -1/(m_fake*(d_fake - 1))
+        grad_d_fake = 1/(m_fake*(1 - d_fake))
     """
     d_real = _float_array("gan_d_loss_grad", "d_real", d_real)
     d_fake = _float_array("gan_d_loss_grad", "d_fake", d_fake)
@@ -1005,7 +1012,7 @@ def _gan_g_loss_saturating_grad_b0_ser(a_d_fake, a_grad_d_fake, p_m_fake):
     m_fake = T(p_m_fake)
     for i in range(a_d_fake.size):
         d_fake = a_d_fake[i]
-        a_grad_d_fake[i] = T(1)/(m_fake*(d_fake - T(1)))
+        a_grad_d_fake[i] = -T(1)/(m_fake*(T(1) - d_fake))
 
 
 @_jit(parallel=True)
@@ -1014,14 +1021,14 @@ def _gan_g_loss_saturating_grad_b0_par(a_d_fake, a_grad_d_fake, p_m_fake):
     m_fake = T(p_m_fake)
     for i in numba.prange(a_d_fake.size):
         d_fake = a_d_fake[i]
-        a_grad_d_fake[i] = T(1)/(m_fake*(d_fake - T(1)))
+        a_grad_d_fake[i] = -T(1)/(m_fake*(T(1) - d_fake))
 
 
 def gan_g_loss_saturating_grad(d_fake):
     """Generator cost, saturating: gradient. Gradient of gan_g_loss_saturating: dJ_G/dx_i for each element of each input.
 
     Element by element over each batch (1-D arrays of one length):
-        grad_d_fake = 1/(m_fake*(d_fake - 1))
+        grad_d_fake = -1/(m_fake*(1 - d_fake))
     """
     d_fake = _float_array("gan_g_loss_saturating_grad", "d_fake", d_fake)
     _check_1d("gan_g_loss_saturating_grad", ['d_fake'], [d_fake])

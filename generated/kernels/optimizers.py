@@ -328,9 +328,16 @@ def _scalar_arg(kernel, name, value, check, meaning):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
             raise TypeError(f"{kernel}(): argument '{name}' must be {meaning}, "
                             f"got {type(value).__name__} {value!r}")
-    value = int(value) if integer else float(value)
+    try:
+        value = int(value) if integer else float(value)
+    except OverflowError:  # (an int beyond float's range)
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r} "
+                         "(out of range)") from None
     if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
+    if integer and value >= (2**64 if check == "seed" else 2**63):  # (the cores' int64)
+        raise ValueError(f"{kernel}(): argument '{name}' must be {meaning} below "
+                         f"{'2**64' if check == 'seed' else '2**63'}, got {value!r}")
     return value
 
 
