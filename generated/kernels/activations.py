@@ -320,8 +320,10 @@ _OUT_OF_RANGE = {
     "unit_interval_open": lambda v: not 0 <= v < 1, "seed": lambda v: not 0 <= v < 2**64}
 
 
-def _scalar_arg(kernel, name, value, check, meaning):
-    """A scalar argument as a Python int (integer checks) or float, else a clear error."""
+def _scalar_arg(kernel, name, value, check, meaning, to_core=True):
+    """A scalar argument as a Python int (integer checks) or float, else a clear error.
+    An integer for a compiled core (to_core) must fit its int64 (a seed: uint64);
+    pure-Python scalar functions (conv_output_size) take any size."""
     integer = check in _INTEGER_CHECKS
     if not (type(value) is int or (type(value) is float and not integer)):  # (the usual case)
         import numbers
@@ -337,7 +339,7 @@ def _scalar_arg(kernel, name, value, check, meaning):
                          "(out of range)") from None
     if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
-    if integer and value >= (2**64 if check == "seed" else 2**63):  # (the cores' int64)
+    if to_core and integer and value >= (2**64 if check == "seed" else 2**63):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning} below "
                          f"{'2**64' if check == 'seed' else '2**63'}, got {value!r}")
     return value

@@ -317,8 +317,10 @@ _OUT_OF_RANGE = {
     "unit_interval_open": lambda v: not 0 <= v < 1, "seed": lambda v: not 0 <= v < 2**64}
 
 
-def _scalar_arg(kernel, name, value, check, meaning):
-    """A scalar argument as a Python int (integer checks) or float, else a clear error."""
+def _scalar_arg(kernel, name, value, check, meaning, to_core=True):
+    """A scalar argument as a Python int (integer checks) or float, else a clear error.
+    An integer for a compiled core (to_core) must fit its int64 (a seed: uint64);
+    pure-Python scalar functions (conv_output_size) take any size."""
     integer = check in _INTEGER_CHECKS
     if not (type(value) is int or (type(value) is float and not integer)):  # (the usual case)
         import numbers
@@ -334,7 +336,7 @@ def _scalar_arg(kernel, name, value, check, meaning):
                          "(out of range)") from None
     if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
-    if integer and value >= (2**64 if check == "seed" else 2**63):  # (the cores' int64)
+    if to_core and integer and value >= (2**64 if check == "seed" else 2**63):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning} below "
                          f"{'2**64' if check == 'seed' else '2**63'}, got {value!r}")
     return value
@@ -375,9 +377,9 @@ def bias_variance(train_error, dev_error, base_error=0.0):
         branch_0 = (avoidable_bias >= variance) & (avoidable_bias > 0)
         branch_1 = variance > 0
     """
-    train_error = _scalar_arg("bias_variance", "train_error", train_error, "finite_nonnegative", "a finite real number >= 0")
-    dev_error = _scalar_arg("bias_variance", "dev_error", dev_error, "finite_nonnegative", "a finite real number >= 0")
-    base_error = _scalar_arg("bias_variance", "base_error", base_error, "finite_nonnegative", "a finite real number >= 0")
+    train_error = _scalar_arg("bias_variance", "train_error", train_error, "finite_nonnegative", "a finite real number >= 0", to_core=False)
+    dev_error = _scalar_arg("bias_variance", "dev_error", dev_error, "finite_nonnegative", "a finite real number >= 0", to_core=False)
+    base_error = _scalar_arg("bias_variance", "base_error", base_error, "finite_nonnegative", "a finite real number >= 0", to_core=False)
     avoidable_bias = -base_error + train_error
     variance = dev_error - train_error
     if (avoidable_bias >= variance) and (avoidable_bias > 0):

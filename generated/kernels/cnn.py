@@ -319,8 +319,10 @@ _OUT_OF_RANGE = {
     "unit_interval_open": lambda v: not 0 <= v < 1, "seed": lambda v: not 0 <= v < 2**64}
 
 
-def _scalar_arg(kernel, name, value, check, meaning):
-    """A scalar argument as a Python int (integer checks) or float, else a clear error."""
+def _scalar_arg(kernel, name, value, check, meaning, to_core=True):
+    """A scalar argument as a Python int (integer checks) or float, else a clear error.
+    An integer for a compiled core (to_core) must fit its int64 (a seed: uint64);
+    pure-Python scalar functions (conv_output_size) take any size."""
     integer = check in _INTEGER_CHECKS
     if not (type(value) is int or (type(value) is float and not integer)):  # (the usual case)
         import numbers
@@ -336,7 +338,7 @@ def _scalar_arg(kernel, name, value, check, meaning):
                          "(out of range)") from None
     if _OUT_OF_RANGE[check](value):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning}, got {value!r}")
-    if integer and value >= (2**64 if check == "seed" else 2**63):  # (the cores' int64)
+    if to_core and integer and value >= (2**64 if check == "seed" else 2**63):
         raise ValueError(f"{kernel}(): argument '{name}' must be {meaning} below "
                          f"{'2**64' if check == 'seed' else '2**63'}, got {value!r}")
     return value
@@ -369,10 +371,10 @@ def conv_output_size(n, f, padding=0, stride=1):
         n_out = floor((-f + n + 2*p)/s) + 1
         requires_0 = n_out >= 1
     """
-    n = _scalar_arg("conv_output_size", "n", n, "natural", "an integer >= 0")
-    f = _scalar_arg("conv_output_size", "f", f, "positive_int", "an integer >= 1")
-    padding = _scalar_arg("conv_output_size", "padding", padding, "natural", "an integer >= 0")
-    stride = _scalar_arg("conv_output_size", "stride", stride, "positive_int", "an integer >= 1")
+    n = _scalar_arg("conv_output_size", "n", n, "natural", "an integer >= 0", to_core=False)
+    f = _scalar_arg("conv_output_size", "f", f, "positive_int", "an integer >= 1", to_core=False)
+    padding = _scalar_arg("conv_output_size", "padding", padding, "natural", "an integer >= 0", to_core=False)
+    stride = _scalar_arg("conv_output_size", "stride", stride, "positive_int", "an integer >= 1", to_core=False)
     n_out = (-f + n + 2*padding) // (stride) + 1
     if not ((n_out >= 1)):
         raise ValueError("conv_output_size(): " + 'the output would be empty: the filter (f={f}) does not fit the input (n={n}) with padding={padding}'.format(n=n, f=f, padding=padding, stride=stride, n_out=n_out))
@@ -386,7 +388,7 @@ def same_padding(f):
     Computed in plain Python (exact integers):
         p = f/2 - 1/2
     """
-    f = _scalar_arg("same_padding", "f", f, "odd", "an odd integer >= 1")
+    f = _scalar_arg("same_padding", "f", f, "odd", "an odd integer >= 1", to_core=False)
     p = (f - 1) // (2)
     return p
 
@@ -398,9 +400,9 @@ def conv_param_count(f, n_c, n_filters):
     Computed in plain Python (exact integers):
         n_params = n_filters*(f**2*n_c + 1)
     """
-    f = _scalar_arg("conv_param_count", "f", f, "positive_int", "an integer >= 1")
-    n_c = _scalar_arg("conv_param_count", "n_c", n_c, "positive_int", "an integer >= 1")
-    n_filters = _scalar_arg("conv_param_count", "n_filters", n_filters, "positive_int", "an integer >= 1")
+    f = _scalar_arg("conv_param_count", "f", f, "positive_int", "an integer >= 1", to_core=False)
+    n_c = _scalar_arg("conv_param_count", "n_c", n_c, "positive_int", "an integer >= 1", to_core=False)
+    n_filters = _scalar_arg("conv_param_count", "n_filters", n_filters, "positive_int", "an integer >= 1", to_core=False)
     n_params = n_filters*(f**2*n_c + 1)
     return n_params
 
