@@ -193,10 +193,18 @@ def _checked(f: Elementwise | Reduction) -> dict[str, str]:
     return {k: d for k, d in f.domains.items() if k not in assumed}
 
 
+def _doc_expr(e: sp.Expr) -> str:
+    """An expression for a docstring; a function applied to each element of a matrix
+    (a network's activation) as its formula in the matrix's name, not a Lambda."""
+    if isinstance(e, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+        return f"{sp.sstr(e.function(sp.Symbol(sp.sstr(e.expr))))}, element by element"
+    return sp.sstr(e)
+
+
 def _docstring(f: Formula, signature_note: str) -> str:
     lines = [f"{f.title}. {f.doc}", "", signature_note]
     for k, e in f.expressions().items():
-        lines.append(f"    {k} = {sp.sstr(e)}")
+        lines.append(f"    {k} = {_doc_expr(e)}")
     return "\n".join(lines)
 
 

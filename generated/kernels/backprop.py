@@ -813,9 +813,9 @@ def mlp_forward(X, W1, W2, w3):
 
     Per sample x (a row of the input, as a column vector):
         Z1 = W1*x
-        A1 = Lambda(x, 1/(1 + exp(-x))).(Z1)
+        A1 = 1/(1 + exp(-Z1)), element by element
         Z2 = W2*A1
-        A2 = Lambda(x, 1/(1 + exp(-x))).(Z2)
+        A2 = 1/(1 + exp(-Z2)), element by element
         f = w3.T*A2
 
     Keeps its activations with copies of X, W1, W2, w3 (one call per thread,
@@ -958,9 +958,9 @@ def mlp_backward(X, W1, W2, w3, df):
 
     Derived by SymPy (reverse mode), per sample x:
         Z1 = W1*x
-        A1 = Lambda(x, 1/(1 + exp(-x))).(Z1)
+        A1 = 1/(1 + exp(-Z1)), element by element
         Z2 = W2*A1
-        A2 = Lambda(x, 1/(1 + exp(-x))).(Z2)
+        A2 = 1/(1 + exp(-Z2)), element by element
         f = w3.T*A2
         G2 = df*w3
         dw3 = df*A2
