@@ -395,8 +395,7 @@ def signed_zero_safe(expr: sp.Expr, x: sp.Symbol, domain: str | None) -> sp.Expr
             return node
         sign, factors = 1, []
         for factor in sp.Mul.make_args(node.base):
-            linear = factor.has(x) and sp.degree(factor, x) == 1 if factor.is_polynomial(
-                x) else False
+            linear = factor.is_polynomial(x) and sp.degree(factor, x) == 1
             if linear and factor.subs(x, lo) <= 0 and factor.subs(x, hi) <= 0:
                 sign, factor = -sign, sp.expand(-factor)
             factors.append(factor)
