@@ -3,9 +3,10 @@ tell in milliseconds that nothing changed, without importing SymPy or deriving.
 
 The fingerprint hashes the generator's sources (symdl/, its formula library), the
 templates, the user's formula file and the versions of SymPy and Jinja2. The record
-of the last generation (fingerprint + a hash of each file written) lives in the user
-cache directory, never in generated/. If anything differs, or a file on disk no
-longer matches its record, generation runs in full.
+of the last generation (fingerprint, a hash of each file written, and a hash of each
+of the user's own modules that the formula file imported) lives in the user cache
+directory, never in generated/. If anything differs, or a file on disk no longer
+matches its record, generation runs in full.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def up_to_date(out: Path, formulas: str | None, print_: str) -> list[str] | None
         return None
     if record.get("fingerprint") != print_:
         return None
+    depends = record.get("depends", {})
+    if any(_digest(Path(path)) != d for path, d in depends.items()):
+        return None  # a module the formula file imports has changed (or is gone)
     files = record.get("files", {})
     if not files or any(_digest(out / rel) != d for rel, d in files.items()):
         return None
@@ -66,12 +70,17 @@ def up_to_date(out: Path, formulas: str | None, print_: str) -> list[str] | None
     return sorted(files)
 
 
-def remember(out: Path, formulas: str | None, print_: str, rels: list[str]) -> None:
-    """Record a generation (best effort: a read-only cache only costs speed)."""
+def remember(out: Path, formulas: str | None, print_: str, rels: list[str],
+             depends: list[str] = ()) -> None:
+    """Record a generation (best effort: a read-only cache only costs speed).
+
+    ``depends``: the user's modules the formula file imported, re-hashed next time."""
     path = _record_path(out, formulas)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         files = {rel: _digest(out / rel) for rel in rels}
-        path.write_text(json.dumps({"fingerprint": print_, "files": files}, indent=1))
+        deps = {p: _digest(Path(p)) for p in depends}
+        path.write_text(json.dumps({"fingerprint": print_, "files": files, "depends": deps},
+                                   indent=1))
     except OSError:
         pass

@@ -1,4 +1,7 @@
-"""The ``symdl`` command: generate, list, show, verify, sheet."""
+"""symdl: deep-learning formulas written once in SymPy, printed as verified Numba
+kernels and a LaTeX formula sheet.
+
+commands: generate, list, show, verify, sheet, bench (`symdl COMMAND --help` for each)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,49 @@ def _modules(args: argparse.Namespace) -> list[FormulaModule]:
     return file_modules(args.formulas) if args.formulas else builtin_modules()
 
 
+def _check_formula_file(path: str | None) -> None:
+    """One line for a --formulas argument that is not a formula file."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise FormulaError(f"formula file {path} is a directory: name a Python file "
+                           f"(e.g. {p / 'my_formulas.py'})")
+    if not p.exists():
+        raise FormulaError(f"formula file {path} does not exist")
+    if not p.is_file():
+        raise FormulaError(f"formula file {path} is not a regular file")
+    if p.suffix != ".py":
+        raise FormulaError(f"formula file {path} must be a Python file ending in .py")
+
+
+def _default_out(args: argparse.Namespace) -> Path:
+    """Where output goes without --out: a formula file's into ./generated; the built-in
+    library's into the checkout's own generated/, wherever the command is run from."""
+    if args.out:
+        return Path(args.out)
+    if args.formulas:
+        return Path("generated")
+    spec = importlib.util.find_spec("symdl.kernels")
+    kernels = Path(list(spec.submodule_search_locations)[0]) if spec else None
+    if kernels is None or kernels.parent.name != "generated" or not (
+            kernels.parent.parent / "symdl" / "library").is_dir():
+        raise FormulaError("symdl is not installed from a source checkout, so the built-in "
+                           "kernels have no generated/ directory to update: pass --out DIR")
+    return kernels.parent
+
+
+def _unknown_name(command: str, names: list[str], known: list[str]) -> FormulaError:
+    import difflib
+
+    hints = []
+    for n in names:
+        close = difflib.get_close_matches(n, known, n=3)
+        hints.append(f"{n!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    return FormulaError(f"{command}: no formula named {', '.join(hints)}; "
+                        f"`symdl list` shows them all")
+
+
 def _sheet_name(args: argparse.Namespace) -> str:
     return Path(args.formulas).stem if args.formulas else "symdl"
 
@@ -37,9 +83,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from . import cache
 
     start = time.perf_counter()
-    if args.formulas and not Path(args.formulas).is_file():
-        raise FormulaError(f"formula file {args.formulas} does not exist")
-    out = Path(args.out or "generated")
+    _check_formula_file(args.formulas)
+    out = _default_out(args)
     templates = Path(__file__).resolve().parent.parent / "templates"
     if not templates.is_dir():
         from .codegen import templates_dir
@@ -55,10 +100,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .codegen import render, write
 
     _progress("symdl: deriving and printing formulas ...")
-    files = render(_modules(args), sheet_name=_sheet_name(args))
+    modules = _modules(args)
+    files = render(modules, sheet_name=_sheet_name(args))
     report = write(files, out, check=args.check)
     if not report.stale:
-        cache.remember(out, args.formulas, print_, sorted(files))
+        cache.remember(out, args.formulas, print_, sorted(files),
+                       [d for m in modules for d in m.depends])
     if args.check:
         if report.stale:
             for diff in report.stale.values():
@@ -78,11 +125,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for m in _modules(args):
+    _check_formula_file(args.formulas)
+    modules = _modules(args)
+    formulas = [f for m in modules for f in m.formulas]
+    # Columns as wide as their longest entry, so that every row lines up.
+    name_w = max(len(f.name) for f in formulas)
+    kind_w = max(len(f.kind) for f in formulas)
+    for m in modules:
         print(f"{m.title}  ({m.source})")
         for f in m.formulas:
             tag = f"  [derived from {f.derived_from}]" if f.derived_from else ""
-            print(f"  {f.name:<28} {f.kind:<12} {f.title}{tag}")
+            print(f"  {f.name:<{name_w}}  {f.kind:<{kind_w}}  {f.title}{tag}")
     return 0
 
 
@@ -92,7 +145,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .lowering import plan
     from .stable import stabilize
 
-    for m in _modules(args):
+    _check_formula_file(args.formulas)
+    modules = _modules(args)
+    for m in modules:
         for f in m.formulas:
             if f.name != args.name:
                 continue
@@ -127,8 +182,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                     print(f"  {s.target} = {s.value}")
             print(f"content hash: {k.hash}")
             return 0
-    print(f"symdl show: no formula named {args.name!r} (see `symdl list`)", file=sys.stderr)
-    return 2
+    raise _unknown_name("show", [args.name], [f.name for m in modules for f in m.formulas])
 
 
 def _load_kernels(out: str | None, module: str):
@@ -151,25 +205,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.formulas and not args.out:
         raise FormulaError("verify --formulas FILE needs --out DIR: the directory that "
                            "`symdl generate --formulas FILE --out DIR` wrote")
+    _check_formula_file(args.formulas)
+    modules = _modules(args)
+    known = [f.name for m in modules for f in m.formulas]
+    missing = [n for n in args.names if n not in known]
+    if missing:  # before any compiling: a typo costs nothing
+        raise _unknown_name("verify", missing, known)
     failed = 0
-    seen = set()
+    todo = [m for m in modules
+            if not args.names or any(f.name in args.names for f in m.formulas)]
     print(f"{'kernel':<28} {'dtype':<8} {'max error':>12} {'tolerance':>10}  result")
-    for m in _modules(args):
-        if args.names and not any(f.name in args.names for f in m.formulas):
-            continue
-        _progress(f"symdl verify: {m.name} (compiling kernels, evaluating in mpmath) ...")
+    for step, m in enumerate(todo, 1):
+        _progress(f"symdl verify [{step}/{len(todo)}]: {m.name} (compiling kernels, "
+                  f"evaluating in mpmath) ...")
         kernels = _load_kernels(args.out if args.formulas or args.out else None, m.name)
         for r in verify(m.formulas, kernels, names=args.names):
-            seen.add(r.name)
             status = "ok" if r.ok else "FAIL"
             failed += not r.ok
             unit = "ULP" if r.tolerance != 1.0 else "x bound"
             print(f"{r.name:<28} {r.dtype:<8} {r.max_ulp:>8.2f} {unit:<3} {r.tolerance:>10}  "
                   f"{status}")
-    missing = set(args.names) - seen
-    if missing:
-        print(f"symdl verify: unknown formula(s): {', '.join(sorted(missing))}", file=sys.stderr)
-        return 2
     return 1 if failed else 0
 
 
@@ -177,8 +232,10 @@ def cmd_sheet(args: argparse.Namespace) -> int:
     from .codegen import render, write
     from .sheet import build_pdf
 
+    _check_formula_file(args.formulas)
+    out = _default_out(args)
+    _progress("symdl sheet: deriving and printing formulas ...")
     files = render(_modules(args), sheet_name=_sheet_name(args))
-    out = Path(args.out or "generated")
     write({k: v for k, v in files.items() if k.startswith("sheet/")}, out)
     tex = out / "sheet" / f"{_sheet_name(args)}.tex"
     print(f"LaTeX source: {tex}")
@@ -204,15 +261,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="symdl", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="symdl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"symdl {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp_: argparse.ArgumentParser) -> None:
         sp_.add_argument("--formulas", metavar="FILE",
                          help="a formula file (default: the built-in library)")
         sp_.add_argument("--out", metavar="DIR", default=None,
-                         help="output directory (default: generated; for verify, the "
-                              "installed symdl.kernels)")
+                         help="output directory (default: the checkout's generated/ for "
+                              "the built-in library, ./generated for a formula file; for "
+                              "verify, the installed symdl.kernels)")
 
     g = sub.add_parser("generate", help="print kernels and the sheet from the formulas")
     common(g)
@@ -245,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write benchmarks.md/.png/.json (default: benchmarks/out)")
     b.set_defaults(func=cmd_bench)
     return p
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("symdl")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

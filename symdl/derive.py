@@ -101,7 +101,9 @@ def backward_formula(fwd: Elementwise) -> Elementwise:
         name=backward_name(fwd.name),
         section=fwd.section,
         title=f"{fwd.title}: backward",
-        doc=f"Gradient of {fwd.name} from its output: d{x.name} = d{yname} * d{yname}/d{x.name}.",
+        # (Not "dy * dy/dx": the incoming gradient and the derivative are not one dy.)
+        doc=f"Gradient of {fwd.name} from its output {yname}: d{x.name} = d{yname} * "
+            f"{fwd.name}'({x.name}), the derivative written in terms of {yname}.",
         inputs=(y, dy),
         outputs={"d" + x.name: dy * local},
         derived_from=fwd.name,

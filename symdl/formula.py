@@ -142,8 +142,27 @@ def _check_free(exprs: Mapping[str, sp.Expr], allowed: set[sp.Symbol], where: st
     for k, e in exprs.items():
         unknown = e.free_symbols - allowed
         if unknown:
+            _explain_assumptions(unknown, allowed, f"{where} {k!r}")
             names = ", ".join(sorted(s.name for s in unknown))
             raise FormulaError(f"{where} {k!r} uses undeclared symbol(s): {names}")
+
+
+def _explain_assumptions(unknown: set, allowed: set, where: str) -> None:
+    """SymPy symbols of one name but other assumptions are different symbols: say so,
+    rather than call a declared name undeclared."""
+    declared = {s.name: s for s in allowed if isinstance(s, sp.Symbol)}
+    for s in sorted(unknown, key=lambda s: s.name):
+        twin = declared.get(s.name)
+        if twin is None:
+            continue
+        mine = {k: v for k, v in s.assumptions0.items() if k in ("real", "integer",
+                                                                  "positive")}
+        want = "integer=True" if twin.is_integer else "real=True"
+        raise FormulaError(
+            f"{where} uses a symbol {s.name!r} whose SymPy assumptions "
+            f"({', '.join(f'{k}={v}' for k, v in mine.items()) or 'none'}) differ from the "
+            f"declared {s.name!r} ({want}): SymPy treats them as two symbols; create it as "
+            f"sp.Symbol({s.name!r}, {want})")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -11,11 +12,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _reuse_packages_of_this_interpreter(venv_dir: Path) -> None:
+    """Let the new venv import this interpreter's packages (numba, numpy, ...).
+
+    `system_site_packages=True` would give the *base* interpreter's, which lack them
+    when the tests themselves run in a virtual environment. A .pth line appends this
+    interpreter's site directories after the venv's own, so the wheel installed into
+    the venv wins, and their .pth files (an editable symdl's finder) are not run."""
+    py = venv_dir / "bin" / "python"
+    target = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                             "['purelib'])"], capture_output=True, text=True, check=True)
+    dirs = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    Path(target.stdout.strip(), "_symdl_test_parent.pth").write_text("\n".join(dirs) + "\n")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """A fresh venv (reusing this interpreter's packages) with `pip install .`."""
     d = tmp_path_factory.mktemp("venv")
-    venv.create(d, system_site_packages=True, with_pip=True)
+    venv.create(d, system_site_packages=False, with_pip=True)
+    _reuse_packages_of_this_interpreter(d)
     py = d / "bin" / "python"
     wheels = tmp_path_factory.mktemp("wheels")
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",

@@ -729,7 +729,7 @@ def _sigmoid_backward_stream(a_y, a_dy, a_dx):
 
 
 def sigmoid_backward(y, dy, out=None):
-    """Sigmoid: backward. Gradient of sigmoid from its output: dx = dy * dy/dx.
+    """Sigmoid: backward. Gradient of sigmoid from its output y: dx = dy * sigmoid'(x), the derivative written in terms of y.
 
     Computed element by element (any shape):
         dx = dy*y*(1 - y)
@@ -814,7 +814,7 @@ def _tanh_backward_stream(a_y, a_dy, a_dx):
 
 
 def tanh_backward(y, dy, out=None):
-    """Hyperbolic tangent: backward. Gradient of tanh from its output: dx = dy * dy/dx.
+    """Hyperbolic tangent: backward. Gradient of tanh from its output y: dx = dy * tanh'(x), the derivative written in terms of y.
 
     Computed element by element (any shape):
         dx = dy*(1 - y**2)
