@@ -1125,4 +1125,26 @@ PLANNERS = {"network": plan_network, "network_gradient": plan_network_gradient,
 
 def plan(f: Formula) -> KernelPlan:
     """The kernel plan of one formula."""
-    return PLANNERS[f.kind](f)
+    k = PLANNERS[f.kind](f)
+    k.doc += _returns_section(k)
+    return k
+
+
+def _returns_section(k: KernelPlan) -> str:
+    """A numpydoc Returns section, in the order the kernel returns, for every kernel
+    that returns more than one value (one array, or an in-place update, needs none)."""
+    if k.extra.get("result"):
+        fields = ", ".join(k.extra["fields"])
+        return (f"\n\nReturns\n-------\n{k.extra['result']}\n"
+                f"    A named tuple ({fields}).")
+    if len(k.outputs) < 2 or k.updates or k.kind == "masked":
+        return ""
+    scalar = k.kind in ("reduction", "batch reduction")
+    lines = ["", "", "Returns", "-------"]
+    for o in k.outputs:
+        of = next((a for a in k.arrays if o in (f"d{a}", f"grad_{a}")), None)
+        kind = "float" if scalar else "ndarray"
+        what = (f"The gradient with respect to {of}, shaped like {of}." if of
+                else f"{o}, as defined above.")
+        lines += [f"{o} : {kind}", f"    {what}"]
+    return "\n".join(lines)

@@ -308,3 +308,35 @@ def test_a_runaway_sympy_step_ends_within_its_budget(tmp_path):
     line = one_line_error(r)
     assert "formula 'gelu_tanh'" in line and "more than 3 s" in line
     assert time.monotonic() - start < 60
+
+
+def test_multi_output_kernels_document_their_results_in_return_order():
+    """Each kernel that returns several values lists them under Returns, in the order
+    it returns them (mlp_backward's derivation lists them in reverse)."""
+    import numpy as np
+
+    import symdl.kernels as K
+
+    rng = np.random.default_rng(0)
+    X, W1, W2, w3 = (rng.standard_normal(s) for s in [(5, 3), (4, 3), (2, 4), (2,)])
+    calls = {
+        "mlp_backward": lambda: K.mlp_backward(X, W1, W2, w3, np.ones(5)),
+        "batchnorm_forward": lambda: K.batchnorm_forward(X, np.ones(3), np.zeros(3)),
+        "precision_recall": lambda: K.precision_recall([1, 0, 1], [1, 1, 1]),
+        "gan_d_loss_logits_grad": lambda: K.gan_d_loss_logits_grad(X[0], X[1]),
+        "conv2d_backward": lambda: K.conv2d_backward(
+            rng.standard_normal((1, 1, 4, 4)), rng.standard_normal((2, 1, 3, 3)),
+            np.ones((1, 2, 2, 2))),
+    }
+    for name, call in calls.items():
+        doc = getattr(K, name).__doc__
+        section = doc.split("Returns\n    -------\n", 1)[1]
+        listed = [ln.split(" : ")[0].strip() for ln in section.splitlines() if " : " in ln]
+        result = call()
+        assert len(listed) == len(result), name
+        shapes = {"X": X.shape, "W1": W1.shape, "W2": W2.shape, "w3": w3.shape}
+        for label, value in zip(listed, result, strict=True):
+            if name == "mlp_backward":  # each gradient has the shape of its input
+                assert np.shape(value) == shapes[label[1:]], (label, np.shape(value))
+    assert "A named tuple (" + ", ".join(K.bias_variance(0.1, 0.2, 0.3)._fields) + ")" \
+        in K.bias_variance.__doc__

@@ -971,6 +971,17 @@ def mlp_backward(X, W1, W2, w3, df):
         dW1 = delta1*x.T
         dX = W1.T*delta1
 
+    Returns
+    -------
+    dX : ndarray
+        The gradient with respect to X, shaped like X.
+    dW1 : ndarray
+        The gradient with respect to W1, shaped like W1.
+    dW2 : ndarray
+        The gradient with respect to W2, shaped like W2.
+    dw3 : ndarray
+        The gradient with respect to w3, shaped like w3.
+
     Uses the activations kept by mlp_forward() in this thread (once, then forgets
     them) when X, W1, W2, w3 are bit-for-bit that call's inputs (same
     dtype and shape after conversion); otherwise computes the forward pass again.

@@ -596,6 +596,15 @@ def batchnorm_forward(x, gamma, beta, eps=1e-05):
         mean = Sum(x[i], (i, 1, m))/m
         var = Sum((-mean + x[i])**2, (i, 1, m))/m
         out = beta + gamma*(-mean + x)/sqrt(eps + var)
+
+    Returns
+    -------
+    out : ndarray
+        out, as defined above.
+    mean : ndarray
+        mean, as defined above.
+    var : ndarray
+        var, as defined above.
     """
     eps = _check_param("batchnorm_forward", "eps", eps, "nonnegative")
     x = _float_array("batchnorm_forward", "x", x)
@@ -894,6 +903,15 @@ def batchnorm_backward(dout, x, gamma, mean, var, eps=1e-05):
         dgamma = r_gamma
         dbeta = r_beta
         dx = adj_mean/m + adj_var*(-2*mean + 2*x)/m + dout*gamma/sqrt(eps + var)
+
+    Returns
+    -------
+    dx : ndarray
+        The gradient with respect to x, shaped like x.
+    dgamma : ndarray
+        The gradient with respect to gamma, shaped like gamma.
+    dbeta : ndarray
+        dbeta, as defined above.
     """
     eps = _check_param("batchnorm_backward", "eps", eps, "nonnegative")
     dout = _float_array("batchnorm_backward", "dout", dout)

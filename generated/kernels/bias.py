@@ -376,6 +376,11 @@ def bias_variance(train_error, dev_error, base_error=0.0):
         variance = e_dev - e_train
         branch_0 = (avoidable_bias >= variance) & (avoidable_bias > 0)
         branch_1 = variance > 0
+
+    Returns
+    -------
+    BiasVarianceResult
+        A named tuple (avoidable_bias, variance, diagnosis, advice).
     """
     train_error = _scalar_arg("bias_variance", "train_error", train_error, "finite_nonnegative", "a finite real number >= 0", to_core=False)
     dev_error = _scalar_arg("bias_variance", "dev_error", dev_error, "finite_nonnegative", "a finite real number >= 0", to_core=False)

@@ -997,6 +997,15 @@ def conv2d_backward(x, w, dy, stride=1, padding=0):
         dx[n, c, h, v] = Sum(KroneckerDelta(h, a + i*s - p)*KroneckerDelta(v, b + j*s - p)*dy[n, o, i, j]*w[o, c, a, b], (o, 0, O - 1), (i, 0, n_out - 1), (j, 0, n_out - 1), (a, 0, f - 1), (b, 0, f - 1))
         dw[o, c, a, b] = Sum(dy[n, o, i, j]*x[n, c, a + i*s - p, b + j*s - p], (n, 0, N - 1), (i, 0, n_out - 1), (j, 0, n_out - 1))
         dbias[o] = Sum(dy[n, o, i, j], (n, 0, N - 1), (i, 0, n_out - 1), (j, 0, n_out - 1))
+
+    Returns
+    -------
+    dx : ndarray
+        The gradient with respect to x, shaped like x.
+    dw : ndarray
+        The gradient with respect to w, shaped like w.
+    db : ndarray
+        db, as defined above.
     """
     stride = _scalar_arg("conv2d_backward", "stride", stride, "positive_int", "an integer >= 1")
     padding = _scalar_arg("conv2d_backward", "padding", padding, "natural", "an integer >= 0")

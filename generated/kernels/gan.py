@@ -860,6 +860,13 @@ def gan_d_loss_grad(d_real, d_fake):
     Element by element over each batch (1-D arrays of one length):
         grad_d_real = -1/(d_real*m_real)
         grad_d_fake = 1/(m_fake*(1 - d_fake))
+
+    Returns
+    -------
+    grad_d_real : ndarray
+        The gradient with respect to d_real, shaped like d_real.
+    grad_d_fake : ndarray
+        The gradient with respect to d_fake, shaped like d_fake.
     """
     d_real = _float_array("gan_d_loss_grad", "d_real", d_real)
     d_fake = _float_array("gan_d_loss_grad", "d_fake", d_fake)
@@ -1498,6 +1505,13 @@ def gan_d_loss_logits_grad(l_real, l_fake):
     Element by element over each batch (1-D arrays of one length):
         grad_l_real = -1/(m_real*(exp(l_real) + 1))
         grad_l_fake = exp(l_fake)/(m_fake*(exp(l_fake) + 1))
+
+    Returns
+    -------
+    grad_l_real : ndarray
+        The gradient with respect to l_real, shaped like l_real.
+    grad_l_fake : ndarray
+        The gradient with respect to l_fake, shaped like l_fake.
     """
     l_real = _float_array("gan_d_loss_logits_grad", "l_real", l_real)
     l_fake = _float_array("gan_d_loss_logits_grad", "l_fake", l_fake)

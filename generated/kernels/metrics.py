@@ -439,6 +439,13 @@ def precision_recall(y_true, y_pred):
         sum_n_relevant = y_true
         precision = Piecewise((tp/n_selected, n_selected > 0), (0, True))
         recall = Piecewise((tp/n_relevant, n_relevant > 0), (0, True))
+
+    Returns
+    -------
+    precision : float
+        precision, as defined above.
+    recall : float
+        recall, as defined above.
     """
     y_true = _float_array("precision_recall", "y_true", y_true)
     y_pred = _float_array("precision_recall", "y_pred", y_pred)
