@@ -28,6 +28,7 @@ from .formula import (
     Window,
     WindowGradient,
 )
+from .guard import TimeUp, within
 
 
 class DerivationError(FormulaError):
@@ -53,25 +54,40 @@ def backward_name(name: str) -> str:
 
 
 def _agrees(candidate: sp.Expr, target: sp.Expr, x: sp.Symbol, y: sp.Symbol, f: sp.Expr) -> bool:
-    """Check numerically that candidate(y=f(x)) equals target(x) at a few points."""
+    """Check numerically that candidate(y=f(x)) equals target(x) at a few points
+    (parameters at a few values too)."""
     rng = random.Random(0)
+    others = sorted((candidate.free_symbols | target.free_symbols | f.free_symbols)
+                    - {x, y}, key=lambda s: s.name)
     for _ in range(6):
+        at = {s: sp.Float(rng.uniform(0.25, 2.0), 30) for s in others}
         xv = sp.Float(rng.uniform(-2.5, 2.5), 30)
-        yv = f.subs(x, xv).evalf(30)
-        lhs = candidate.subs(y, yv).evalf(30)
-        rhs = target.subs(x, xv).evalf(30)
+        yv = f.subs(at).subs(x, xv).evalf(30)
+        lhs = candidate.subs(at).subs(y, yv).evalf(30)
+        rhs = target.subs(at).subs(x, xv).evalf(30)
         if not (lhs.is_real and rhs.is_real) or abs(lhs - rhs) > 1e-20 * (1 + abs(rhs)):
             return False
     return True
+
+
+def _inverts(branch: sp.Expr, x: sp.Symbol, f: sp.Expr, y: sp.Symbol) -> bool:
+    """Whether SymPy proves branch(f(x)) = x for every real x: then a derivative
+    written through that branch is the same function over the whole domain. A branch
+    that holds on part of it (LambertW's for SiLU) is not proven, and not used."""
+    try:
+        return sp.simplify(branch.subs(y, f) - x) == 0
+    except Exception:  # (SymPy gave up: not proven)
+        return False
 
 
 def in_terms_of_output(expr: sp.Expr, x: sp.Symbol, f: sp.Expr, y: sp.Symbol) -> sp.Expr:
     """Rewrite ``expr`` (a function of x) as a function of y = f(x) alone.
 
     A general mechanism, not a table: first substitute f(x) -> y where it appears
-    literally (tanh' = 1 - tanh(x)**2); otherwise solve y = f(x) for x and
-    substitute each branch. Every candidate is checked numerically, and the
-    simplest correct one wins. Raises DerivationError if x cannot be eliminated.
+    literally (tanh' = 1 - tanh(x)**2: an identity); otherwise solve y = f(x) for x
+    and substitute each branch that SymPy proves to invert f on all reals (sigmoid's
+    x = log(y/(1 - y))). Every candidate is also checked numerically, and the simplest
+    wins. Raises DerivationError if x cannot be eliminated that way.
     """
     candidates = []
     direct = sp.simplify(expr.subs(f, y))
@@ -79,6 +95,8 @@ def in_terms_of_output(expr: sp.Expr, x: sp.Symbol, f: sp.Expr, y: sp.Symbol) ->
         candidates.append(direct)
     if not candidates:
         for branch in sp.solve(sp.Eq(y, f), x):
+            if not _inverts(branch, x, f, y):
+                continue
             for form in (sp.simplify(expr.subs(x, branch)),):
                 for c in (form, sp.simplify(form.rewrite(sp.exp))):
                     if x not in c.free_symbols:
@@ -89,23 +107,87 @@ def in_terms_of_output(expr: sp.Expr, x: sp.Symbol, f: sp.Expr, y: sp.Symbol) ->
     return min(good, key=lambda c: (sp.count_ops(c), sp.default_sort_key(c)))
 
 
+#: Seconds the output-only rewrite of a derivative may take before the backward
+#: kernel takes the inputs instead (sp.solve can run for many minutes).
+OUTPUT_REWRITE_SECONDS = 10.0
+
+
+def local_derivative(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    """d expr / dx, with PyTorch's convention at kinks: a step (the derivative of
+    Max, Min, a clamp) is 0 where its argument is 0 (relu'(0) = 0, hardsigmoid'(+-3)
+    = 0), sign(0) = 0 (abs'(0) = 0), and a Piecewise keeps its conditions (leaky ReLU's
+    slope at 0, as `x > 0 ? 1 : slope`). Steps print as Piecewise, which every printer
+    knows."""
+    d = sp.diff(expr, x)
+    d = d.replace(lambda e: isinstance(e, sp.Heaviside),
+                  lambda e: sp.Piecewise((1, e.args[0] > 0), (0, True)))
+    if d.has(sp.DiracDelta, sp.Derivative, sp.Subs):
+        raise DerivationError(f"the derivative of {expr} with respect to {x} is not a "
+                              f"function SymPy can write down: {d}")
+    return d
+
+
 def backward_formula(fwd: Elementwise) -> Elementwise:
-    """The backward kernel's formula: dx = dy * dy/dx, in terms of the output y."""
-    (x,) = fwd.inputs
-    ((yname, f),) = fwd.outputs.items()
-    y = sp.Symbol(yname, real=True)
-    dy = sp.Symbol("d" + yname, real=True)
-    dfdx = sp.diff(f, x)
-    local = in_terms_of_output(dfdx, x, f, y)
+    """The backward kernel's formula.
+
+    One input and one output: dx = dy * f'(x), the derivative written in terms of the
+    output y where SymPy proves that correct (``<name>_backward(y, dy)``, params too).
+    Otherwise the kernel takes the inputs and one incoming gradient per output and
+    returns the gradient of every input: dx_j = sum_k dy_k * dy_k/dx_j
+    (``<name>_backward(x..., dy..., params)``)."""
+    results = fwd.results()
+    if len(fwd.inputs) == 1 and len(results) == 1:
+        (x,) = fwd.inputs
+        ((yname, f),) = results.items()
+        y = sp.Symbol(yname, real=True)
+        dy = sp.Symbol("d" + yname, real=True)
+        try:
+            with within(OUTPUT_REWRITE_SECONDS):
+                local = in_terms_of_output(local_derivative(f, x), x, f, y)
+        except (DerivationError, TimeUp, NotImplementedError):
+            pass  # not provably a function of y alone: take the input instead
+        else:
+            return Elementwise(
+                name=backward_name(fwd.name),
+                section=fwd.section,
+                title=f"{fwd.title}: backward",
+                # (Not "dy * dy/dx": the incoming gradient and the derivative differ.)
+                doc=f"Gradient of {fwd.name} from its output {yname}: d{x.name} = "
+                    f"d{yname} * {fwd.name}'({x.name}), the derivative written in terms "
+                    f"of {yname}.",
+                inputs=(y, dy),
+                params=fwd.params,
+                outputs={"d" + x.name: dy * local},
+                derived_from=fwd.name,
+            )
+    return _input_backward(fwd, results)
+
+
+def _input_backward(fwd: Elementwise, results: dict[str, sp.Expr]) -> Elementwise:
+    douts = {o: sp.Symbol("d" + o, real=True) for o in results}
+    names = {s.name for s in fwd.inputs} | {p.name for p in fwd.params}
+    grads = {}
+    for x in fwd.inputs:
+        grads["d" + x.name] = sp.Add(*[douts[o] * local_derivative(e, x)
+                                       for o, e in results.items()])
+    clash = sorted(names & ({s.name for s in douts.values()} | set(grads)))
+    if clash:
+        raise DerivationError(
+            f"backward=True names its incoming and outgoing gradients d<name>, but "
+            f"{', '.join(clash)} is already an input or a parameter: rename it")
+    ins = ", ".join(s.name for s in fwd.inputs)
     return Elementwise(
         name=backward_name(fwd.name),
         section=fwd.section,
         title=f"{fwd.title}: backward",
-        # (Not "dy * dy/dx": the incoming gradient and the derivative are not one dy.)
-        doc=f"Gradient of {fwd.name} from its output {yname}: d{x.name} = d{yname} * "
-            f"{fwd.name}'({x.name}), the derivative written in terms of {yname}.",
-        inputs=(y, dy),
-        outputs={"d" + x.name: dy * local},
+        doc=f"Gradient of {fwd.name} with respect to each input ({ins}), from the inputs "
+            f"and the incoming gradient of each output: d<input> = sum over the outputs "
+            f"of d<output> * (partial derivative of the output by the input).",
+        inputs=tuple(fwd.inputs) + tuple(douts.values()),
+        params=fwd.params,
+        outputs=grads,
+        domains=dict(fwd.domains),
+        assumed=fwd.assumed,
         derived_from=fwd.name,
     )
 

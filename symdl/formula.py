@@ -208,8 +208,11 @@ class Elementwise(Formula):
     optimizer step); all updates are computed from the old values. ``steps`` are
     named intermediate results, in order (Adam's bias-corrected moments), that later
     steps and the results may use; the sheet lists them as an algorithm, the kernels
-    substitute them. ``backward=True`` asks SymPy for the gradient kernel
-    ``<name>_backward(y, dy)``, with the derivative rewritten in terms of the output y.
+    substitute them. ``backward=True`` asks SymPy for the gradient kernel: with one
+    input and one output ``<name>_backward(y, dy)``, the derivative rewritten in terms
+    of the output y where SymPy proves that correct; otherwise
+    ``<name>_backward(inputs..., d<output>..., params)``, returning the gradient of every
+    input (``symdl.derive.backward_formula``).
     ``special_cases`` (updates only) name parameter values with a cheaper core.
     ``domains`` names inputs the wrapper checks (``DOMAINS``), except those listed in
     ``assumed`` (optimizer state: a check would cost a pass over memory every step).
@@ -256,8 +259,9 @@ class Elementwise(Formula):
         if not set(self.assumed) <= set(self.domains):
             raise FormulaError(f"{self.name}: assumed {self.assumed} must name inputs that "
                                "have a domain")
-        if self.backward and (len(self.inputs) != 1 or len(self.outputs) != 1 or self.params):
-            raise FormulaError(f"{self.name}: backward=True needs one input, one output")
+        if self.backward and self.updates:
+            raise FormulaError(f"{self.name}: backward=True is for outputs, not in-place "
+                               "updates")
         object.__setattr__(self, "special_cases", tuple(self.special_cases))
         self._check_special_cases()
 

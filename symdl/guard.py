@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,30 +43,54 @@ class _OverBudget(BaseException):
     SymPy swallows it."""
 
 
-_active = threading.local()
+class TimeUp(Exception):
+    """An optional step (``within``) ran out of its own, shorter budget."""
+
+
+_deadlines: list[float] = []  # monotonic times, innermost last (main thread only)
+
+
+def _arm() -> None:
+    signal.setitimer(signal.ITIMER_REAL, max(_deadlines[-1] - time.monotonic(), 1e-6))
 
 
 @contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     # A real-time timer interrupts pure-Python work wherever it is. Signals reach only
-    # the main thread; elsewhere (or nested inside a running budget) no timer is set.
-    if threading.current_thread() is not threading.main_thread() or getattr(
-            _active, "on", False):
+    # the main thread; elsewhere no timer is set. The timer always holds the nearest
+    # deadline: an inner one never outlives the step around it.
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _expire(signum, frame):
         raise _OverBudget
 
-    previous = signal.signal(signal.SIGALRM, _expire)
-    _active.on = True
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer = bool(_deadlines)
+    previous = None if outer else signal.signal(signal.SIGALRM, _expire)
+    mine = time.monotonic() + seconds
+    _deadlines.append(min(mine, _deadlines[-1]) if outer else mine)
+    _arm()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        _active.on = False
+        _deadlines.pop()
+        if outer:
+            _arm()  # the step around this one: its own remaining time (or at once)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """An optional piece of SymPy work (a nicer form, a faster kernel) that gives up
+    with TimeUp after ``seconds``, so that the caller can take a plainer way."""
+    try:
+        with _deadline(seconds):
+            yield
+    except _OverBudget:
+        raise TimeUp from None
 
 
 def _first_line(err: BaseException) -> str:

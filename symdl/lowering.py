@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .bitops import Low32
@@ -51,6 +52,7 @@ class Statement:
     target: str
     value: str
     array: str = ""
+    op: str = "="  # "+=" where a template accumulates (a reduction's sums)
 
 
 def _element_store(name: str) -> str:
@@ -157,7 +159,7 @@ def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix:
         if e.is_Atom or isinstance(e, sp.logic.boolalg.Boolean) and not e.free_symbols:
             return e
         if e.free_symbols and e.free_symbols <= invariant and not isinstance(
-                e, sp.Piecewise | sp.logic.boolalg.Boolean):
+                e, sp.Piecewise | ExprCondPair | sp.logic.boolalg.Boolean):
             if e not in found:
                 found[e] = sp.Symbol(f"{prefix}{len(found)}")
             return found[e]
@@ -261,7 +263,10 @@ def plan_reduction(f: Reduction) -> KernelPlan:
         arrays=[s.name for s in f.inputs],
         outputs=list(f.outputs),
         domains=_checked(f),
-        body=_cse_statements(dict(f.sums), lambda n: f"s_{n}"),
+        # Sums accumulate; a subexpression they share (CSE) is assigned once per element.
+        body=[Statement(st.target, st.value, st.array,
+                        "+=" if st.target in {f"s_{n}" for n in sums} else "=")
+              for st in _cse_statements(dict(f.sums), lambda n: f"s_{n}")],
         finish=_cse_statements(dict(f.outputs), lambda n: n),
         extra={"sums": sums, "count": f.count.name},
     )

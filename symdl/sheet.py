@@ -210,8 +210,9 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
         if f.algorithm:
             e.algorithm = _algorithm(f.algorithm, e.definitions)
     for d in derived:
-        if isinstance(f, Elementwise) and f.backward:
-            # The local derivative dy/dx, read off the backward formula dx = dy * (dy/dx).
+        if isinstance(f, Elementwise) and f.backward and d.inputs[0].name in f.outputs:
+            # The local derivative dy/dx, read off the backward formula dx = dy * (dy/dx)
+            # (a backward written in the output y; one from the inputs shows itself).
             ((xname, dx),) = d.outputs.items()
             y, dy = d.inputs
             e.derived.append(Equation(rf"\frac{{\partial {latex(y)}}}{{\partial {xname[1:]}}}",

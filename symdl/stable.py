@@ -27,10 +27,15 @@ def _logistic(expr: sp.Expr) -> sp.Expr:
 
     def rewrite(e: sp.Expr) -> sp.Expr:
         u = next(a for a in e.base.args if isinstance(a, sp.exp)).args[0]
-        z = sp.exp(-sp.Abs(u))  # in (0, 1]: one exp, never overflows
-        return sp.Piecewise((z / (1 + z), u > 0), (1 / (1 + z), True))
+        return _overflow_free_logistic(u)
 
     return expr.replace(is_logistic, rewrite)
+
+
+def _overflow_free_logistic(u: sp.Expr) -> sp.Expr:
+    """1/(1 + exp(u)), as a branch on the sign of u."""
+    z = sp.exp(-sp.Abs(u))  # in (0, 1]: one exp, never overflows
+    return sp.Piecewise((z / (1 + z), u > 0), (1 / (1 + z), True))
 
 
 def _softplus(expr: sp.Expr) -> sp.Expr:
@@ -111,6 +116,118 @@ def _logistic_complement(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: complement(e) is not None, complement)
 
 
+class _Sigmoid(sp.Function):
+    """1/(1 + exp(-u)), kept whole through the other rewrites; ``_logistic`` prints it
+    without overflow at the end."""
+
+    nargs = 1
+
+
+def _one_plus_exp(e: sp.Expr) -> sp.Expr | None:
+    """u if e is 1 + exp(u), else None."""
+    if e.is_Add and len(e.args) == 2 and sp.S.One in e.args:
+        (ex,) = [a for a in e.args if a != 1]
+        if isinstance(ex, sp.exp):
+            return ex.args[0]
+    return None
+
+
+def _logistic_powers(expr: sp.Expr) -> sp.Expr:
+    """exp(k*u) / (1 + exp(u))**n -> sigmoid(u)**k * sigmoid(-u)**(n - k), for integers
+    0 <= k <= n.
+
+    The derivatives of logistic curves (SiLU's, a sigmoid with a temperature) come out
+    of SymPy in this shape: at large |u| it is inf/inf; as a product of logistic
+    functions, each in (0, 1], it never overflows. Runs before SymPy's own
+    simplifications, which would merge the terms into one fraction again.
+    """
+
+    def rewrite(e: sp.Expr) -> sp.Expr | None:
+        if not e.is_Mul:
+            return None
+        factors = list(e.args)
+        changed = False
+        for i, a in enumerate(factors):
+            if not (a.is_Pow and a.exp.is_Integer and a.exp < 0):
+                continue
+            u = _one_plus_exp(a.base)
+            if u is None:
+                continue
+            n, k = int(-a.exp), 0
+            for j, b in enumerate(factors):
+                ratio = sp.cancel(b.args[0] / u) if isinstance(b, sp.exp) else None
+                if ratio is not None and ratio.is_Integer and 0 < ratio <= n:
+                    k, factors[j] = int(ratio), sp.S.One
+                    break
+            factors[i] = _Sigmoid(u) ** k * _Sigmoid(-u) ** (n - k)
+            changed = True
+        return sp.Mul(*factors) if changed else None
+
+    return expr.replace(lambda e: rewrite(e) is not None, rewrite)
+
+
+def _over_logistic(expr: sp.Expr) -> sp.Expr:
+    """(a + b*exp(u)) / (1 + exp(u)) -> a/(1 + exp(u)) + b*exp(u)/(1 + exp(u)), so that
+    ``_logistic_powers`` sees each term: the gradient of a cross-entropy on logits
+    comes out of SymPy as one such fraction, inf*0 = NaN at u = 800."""
+
+    def split(e: sp.Expr):
+        if not e.is_Mul:
+            return None
+        us = [_one_plus_exp(a.base) for a in e.args
+              if a.is_Pow and a.exp.is_Integer and a.exp < 0]
+        for a in e.args:
+            if a.is_Add and any(isinstance(f, sp.exp) and u is not None
+                                and sp.cancel(f.args[0] / u).is_Integer
+                                for t in a.args for f in sp.Mul.make_args(t) for u in us):
+                return a
+        return None
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        a = split(e)
+        rest = e / a
+        return sp.Add(*[rest * t for t in a.args])
+
+    return expr.replace(lambda e: split(e) is not None, rewrite)
+
+
+class erfc(sp.erfc):  # noqa: N801  (printed by the name of SymPy's own erfc)
+    """SymPy's erfc without its rewrite of erfc(-u) as 2 - erfc(u): that rewrite
+    brings back the cancellation the stable form removes."""
+
+    @classmethod
+    def eval(cls, arg):
+        return None
+
+
+def _one_plus_special(expr: sp.Expr) -> sp.Expr:
+    """c + c*erf(u) -> c*erfc(-u); c + c*tanh(u) -> 2c*sigmoid(2u);
+    c - c*tanh(u)**2 -> 4c*sigmoid(2u)*sigmoid(-2u) (and with the signs flipped).
+
+    GELU's 1 + erf(x/sqrt(2)) cancels to nothing for large negative x, and
+    1 - tanh(u)**2 for large |u|; erfc and logistic functions keep every digit."""
+
+    def rewrite(e: sp.Expr) -> sp.Expr | None:
+        if not e.is_Add:
+            return None
+        const = sp.Add(*[a for a in e.args if a.is_Number])
+        if const == 0:
+            return None
+        for t in e.args:
+            c, f = t.as_coeff_Mul()
+            rest = e - const - t
+            if isinstance(f, sp.erf | sp.tanh) and abs(c) == abs(const):
+                u = (c / const) * f.args[0]  # const*(1 + f(u))
+                return rest + const * (erfc(-u) if isinstance(f, sp.erf)
+                                       else 2 * _Sigmoid(2 * u))
+            if f.is_Pow and f.exp == 2 and isinstance(f.base, sp.tanh) and c == -const:
+                u = f.base.args[0]
+                return rest + 4 * const * _Sigmoid(2 * u) * _Sigmoid(-2 * u)
+        return None
+
+    return expr.replace(lambda e: rewrite(e) is not None, rewrite)
+
+
 def _log_of_power(expr: sp.Expr) -> sp.Expr:
     """log(b**e) -> e*log(b) for a positive base: log(sigmoid(l)) -> -log(1 + exp(-l)),
     which ``_softplus`` then recognizes (the identity holds because b > 0)."""
@@ -139,18 +256,40 @@ def _factor_in(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
+def _integer_linear(expr: sp.Expr) -> sp.Expr:
+    """x/6 + 1/2 -> (x + 3)/6: a linear form with fractional coefficients, written with
+    integer ones and one division, is exactly 0 where it should be (hard sigmoid's
+    kink at x = -3; x*(1/6) + 0.5 gives 2.8e-17 there)."""
+
+    def is_match(e: sp.Expr) -> bool:
+        if not e.is_Add or not e.free_symbols:
+            return False
+        coeffs = [a.as_coeff_Mul()[0] for a in e.args]
+        return (any(c.is_Rational and not c.is_Integer for c in coeffs)
+                and all(c.is_Rational for c in coeffs)
+                and all(a.is_Number or a.as_coeff_Mul()[1].is_Symbol for a in e.args))
+
+    return expr.replace(is_match, sp.factor_terms)
+
+
 def stabilize(expr: sp.Expr) -> sp.Expr:
     """The form of ``expr`` that the kernels print: same function, better rounding."""
     if not isinstance(expr, sp.Expr):  # a condition (n_out >= 1): nothing to stabilize
         return expr
     expr = _factor_in(expr)
+    expr = _integer_linear(expr)
     expr = _logistic_complement(expr)
+    expr = _over_logistic(expr)
+    expr = _logistic_powers(expr)
+    expr = _one_plus_special(expr)
     expr = _log_of_power(expr)
     expr = _softplus(expr)
     expr = optimize(expr, optims_c99)  # log(1 + x) -> log1p(x), exp(x) - 1 -> expm1(x)
     # After SymPy's optimizations, which would restructure a product holding log(b).
     expr = _one_minus_power(expr)
     expr = _logistic(expr)
+    expr = expr.replace(lambda e: isinstance(e, _Sigmoid),
+                        lambda e: _overflow_free_logistic(-e.args[0]))
     return expr
 
 

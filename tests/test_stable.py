@@ -20,6 +20,16 @@ CASES = [
     sp.log(1 / (1 + sp.exp(-x))),  # log-sigmoid
     sp.log(1 - 1 / (1 + sp.exp(-x))),  # log(1 - sigmoid)
     -sp.exp(x) / (1 + sp.exp(x)),
+    # Derivatives of logistic curves and GELU's forms (issue 18's user activations).
+    x * sp.exp(-x) / (1 + sp.exp(-x)) ** 2 + 1 / (1 + sp.exp(-x)),
+    sp.exp(-x / 2) / (2 * (1 + sp.exp(-x / 2)) ** 2),
+    sp.exp(2 * x) / (1 + sp.exp(x)) ** 3,
+    x / 2 * (1 + sp.erf(x / sp.sqrt(2))),
+    sp.erf(x) / 2 + sp.Rational(1, 2),
+    3 - 3 * sp.erf(x),
+    (1 + sp.tanh(x / 3)) / 2,
+    1 - sp.tanh(2 * x) ** 2,
+    sp.Min(1, sp.Max(0, x / 6 + sp.Rational(1, 2))),
 ]
 
 
@@ -43,3 +53,21 @@ def test_sigmoid_rewrite_never_overflows():
 
 def test_difference_of_squares_is_factored():
     assert stabilize(1 - y**2) == sp.factor(1 - y**2)
+
+
+def test_tails_no_longer_cancel_or_overflow():
+    """The forms SymPy derives are inf/inf or 1 - 1 in the tails; the rewrites are not."""
+    for expr, at, exact in [
+        (x * sp.exp(-x) / (1 + sp.exp(-x)) ** 2, -800, -800 * mpmath.exp(-800)),
+        (1 + sp.erf(x), -25, mpmath.erfc(25)),
+        (1 - sp.tanh(x) ** 2, 300, mpmath.sech(300) ** 2),
+    ]:
+        with mpmath.workdps(1000):
+            exact = mpmath.mpf(exact)
+        value = float(sp.lambdify([x], stabilize(expr), "math")(float(at)))
+        assert abs(value - float(exact)) <= 1e-14 * abs(float(exact)), (expr, value)
+
+
+def test_hard_sigmoid_kink_is_exact():
+    f = sp.lambdify([x], stabilize(x / 6 + sp.Rational(1, 2)), "math")
+    assert f(-3.0) == 0.0
