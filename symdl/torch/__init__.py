@@ -40,3 +40,8 @@ conv2d = _glue.conv2d
 dropout = _glue.dropout
 
 __all__ = sorted([*_FUNCTIONS, "batchnorm_forward", "conv2d", "dropout", "wrap"])
+
+# (imported last: they use the functions above)
+from symdl.torch import nn, optim  # noqa: E402
+
+__all__ += ["nn", "optim"]

@@ -183,3 +183,76 @@ def dropout(x: torch.Tensor, p: float, seed: int | None = None,
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())
     return _dropout(x, p, seed, inverted)
+
+
+@torch.library.custom_op("symdl::dropout_inference", mutates_args=(), device_types="cpu")
+def _dropout_inference(x: torch.Tensor, p: float, inverted: bool) -> torch.Tensor:
+    return from_numpy(_reg.dropout_inference(to_numpy(x), p, inverted), result_dtype([x]))
+
+
+@_dropout_inference.register_fake
+def _(x, p, inverted):
+    return x.new_empty(x.shape, dtype=result_dtype([x]))
+
+
+def _dropout_inference_setup(ctx, inputs, output):
+    _, ctx.p, ctx.inverted = inputs
+
+
+def _dropout_inference_grad(ctx, dy):
+    # The expectation over the mask is linear in x: dx is the same kernel on dy.
+    return _dropout_inference(dy, ctx.p, ctx.inverted), None, None
+
+
+_dropout_inference.register_autograd(_dropout_inference_grad,
+                                     setup_context=_dropout_inference_setup)
+
+
+def dropout_inference(x: torch.Tensor, p: float, inverted: bool = True) -> torch.Tensor:
+    """Dropout at test time on a tensor (``symdl.kernels.dropout_inference``): the
+    expectation of the training output over the mask; differentiable in x."""
+    check_tensor("dropout_inference", "x", x)
+    return _dropout_inference(x, p, inverted)
+
+
+_bn_inference = KernelOp(
+    "symdl::batchnorm_inference", _bn.batchnorm_inference,
+    ["x", "gamma", "beta", "running_mean", "running_var"], [_EPS], 1,
+    lambda x, gamma, beta, rm, rv, eps: x.new_empty(
+        x.shape, dtype=result_dtype([x, gamma, beta, rm, rv]))).op
+
+
+def _bn_inference_setup(ctx, inputs, output):
+    pass
+
+
+def _bn_inference_grad(ctx, dout):
+    raise RuntimeError("batchnorm_inference (BatchNorm1d in eval mode) has no derived "
+                       "gradient: train in train() mode, or evaluate under torch.no_grad()")
+
+
+_bn_inference.register_autograd(_bn_inference_grad, setup_context=_bn_inference_setup)
+
+
+def batchnorm_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                        running_mean: torch.Tensor, running_var: torch.Tensor,
+                        eps: float = 1e-05) -> torch.Tensor:
+    """Batch norm at test time on tensors (``symdl.kernels.batchnorm_inference``).
+    Not differentiable: a backward pass through it raises RuntimeError."""
+    for name, t in (("x", x), ("gamma", gamma), ("beta", beta),
+                    ("running_mean", running_mean), ("running_var", running_var)):
+        check_tensor("batchnorm_inference", name, t)
+    return _bn_inference(x, gamma, beta, running_mean, running_var, eps)
+
+
+def batchnorm_update_running(running_mean: torch.Tensor, running_var: torch.Tensor,
+                             mean: torch.Tensor, var: torch.Tensor, m: int,
+                             momentum: float = 0.1) -> None:
+    """Update running statistics in place (``symdl.kernels.batchnorm_update_running``),
+    on the tensors' memory; no autograd (buffers)."""
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("mean", mean), ("var", var)):
+        check_tensor("batchnorm_update_running", name, t)
+    with torch.no_grad():
+        _bn.batchnorm_update_running(running_mean.numpy(), running_var.numpy(),
+                                     to_numpy(mean), to_numpy(var), m, momentum)
