@@ -148,8 +148,8 @@ class Differentiable:
         return tensors[0].new_empty(shape, dtype=dtype)
 
     def _fake_gradient(self, *args: object) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        by_name = dict(zip(self.saved + ([self.upstream] if self.upstream else []), args,
-                           strict=True))
+        names = self.saved + ([self.upstream] if self.upstream else [])
+        by_name = dict(zip(names, args[:len(names)], strict=True))  # (then the scalars)
         dtype = result_dtype([t for t in by_name.values()])
         # The gradient of each array input has that input's shape (an elementwise
         # kernel's input has its output's shape).
@@ -198,19 +198,3 @@ class Differentiable:
                       f"differentiable through {self.gradient.__name__}.")
         fn.__module__ = "symdl.torch"
         return fn
-
-
-def differentiable_kernels(module: object) -> dict[str, tuple[Callable, Callable, bool]]:
-    """The module's forward kernels with a derived gradient kernel, by name: (forward,
-    gradient, is_cost). Kernels whose forward returns several arrays, or whose
-    gradient takes the forward's results (batch norm's mean and var), need glue."""
-    names = getattr(module, "__all__", [n for n in dir(module) if not n.startswith("_")])
-    found = {}
-    for name in names:
-        for suffix, is_cost in (("_backward", False), ("_grad", True)):
-            base = name.removesuffix("_forward")
-            gradient = getattr(module, base + suffix, None)
-            if name.endswith(("_backward", "_grad")) or gradient is None:
-                continue
-            found[name] = (getattr(module, name), gradient, is_cost)
-    return found

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import types
 
-from symdl.torch._ops import Differentiable, differentiable_kernels
+from symdl.interop import differentiable_kernels
+from symdl.torch._ops import Differentiable
 
 _WRAPPED: dict[int, types.SimpleNamespace] = {}
 
