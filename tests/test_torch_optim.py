@@ -81,7 +81,8 @@ def test_step_by_step_equal_to_torch_and_state_dicts_interchange(name, kwargs, d
                 # new = a * old + term, with 3 or 4 roundings on each side, each
                 # relative to a term, and |term| <= |new| + |old|.
                 scale = value.abs() + old.get(i, {}).get(key, torch.zeros(())).abs()
-                assert torch.all((our_state["state"][i][key] - value).abs() <= (8 * eps + decay) * scale)
+                diff = (our_state["state"][i][key] - value).abs()
+                assert torch.all(diff <= (8 * eps + decay) * scale)
     # Ours loads into torch's optimizer, which then continues as ours does.
     ref2 = getattr(torch.optim, name)(ref_params, **kwargs)
     ref2.load_state_dict(copy.deepcopy(ours.state_dict()))
