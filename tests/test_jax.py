@@ -77,6 +77,10 @@ def test_costs_under_jit_and_grad(name, dtype):
 def test_vmap_and_half_dtypes():
     x = jnp.linspace(-3, 3, 12, dtype=jnp.float32).reshape(3, 4)
     np.testing.assert_array_equal(jax.vmap(sj.sigmoid)(x), sj.sigmoid(x))
+    # (the backward kernel under vmap: y batched, dy broadcast from the sum)
+    per_row_grad = jax.vmap(jax.grad(lambda r: sj.tanh(r).sum()))(x)
+    np.testing.assert_array_equal(per_row_grad, jnp.stack(
+        [jax.grad(lambda r: sj.tanh(r).sum())(r) for r in x]))
     per_row = jax.vmap(sj.gan_g_loss_nonsaturating_logits)(x)
     np.testing.assert_array_equal(per_row, [sj.gan_g_loss_nonsaturating_logits(r) for r in x])
     for half in (jnp.float16, jnp.bfloat16):

@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 optim = pytest.importorskip("symdl.torch.optim")
 
+import symdl.kernels.optimizers as optimizer_kernels  # noqa: E402
+
 CONFIGS = [
     ("Adam", {}),
     ("Adam", {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-6}),
@@ -161,6 +163,8 @@ def test_a_users_update_formula_becomes_an_optimizer_equal_to_torch(tmp_path):
     spec.loader.exec_module(mod)
     AdamW = optim.optimizer_class(mod.adamw_step)
     assert issubclass(AdamW, torch.optim.Optimizer) and AdamW.__name__ == "Adamw"
+    assert list(optim.optimizers(mod)) == ["Adamw"]
+    assert sorted(optim.optimizers(optimizer_kernels)) == ["Adam", "Rmsprop"]
     ref_params, our_params = _params(torch.float64), _params(torch.float64)
     ref = torch.optim.AdamW(ref_params, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)
     ours = AdamW(our_params, lr=0.01, beta1=0.8, beta2=0.99, weight_decay=0.1)

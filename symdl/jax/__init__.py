@@ -61,10 +61,11 @@ def _callback(kernel: Callable, shapes: list[tuple], dtype, *xs: jax.Array,
         results = result if isinstance(result, tuple) else (result,)
         return tuple(np.asarray(r, dtype=dtype) for r in results)
 
-    # An elementwise kernel takes any shape, so a batch of calls is one call; a cost
+    # An elementwise kernel takes any shape, so a batch of calls is one call (on
+    # arguments broadcast to one shape: backward kernels take y and dy alike); a cost
     # sums over its whole input, so vmap calls it once per batch element.
     out = jax.pure_callback(host, tuple(specs), *xs,
-                            vmap_method="expand_dims" if elementwise else "sequential")
+                            vmap_method="broadcast_all" if elementwise else "sequential")
     return out if len(out) > 1 else out[0]
 
 

@@ -5,7 +5,8 @@ constructor arguments and keep the same state under the same names, so a
 ``state_dict()`` of one loads into the other. Each step is one call of the generated
 kernel (``adam_step``, ``rmsprop_step``) per parameter, on the tensors' memory.
 ``optimizer_class(kernel)`` turns any in-place update kernel (one of your formula
-file's, e.g. AdamW) into such an optimizer class.
+file's, e.g. AdamW) into such an optimizer class, and ``optimizers(module)`` does so
+for every in-place update kernel of a generated module.
 
 Parameters must be float32 or float64 CPU tensors with dense gradients: the update
 is in place, so float16/bfloat16 parameters (which the kernels would compute in a
@@ -247,3 +248,21 @@ def optimizer_class(kernel: Callable, *, param: str | None = None, grad: str = "
         "__init__": __init__, "hyperparameters": hyperparameters, "_update": _update,
         "kernel": staticmethod(kernel), "states": {a: a for a in state_args},
         "step_arg": step, "__doc__": f"Optimizer computed by the kernel {kernel.__name__}."})
+
+
+def optimizers(module: object) -> dict[str, type[KernelOptimizer]]:
+    """An optimizer class for every in-place update kernel of a generated module: the
+    kernels with a ``grad`` argument and no ``out=`` (an update writes its inputs).
+
+    Returns:
+        Class name (``adamw_step`` -> ``Adamw``) -> class, as ``optimizer_class`` makes.
+    """
+    names = getattr(module, "__all__", [n for n in dir(module) if not n.startswith("_")])
+    classes = {}
+    for name in names:
+        kernel = getattr(module, name)
+        params = inspect.signature(kernel).parameters if callable(kernel) else {}
+        if "grad" in params and "out" not in params:
+            cls = optimizer_class(kernel)
+            classes[cls.__name__] = cls
+    return classes
