@@ -88,3 +88,24 @@ def test_activation_modules():
     torch.testing.assert_close(snn.Sigmoid()(x), torch.sigmoid(x), rtol=8 * EPS64, atol=0)
     torch.testing.assert_close(snn.Tanh()(x), torch.tanh(x), rtol=8 * EPS64, atol=0)
     assert isinstance(snn.Tanh(), torch.nn.Module)
+
+
+def test_dropout_module_compiles_without_graph_break():
+    torch._dynamo.reset()
+    p = 0.25
+    net = torch.nn.Sequential(snn.Tanh(), snn.Dropout(p))
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    y = compiled(x)
+    y.sum().backward()
+    kept = y.detach() != 0
+    torch.testing.assert_close(y.detach()[kept], torch.tanh(x.detach())[kept] / (1 - p),
+                               rtol=8 * EPS64, atol=0)
+    # The backward used the forward's mask (the same seed). 1 - y**2 carries y's few
+    # ULP of error as an absolute error of a few eps (|y| <= 1), on either side.
+    ref = kept.double() * (1 - torch.tanh(x.detach()) ** 2) / (1 - p)
+    torch.testing.assert_close(x.grad, ref, rtol=0, atol=16 * EPS64 / (1 - p))
+    with pytest.raises(ValueError, match="argument 'seed'"):
+        import symdl.torch as st
+
+        st.dropout(x, p, seed=-1)

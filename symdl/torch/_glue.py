@@ -146,9 +146,12 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, stri
 
 
 # ---- dropout -------------------------------------------------------------------------
+# The seed travels as a 0-d int64 tensor: drawn by torch.randint, it stays in the graph
+# under torch.compile (an int drawn with .item() would break it), and the backward
+# reads the same seed, hence the same mask.
 @torch.library.custom_op("symdl::dropout", mutates_args=(), device_types="cpu")
-def _dropout(x: torch.Tensor, p: float, seed: int, inverted: bool) -> torch.Tensor:
-    y, _ = _reg.dropout(to_numpy(x), p, seed, inverted)
+def _dropout(x: torch.Tensor, p: float, seed: torch.Tensor, inverted: bool) -> torch.Tensor:
+    y, _ = _reg.dropout(to_numpy(x), p, int(seed), inverted)
     return from_numpy(y, result_dtype([x]))
 
 
@@ -158,15 +161,17 @@ def _(x, p, seed, inverted):
 
 
 def _dropout_setup(ctx, inputs, output):
-    _, ctx.p, ctx.seed, ctx.inverted = inputs
+    _, ctx.p, seed, ctx.inverted = inputs
+    ctx.save_for_backward(seed)
 
 
 def _dropout_grad(ctx, dy):
     if not ctx.needs_input_grad[0]:
         return None, None, None, None
+    (seed,) = ctx.saved_tensors
     # y = mask * x (/ q): linear in x, so dx is the same kernel, with the same mask
     # (the same seed), applied to dy.
-    return _dropout(dy, ctx.p, ctx.seed, ctx.inverted), None, None, None
+    return _dropout(dy, ctx.p, seed, ctx.inverted), None, None, None
 
 
 _dropout.register_autograd(_dropout_grad, setup_context=_dropout_setup)
@@ -181,8 +186,13 @@ def dropout(x: torch.Tensor, p: float, seed: int | None = None,
     """
     check_tensor("dropout", "x", x)
     if seed is None:
-        seed = int(torch.randint(0, 2**62, ()).item())
-    return _dropout(x, p, seed, inverted)
+        seed_tensor = torch.randint(0, 2**62, (), dtype=torch.int64)
+    elif isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63:
+        seed_tensor = torch.tensor(seed, dtype=torch.int64)
+    else:
+        raise ValueError(f"symdl.torch.dropout(): argument 'seed' must be an integer in "
+                         f"[0, 2**63) or None, got {seed!r}")
+    return _dropout(x, p, seed_tensor, inverted)
 
 
 @torch.library.custom_op("symdl::dropout_inference", mutates_args=(), device_types="cpu")

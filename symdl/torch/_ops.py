@@ -122,6 +122,10 @@ class Differentiable:
         self.params = fwd
         self.tensors = [p.name for p in fwd
                         if p.default is inspect.Parameter.empty and p.name not in after]
+        if not self.tensors:
+            raise ValueError(f"{self.name}: no array argument found from the signatures of "
+                             f"{self.name} and {self.gradient.__name__}; leave it out "
+                             f"(skip=({self.name!r},)) and wrap it by hand")
         self.scalars = [p for p in fwd if p.name not in self.tensors]
         # What the gradient kernel reads before the upstream gradient: forward inputs by
         # name, anything else is the forward's output.
