@@ -179,3 +179,21 @@ def test_wrap_a_users_generated_package(tmp_path):
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["ok", "['softplus']"]
+
+
+def test_every_kernel_with_a_derived_gradient_has_a_torch_function():
+    import importlib
+
+    import symdl.kernels
+    from symdl.interop import differentiable_kernels
+
+    modules = {m for m in symdl.kernels._KERNELS.values()}
+    found = set()
+    for m in modules:
+        found |= set(differentiable_kernels(importlib.import_module(f"symdl.kernels.{m}")))
+    assert found == {"sigmoid", "tanh", "maxpool2d", "avgpool2d", "conv2d", "mlp_forward",
+                     "batchnorm_forward", *(n for n in symdl.kernels.__all__
+                                            if n.startswith("gan_") and not n.endswith("_grad"))}
+    assert found <= set(st.__all__)
+    for name in found:
+        assert callable(getattr(st, name)) and getattr(st, name).__doc__

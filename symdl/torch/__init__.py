@@ -36,10 +36,15 @@ _FUNCTIONS = _builtin()
 globals().update(_FUNCTIONS)
 
 batchnorm_forward = _glue.batchnorm_forward
+batchnorm_inference = _glue.batchnorm_inference
+batchnorm_update_running = _glue.batchnorm_update_running
 conv2d = _glue.conv2d
 dropout = _glue.dropout
+dropout_inference = _glue.dropout_inference
+_GLUE_NAMES = ["batchnorm_forward", "batchnorm_inference", "batchnorm_update_running", "conv2d",
+               "dropout", "dropout_inference"]
 
-__all__ = sorted([*_FUNCTIONS, "batchnorm_forward", "conv2d", "dropout", "wrap"])
+__all__ = sorted([*_FUNCTIONS, *_GLUE_NAMES, "wrap"])
 
 # (imported last: they use the functions above)
 from symdl.torch import nn, optim  # noqa: E402
