@@ -95,3 +95,37 @@ def test_bad_input_names_the_argument():
         sj.sigmoid(jnp.arange(3))
     with pytest.raises(TypeError, match=r"argument 'l_fake' must be a JAX or NumPy array"):
         sj.gan_d_loss_logits(jnp.zeros(3), [1.0])
+
+
+def test_wrap_a_users_generated_package(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "mine.py").write_text(textwrap.dedent("""\
+        import sympy as sp
+        from symdl.formula import Elementwise
+
+        x = sp.Symbol("x", real=True)
+        FORMULAS = [Elementwise("softplus", "Mine", "Softplus", "A smooth ReLU.", inputs=[x],
+                                outputs={"y": sp.log(1 + sp.exp(x))}, backward=True)]
+        """))
+    run = subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--formulas",
+                          "mine.py", "--out", "pkg"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    spec = importlib.util.spec_from_file_location("mine_jax", tmp_path / "pkg/kernels/mine.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mine = sj.wrap(mod)
+    assert sorted(vars(mine)) == ["softplus"]
+    with _x64(np.float64):
+        x = jnp.linspace(-5.0, 5.0, 41)
+        eps = np.finfo(np.float64).eps
+        np.testing.assert_allclose(jax.jit(mine.softplus)(x), jax.nn.softplus(x),
+                                   rtol=8 * eps, atol=0)
+        g = jax.grad(lambda x: mine.softplus(x).sum())(x)
+        # softplus' = 1 - exp(-y) from the output: y's few ULP become an absolute error
+        # of a few eps times exp(-y) <= 1; the reference is sigmoid(x), within 4 ULP.
+        np.testing.assert_allclose(g, jax.nn.sigmoid(x), rtol=8 * eps, atol=16 * eps)
