@@ -187,3 +187,13 @@ def test_a_users_update_formula_becomes_an_optimizer_equal_to_torch(tmp_path):
         _assert_one_step_close(our_params, ref_params, before, eps)
     with pytest.raises(TypeError, match="unknown argument 'betas'"):
         AdamW(our_params, betas=(0.9, 0.99))
+
+
+def test_a_step_between_forward_and_backward_is_detected_as_torch_does():
+    p = _params(torch.float64)[1]
+    x = torch.randn(7, dtype=torch.float64)
+    loss = (p * p * x).sum()  # saves p for the backward
+    p.grad = torch.ones_like(p)
+    optim.Adam([p]).step()  # writes p through the kernel
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

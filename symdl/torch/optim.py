@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Callable, Iterable
 
 import torch
+from torch.autograd.graph import increment_version
 from torch.optim.optimizer import _get_scalar_dtype
 
 from symdl.kernels import adam_step, rmsprop_step
@@ -99,11 +100,19 @@ class KernelOptimizer(torch.optim.Optimizer):
             state["step"] += 1
             scalars[self.step_arg] = int(state["step"].item())
         self.kernel(p.detach().numpy(), p.grad.detach().numpy(), **arrays, **scalars)
+        _written(p, [state[key] for key in self.states.values() if key in state])
 
     @property
     def _scratch(self) -> dict:
         """Buffers for kernel arguments that torch keeps no state for."""
         return self.__dict__.setdefault("_symdl_scratch", {})
+
+
+def _written(p: torch.Tensor, states: list[torch.Tensor]) -> None:
+    """Tell autograd the kernel wrote these tensors (through NumPy, which it cannot
+    see): a backward through a graph that saved the old parameter then fails, as it
+    does after torch's own in-place update, instead of using the new values."""
+    increment_version([p, *states])
 
 
 def _refuse(name: str, **options: object) -> None:
@@ -241,6 +250,7 @@ def optimizer_class(kernel: Callable, *, param: str | None = None, grad: str = "
             scalars[step] = int(state["step"].item())
         kernel(**{param: p.detach().numpy(), grad: p.grad.detach().numpy()}, **arrays,
                **scalars)
+        _written(p, [state[arg] for arg in state_args])
 
     cls_name = name or "".join(w.title() for w in kernel.__name__.removesuffix("_step")
                                .split("_"))
