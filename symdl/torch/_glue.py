@@ -266,3 +266,5 @@ def batchnorm_update_running(running_mean: torch.Tensor, running_var: torch.Tens
     with torch.no_grad():
         _bn.batchnorm_update_running(running_mean.numpy(), running_var.numpy(),
                                      to_numpy(mean), to_numpy(var), m, momentum)
+    # (written through NumPy, which autograd cannot see)
+    torch.autograd.graph.increment_version([running_mean, running_var])
