@@ -198,3 +198,37 @@ def test_every_kernel_with_a_derived_gradient_has_a_torch_function():
     assert found <= set(st.__all__)
     for name in found:
         assert callable(getattr(st, name)) and getattr(st, name).__doc__
+
+
+def _opcheck_cases():
+    def t(*shape, grad=True):
+        return _f64(*shape) if grad else _f64(*shape).detach()
+
+    x4 = t(2, 3, 6, 6)
+    return {
+        "sigmoid": (t(5),),
+        "sigmoid_backward": (t(5, grad=False), t(5, grad=False)),
+        "maxpool2d": (x4, 2, None),
+        "maxpool2d_backward": (x4.detach(), t(2, 3, 3, 3, grad=False), 2, None),
+        "gan_d_loss_logits": (t(4), t(3)),
+        "gan_d_loss_logits_grad": (t(4, grad=False), t(3, grad=False)),
+        "mlp_forward": (t(4, 3), t(5, 3), t(2, 5), t(2)),
+        "mlp_backward": (t(4, 3, grad=False), t(5, 3, grad=False), t(2, 5, grad=False),
+                         t(2, grad=False), t(4, grad=False)),
+        "conv2d": (x4, t(4, 3, 3, 3), t(4), 1, 1),
+        "conv2d_backward": (x4.detach(), t(4, 3, 3, 3, grad=False),
+                            t(2, 4, 6, 6, grad=False), 1, 1),
+        "batchnorm_forward": (t(8, 3), t(3), t(3), 1e-5),
+        "batchnorm_backward": (t(8, 3, grad=False), t(8, 3, grad=False), t(3, grad=False),
+                               t(3, grad=False), t(3, grad=False).abs(), 1e-5),
+        "dropout": (t(5), 0.3, torch.tensor(3), True),
+        "dropout_inference": (t(5), 0.3, False),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_opcheck_cases()))
+def test_custom_op_registration_passes_torch_opcheck(name):
+    """torch.library.opcheck: the schema, the autograd registration, the fake
+    implementation against the real one, and AOT dispatch with dynamic shapes."""
+    args = _opcheck_cases()[name]
+    torch.library.opcheck(getattr(torch.ops.symdl, name).default, args)
