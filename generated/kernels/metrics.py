@@ -63,10 +63,11 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 # Arrays of other libraries: what to do instead (np.asarray would fail on a tensor that
 # requires grad, on a GPU or in bfloat16, each with the library's own message).
 _FOREIGN = {
-    "torch": "pass x.detach().cpu().numpy() (no copy for a CPU tensor), or use "
-             "symdl.torch, whose functions take and return tensors and are differentiable",
-    "jax": "pass np.asarray(x), or use symdl.jax (jax.jit and jax.grad work there)",
-    "jaxlib": "pass np.asarray(x), or use symdl.jax (jax.jit and jax.grad work there)",
+    "torch": "pass {name}.detach().cpu().numpy() (no copy for a CPU tensor), or use "
+             "symdl.torch (differentiable functions of tensors; optimizers in "
+             "symdl.torch.optim)",
+    "jax": "pass np.asarray({name}), or use symdl.jax (jax.jit and jax.grad work there)",
+    "jaxlib": "pass np.asarray({name}), or use symdl.jax (jax.jit and jax.grad work there)",
 }
 
 
@@ -75,6 +76,7 @@ def _foreign(kernel, name, value):
     library = type(value).__module__.partition(".")[0]
     if library in _FOREIGN or hasattr(value, "__cuda_array_interface__"):
         hint = _FOREIGN.get(library, "convert it to a NumPy array on the CPU first")
+        hint = hint.format(name=name)
         raise TypeError(f"{kernel}(): argument '{name}' is a {library} "
                         f"{type(value).__name__}; symdl's kernels take NumPy arrays: {hint}")
 
