@@ -7,6 +7,7 @@ Run it with ``symdl bench [--quick] [NAME...]``. Installed as ``symdl.benchmarks
 - ``runner``: checks every implementation against a reference, then times it;
 - ``stream``: STREAM copy and triad, the machine's memory bandwidth;
 - ``extras``: the parallel-threshold sweep and start-up latency;
+- ``torch_overhead``: the symdl.torch path against the raw kernel;
 - ``report``: terminal table, Markdown report, PNG chart, JSON.
 """
 
@@ -22,9 +23,11 @@ import numpy as np
 
 from .timing import SAMPLE_S
 
-SECTIONS = ("stream", "kernels", "simd", "small", "threshold", "latency")
+SECTIONS = ("stream", "kernels", "simd", "small", "threshold", "latency", "torch")
 """What ``symdl bench --sections`` can choose (default: all). ``simd`` inspects the
-serial cores' machine code (slow: each core is compiled once more, uncached)."""
+serial cores' machine code (slow: each core is compiled once more, uncached).
+``torch``: the symdl.torch path's overhead over the raw kernel, at 1,000 elements and
+the run's size."""
 
 
 @dataclass
@@ -109,6 +112,8 @@ def run(opts: Options) -> int:
             res.latency = extras.latency(1 if opts.quick else 3)
         except RuntimeError as err:
             res.notes.append(f"latency not measured: {err}")
+    if "torch" in opts.sections:
+        _torch_overhead(res, n, rounds, opts)
     res.machine["Numba threading layer"] = threading_layer()
     _notes(res, cases)
 
@@ -121,6 +126,18 @@ def run(opts: Options) -> int:
     print(f"\nwrote {out / 'benchmarks.md'}" + (f", {out / png}" if png else "")
           + f", {out / 'benchmarks.json'}")
     return 0
+
+
+def _torch_overhead(res, n: int, rounds: int, opts: Options) -> None:
+    from .peers import optional
+    from .torch_overhead import measure
+
+    if optional("torch") is None:
+        res.notes.append("torch not installed: the symdl.torch overhead is not measured")
+        return
+    sizes = sorted({1000, n})
+    _progress(f"symdl.torch overhead, {', '.join(f'{s:,}' for s in sizes)} elements ...")
+    res.torch_overhead = measure(sizes, list(opts.dtypes), max(rounds, 5))
 
 
 ANALYSIS_MARK = "<!-- analysis by hand below this line: symdl bench keeps it -->"

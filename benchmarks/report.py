@@ -43,6 +43,7 @@ class Results:
     sweep: list[SweepRow] = field(default_factory=list)
     latency: dict[str, float] = field(default_factory=dict)
     simd: dict[str, str] = field(default_factory=dict)  # "kernel dtype" -> yes/no
+    torch_overhead: list = field(default_factory=list)  # torch_overhead.OverheadRow
     notes: list[str] = field(default_factory=list)
     bounds: dict[str, str] = field(default_factory=dict)  # kernel -> memory/compute/peer
     speedups: dict[str, float] = field(default_factory=dict)  # kernel -> x PyTorch's speed
@@ -70,6 +71,11 @@ def _time(s: float | None) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
     return f"{s * 1e6:.1f} us"
+
+
+def _difference(s: float) -> str:
+    """A time difference, signed (noise can make a small overhead negative)."""
+    return ("-" if s < 0 else "+") + _time(abs(s))
 
 
 def _ratio(peer: Row | None, ref: Row) -> float | None:
@@ -133,6 +139,11 @@ def terminal(res: Results) -> str:
     if res.latency:
         lines += ["", "latency:"]
         lines += [f"  {k:<58}{_time(v):>10}" for k, v in res.latency.items()]
+    if res.torch_overhead:
+        lines += ["", "symdl.torch path against the raw kernel, per call:"]
+        lines += [f"  {r.what:<28}{r.dtype:<8}{r.n:>12,}  raw {_time(r.raw_s):>10}  "
+                  f"symdl.torch {_time(r.torch_s):>10}  overhead {_difference(r.overhead_s):>11}"
+                  + ("" if r.status == "ok" else f"  {r.status}") for r in res.torch_overhead]
     lines += [""] + [f"note: {n}" for n in res.notes]
     return "\n".join(lines)
 
@@ -268,6 +279,15 @@ def markdown(res: Results, chart: str | None) -> str:
         md += ["", "## Latency (fresh processes, warm caches)", "", "| what | median |",
                "| --- | ---: |"]
         md += [f"| {k} | {_time(v)} |" for k, v in res.latency.items()]
+    if res.torch_overhead:
+        md += ["", "## The symdl.torch path against the raw kernel", "",
+               "The same generated kernels called on NumPy arrays and through `symdl.torch` "
+               "(tensor conversion, custom-op dispatch, autograd's graph with gradients), "
+               "interleaved, per call; both give the same result bit for bit.", "",
+               "| what | dtype | elements | raw | symdl.torch | overhead | result |",
+               "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        md += [f"| {r.what} | {r.dtype} | {r.n:,} | {_time(r.raw_s)} | {_time(r.torch_s)} | "
+               f"{_difference(r.overhead_s)} | {r.status} |" for r in res.torch_overhead]
     tg = targets(res)
     if tg:
         md += ["", "## Targets of issues 3-6", "", "| target | met | measured |",

@@ -63,17 +63,43 @@ def _jit(parallel, reassoc=False):
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
+# Arrays of other libraries: what to do instead (np.asarray would fail on a tensor that
+# requires grad, on a GPU or in bfloat16, each with the library's own message).
+_FOREIGN = {
+    "torch": "pass {name}.detach().cpu().numpy() (no copy for a CPU tensor), or use "
+             "symdl.torch (differentiable functions of tensors; optimizers in "
+             "symdl.torch.optim)",
+    "jax": "pass np.asarray({name}), or use symdl.jax (jax.jit and jax.grad work there)",
+    "jaxlib": "pass np.asarray({name}), or use symdl.jax (jax.jit and jax.grad work there)",
+}
+
+
+def _foreign(kernel, name, value):
+    """Refuse another library's array, saying what to do."""
+    library = type(value).__module__.partition(".")[0]
+    if library in _FOREIGN or hasattr(value, "__cuda_array_interface__"):
+        hint = _FOREIGN.get(library, "convert it to a NumPy array on the CPU first")
+        hint = hint.format(name=name)
+        raise TypeError(f"{kernel}(): argument '{name}' is a {library} "
+                        f"{type(value).__name__}; symdl's kernels take NumPy arrays: {hint}")
+
+
 def _float_array(kernel, name, value):
     """The argument as a float32/float64 array (integers and bools become float64)."""
     if type(value) is np.ndarray and (value.dtype is _F64 or value.dtype is _F32):
         return value
+    _foreign(kernel, name, value)
     a = np.asarray(value)
     if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
         return a
     if a.dtype.kind in "biu":
         return a.astype(np.float64)
-    if a.dtype == np.float16:
-        return a.astype(np.float32)
+    if a.dtype == np.float16 or a.dtype.name == "bfloat16":
+        # Policy: refused, not silently widened (the result would be float32).
+        raise TypeError(
+            f"{kernel}(): argument '{name}' is {a.dtype}, which the kernels do not compute: "
+            f"pass {name}.astype(np.float32) (the result is float32); symdl.torch and "
+            "symdl.jax compute float16/bfloat16 in float32 and return the input's dtype")
     raise TypeError(
         f"{kernel}(): argument '{name}' must be a real array (float32, float64, int or "
         f"bool), got dtype {a.dtype}"
@@ -156,6 +182,7 @@ def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     if out is None:
         return _new(math.prod(shape), dtype)
     if not isinstance(out, np.ndarray):
+        _foreign(kernel, name, out)
         raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array, got {type(out)}")
     if out.shape != shape:
         raise ValueError(f"{kernel}(): argument '{name}' has shape {out.shape}, expected {shape}")
@@ -256,6 +283,7 @@ def _inplace_arrays(kernel, names, arrays):
     """Arrays a kernel updates in place: writeable float arrays of one dtype, no overlap."""
     for name, a in zip(names, arrays):
         if not isinstance(a, np.ndarray):
+            _foreign(kernel, name, a)
             raise TypeError(f"{kernel}(): argument '{name}' must be a numpy array (it is "
                             f"updated in place), got {type(a).__name__}")
         if a.dtype not in (np.float32, np.float64):
