@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jinja2
 
+from . import hygiene
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .guard import formula_step
@@ -220,6 +221,7 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
         for f in m.formulas:
             with formula_step(f"{m.source}: formula {f.name!r}", "lowering to a kernel"):
                 m.kernels.append(plan(f))
+            hygiene.check(f, m.kernels[-1].template, f"{m.source}: formula {f.name!r}")
         module_hash = hashlib.sha256("".join(k.hash for k in m.kernels).encode()).hexdigest()
         context = dict(title=m.title, source=m.source, kernels=m.kernels, module=m.name,
                        module_hash=module_hash[:16], parallel_threshold=PARALLEL_THRESHOLD,

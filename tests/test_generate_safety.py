@@ -340,3 +340,17 @@ def test_multi_output_kernels_document_their_results_in_return_order():
                 assert np.shape(value) == shapes[label[1:]], (label, np.shape(value))
     assert "A named tuple (" + ", ".join(K.bias_variance(0.1, 0.2, 0.3)._fields) + ")" \
         in K.bias_variance.__doc__
+
+
+def test_help_names_every_command_and_bench_section(tmp_path):
+    from symdl.benchmarks import SECTIONS
+
+    r = symdl("--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for command in ("generate", "list", "show", "verify", "sheet", "bench"):
+        assert f"    {command}" in r.stdout
+    assert "``" not in r.stdout  # no reST markup
+    r = symdl("bench", "--help", cwd=tmp_path)
+    assert ",".join(SECTIONS) in r.stdout.replace("\n", "").replace(" ", "")
+    r = symdl("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("symdl ")
