@@ -23,3 +23,12 @@ def kernels():
     import symdl.kernels
 
     return symdl.kernels
+
+
+def sizes(module_name: str) -> list[int]:
+    """A size that runs a kernel module's serial core and one that runs its parallel
+    core (the parallel path starts at the module's PARALLEL_THRESHOLD)."""
+    import importlib
+
+    module = importlib.import_module(f"symdl.kernels.{module_name}")
+    return [7, module.PARALLEL_THRESHOLD + 3]

@@ -789,7 +789,7 @@ def _tanh_backward_ser(a_y, a_dy, a_dx):
     for i in range(a_y.size):
         y = a_y[i]
         dy = a_dy[i]
-        a_dx[i] = -dy*(y - T(1))*(y + T(1))
+        a_dx[i] = dy*(T(1) - y)*(y + T(1))
 
 
 @_jit(parallel=True)
@@ -798,7 +798,7 @@ def _tanh_backward_par(a_y, a_dy, a_dx):
     for i in numba.prange(a_y.size):
         y = a_y[i]
         dy = a_dy[i]
-        a_dx[i] = -dy*(y - T(1))*(y + T(1))
+        a_dx[i] = dy*(T(1) - y)*(y + T(1))
 
 
 @_jit(parallel=True)
@@ -809,7 +809,7 @@ def _tanh_backward_stream(a_y, a_dy, a_dx):
         for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
             y = a_y[i]
             dy = a_dy[i]
-            _stream_store(a_dx, i, -dy*(y - T(1))*(y + T(1)))
+            _stream_store(a_dx, i, dy*(T(1) - y)*(y + T(1)))
         _store_fence()
 
 
