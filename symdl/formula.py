@@ -581,6 +581,12 @@ class ScalarFunction(Formula):
         for label, subs in self.cases:
             if set(subs) - syms:
                 raise FormulaError(f"{self.name}: case {label!r} substitutes unknown symbols")
+        # A recipe's every outcome tells the user what to do next, "done" included.
+        outcomes = [(b.diagnosis, b.advice) for b in self.branches]
+        for diagnosis, advice in outcomes + ([self.otherwise] if self.branches else []):
+            if not advice or not all(isinstance(a, str) and a.strip() for a in advice):
+                raise FormulaError(f"{self.name}: the diagnosis {diagnosis!r} needs advice "
+                                   "text (a tuple of non-empty strings)")
 
     def output_symbols(self) -> dict[str, sp.Symbol]:
         """The symbol of each output, for conditions and the sheet (n_out -> n_{out})."""
