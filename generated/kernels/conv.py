@@ -240,7 +240,11 @@ def _check_param(kernel, name, value, check, least=None):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{kernel}(): argument '{name}' must be a real number, "
                             f"got {type(value).__name__} {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # (an int beyond float's range: 10**400)
+        raise ValueError(f"{kernel}(): argument '{name}' must be a finite real number, "
+                         f"got {value!r} (out of range)") from None
     ok = {"any": math.isfinite(v), "positive": v > 0, "nonnegative": v >= 0,
           "unit_interval": 0 <= v <= 1, "unit_interval_open": 0 <= v < 1}[check]
     if not (ok and math.isfinite(v)):
