@@ -78,7 +78,7 @@ def test_mask_threshold_is_exact_and_high_index_bits_count(kernels):
     x = np.ones(4096)
     for dtype in (np.float32, np.float64):
         _, mask = kernels.dropout(x.astype(dtype), 0.3, 11)
-        q = float(dtype(1) - dtype(0.3))
+        q = 1 - 0.3  # (in float64 for both dtypes: the mask does not depend on it)
         want = [_uniform(11, k) < q for k in range(x.size)]
         assert mask.tolist() == want
 
@@ -95,8 +95,9 @@ def test_kept_fraction_and_scaling(kernels, p, dtype):
         # Binomial(n, q): the kept fraction is within 5 standard deviations of q.
         assert abs(mask.mean() - q) < 5 * math.sqrt(q * (1 - q) / n)
         assert np.all(y[~mask] == 0)
-        # q is computed in the array's dtype; then one correctly rounded division.
-        kept = x[mask] / (dtype(1) - dtype(p)) if inverted else x[mask]
+        # q = 1 - p in float64, rounded once to the array's dtype (as PyTorch's
+        # scale); then one correctly rounded division.
+        kept = x[mask] / dtype(1 - p) if inverted else x[mask]
         np.testing.assert_array_equal(y[mask], kept)
 
 

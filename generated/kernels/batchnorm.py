@@ -1032,8 +1032,10 @@ def _batchnorm_update_running_ser(a_running_mean, a_running_var, a_mean, a_var, 
     T = a_running_mean.dtype.type
     m = T(p_m)
     momentum = T(p_momentum)
-    _cp0 = T(1) - momentum
-    _cp1 = m*momentum/(m - T(1))
+    _w_cp0 = np.float64(1) - p_momentum
+    _w_cp1 = p_m*p_momentum/(p_m - np.float64(1))
+    _cp0 = T(_w_cp0)
+    _cp1 = T(_w_cp1)
     for i in range(a_running_mean.size):
         running_mean = a_running_mean[i]
         running_var = a_running_var[i]
@@ -1048,8 +1050,10 @@ def _batchnorm_update_running_par(a_running_mean, a_running_var, a_mean, a_var, 
     T = a_running_mean.dtype.type
     m = T(p_m)
     momentum = T(p_momentum)
-    _cp0 = T(1) - momentum
-    _cp1 = m*momentum/(m - T(1))
+    _w_cp0 = np.float64(1) - p_momentum
+    _w_cp1 = p_m*p_momentum/(p_m - np.float64(1))
+    _cp0 = T(_w_cp0)
+    _cp1 = T(_w_cp1)
     for i in numba.prange(a_running_mean.size):
         running_mean = a_running_mean[i]
         running_var = a_running_var[i]

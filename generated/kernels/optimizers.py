@@ -375,10 +375,14 @@ def _adam_step_ser(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps
     beta1 = T(p_beta1)
     beta2 = T(p_beta2)
     eps = T(p_eps)
-    _cp0 = lr/math.expm1(t*math.log(beta1))
-    _cp1 = (T(1)/math.expm1(t*math.log(beta2)))
-    _cp2 = T(1) - beta2
-    _cp3 = T(1) - beta1
+    _w_cp0 = p_lr/math.expm1(p_t*math.log(p_beta1))
+    _w_cp1 = (np.float64(1)/math.expm1(p_t*math.log(p_beta2)))
+    _w_cp2 = np.float64(1) - p_beta2
+    _w_cp3 = np.float64(1) - p_beta1
+    _cp0 = T(_w_cp0)
+    _cp1 = T(_w_cp1)
+    _cp2 = T(_w_cp2)
+    _cp3 = T(_w_cp3)
     for i in range(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -399,10 +403,14 @@ def _adam_step_par(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps
     beta1 = T(p_beta1)
     beta2 = T(p_beta2)
     eps = T(p_eps)
-    _cp0 = lr/math.expm1(t*math.log(beta1))
-    _cp1 = (T(1)/math.expm1(t*math.log(beta2)))
-    _cp2 = T(1) - beta2
-    _cp3 = T(1) - beta1
+    _w_cp0 = p_lr/math.expm1(p_t*math.log(p_beta1))
+    _w_cp1 = (np.float64(1)/math.expm1(p_t*math.log(p_beta2)))
+    _w_cp2 = np.float64(1) - p_beta2
+    _w_cp3 = np.float64(1) - p_beta1
+    _cp0 = T(_w_cp0)
+    _cp1 = T(_w_cp1)
+    _cp2 = T(_w_cp2)
+    _cp3 = T(_w_cp3)
     for i in numba.prange(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -456,7 +464,8 @@ def _rmsprop_step_ser(a_theta, a_grad, a_square_avg, a_momentum_buf, p_lr, p_alp
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in range(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -476,7 +485,8 @@ def _rmsprop_step_par(a_theta, a_grad, a_square_avg, a_momentum_buf, p_lr, p_alp
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in numba.prange(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -496,7 +506,8 @@ def _rmsprop_step_momentum0_ser(a_theta, a_grad, a_square_avg, a_momentum_buf, p
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in range(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -514,7 +525,8 @@ def _rmsprop_step_momentum0_par(a_theta, a_grad, a_square_avg, a_momentum_buf, p
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in numba.prange(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]

@@ -518,12 +518,13 @@ def _dropout_true_ser(a_x, a_y, a_X, p_p, p_seed):
     U = np.uint64  # hashes work on unsigned words: + and * wrap mod 2**64 (or 2**32: _mul32)
     p = T(p_p)
     seed = U(p_seed)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     _k0 = U(11400714819323198485)*seed + U(11400714819323198485)
     _k1 = U(13787848793156543929)*(_k0 ^ (_k0 >> U(30)))
     _k2 = U(10723151780598845931)*(_k1 ^ (_k1 >> U(27)))
     key_lo = np.uint32((_k2 ^ (_k2 >> U(31))))
-    _threshold = np.uint32(U(math.ceil(U(4294967296)*q)) - U(1))
+    _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
     for i in range(a_x.size):
         x = a_x[i]
         index = U(i)
@@ -543,12 +544,13 @@ def _dropout_true_par(a_x, a_y, a_X, p_p, p_seed):
     U = np.uint64  # hashes work on unsigned words: + and * wrap mod 2**64 (or 2**32: _mul32)
     p = T(p_p)
     seed = U(p_seed)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     _k0 = U(11400714819323198485)*seed + U(11400714819323198485)
     _k1 = U(13787848793156543929)*(_k0 ^ (_k0 >> U(30)))
     _k2 = U(10723151780598845931)*(_k1 ^ (_k1 >> U(27)))
     key_lo = np.uint32((_k2 ^ (_k2 >> U(31))))
-    _threshold = np.uint32(U(math.ceil(U(4294967296)*q)) - U(1))
+    _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
     for i in numba.prange(a_x.size):
         x = a_x[i]
         index = U(i)
@@ -568,12 +570,13 @@ def _dropout_false_ser(a_x, a_y, a_X, p_p, p_seed):
     U = np.uint64  # hashes work on unsigned words: + and * wrap mod 2**64 (or 2**32: _mul32)
     p = T(p_p)
     seed = U(p_seed)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     _k0 = U(11400714819323198485)*seed + U(11400714819323198485)
     _k1 = U(13787848793156543929)*(_k0 ^ (_k0 >> U(30)))
     _k2 = U(10723151780598845931)*(_k1 ^ (_k1 >> U(27)))
     key_lo = np.uint32((_k2 ^ (_k2 >> U(31))))
-    _threshold = np.uint32(U(math.ceil(U(4294967296)*q)) - U(1))
+    _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
     for i in range(a_x.size):
         x = a_x[i]
         index = U(i)
@@ -593,12 +596,13 @@ def _dropout_false_par(a_x, a_y, a_X, p_p, p_seed):
     U = np.uint64  # hashes work on unsigned words: + and * wrap mod 2**64 (or 2**32: _mul32)
     p = T(p_p)
     seed = U(p_seed)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     _k0 = U(11400714819323198485)*seed + U(11400714819323198485)
     _k1 = U(13787848793156543929)*(_k0 ^ (_k0 >> U(30)))
     _k2 = U(10723151780598845931)*(_k1 ^ (_k1 >> U(27)))
     key_lo = np.uint32((_k2 ^ (_k2 >> U(31))))
-    _threshold = np.uint32(U(math.ceil(U(4294967296)*q)) - U(1))
+    _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
     for i in numba.prange(a_x.size):
         x = a_x[i]
         index = U(i)
@@ -657,7 +661,8 @@ def _dropout_inference_true_ser(a_x, a_y, p_p):
     # inverted=True
     T = a_y.dtype.type
     p = T(p_p)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     for i in range(a_x.size):
         x = a_x[i]
         a_y[i] = x
@@ -668,7 +673,8 @@ def _dropout_inference_true_par(a_x, a_y, p_p):
     # inverted=True
     T = a_y.dtype.type
     p = T(p_p)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     for i in numba.prange(a_x.size):
         x = a_x[i]
         a_y[i] = x
@@ -679,7 +685,8 @@ def _dropout_inference_true_stream(a_x, a_y, p_p):
     # inverted=True
     T = a_y.dtype.type
     p = T(p_p)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     n = a_x.size
     for g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
         for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
@@ -693,7 +700,8 @@ def _dropout_inference_false_ser(a_x, a_y, p_p):
     # inverted=False
     T = a_y.dtype.type
     p = T(p_p)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     for i in range(a_x.size):
         x = a_x[i]
         a_y[i] = q*x
@@ -704,7 +712,8 @@ def _dropout_inference_false_par(a_x, a_y, p_p):
     # inverted=False
     T = a_y.dtype.type
     p = T(p_p)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     for i in numba.prange(a_x.size):
         x = a_x[i]
         a_y[i] = q*x
@@ -715,7 +724,8 @@ def _dropout_inference_false_stream(a_x, a_y, p_p):
     # inverted=False
     T = a_y.dtype.type
     p = T(p_p)
-    q = T(1) - p
+    _wq = np.float64(1) - p_p
+    q = T(_wq)
     n = a_x.size
     for g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
         for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
