@@ -466,12 +466,29 @@ def _openblas_thread_count():
     return None
 
 
+def _blas_after_fork():
+    """In a child made by fork: the state of a process with no call running parts.
+
+    The child inherits the pool object but none of its threads: work submitted to it
+    would wait forever. It also inherits the lock as it was (held, if another thread
+    of the parent held it) and the count of the parent's calls in flight, which do not
+    run in the child. So: no pool (the next call starts one), a fresh lock, no users,
+    and BLAS's thread count as it was before those calls."""
+    if _BLAS.users and _BLAS.api is not None:
+        _BLAS.api[1](_BLAS.saved)
+    _BLAS.lock = threading.Lock()
+    _BLAS.users = 0
+    _BLAS.pool = None
+
+
 if not hasattr(_BLAS, "lock"):
     _BLAS.lock = threading.Lock()
     _BLAS.api = _openblas_thread_count()
     _BLAS.users = 0  # calls now running parts
     _BLAS.saved = 1  # BLAS's thread count before the first of them
     _BLAS.pool = None
+    # (once per process, however many generated modules share _BLAS)
+    os.register_at_fork(after_in_child=_blas_after_fork)
 
 
 def _blas_parts(items, size):
