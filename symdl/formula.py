@@ -617,7 +617,10 @@ class Mask:
     ``uniform`` < ``keep``: ``uniform`` is a number in [0, 1) computed from the seed
     argument and the element ``index`` alone (bitwise nodes of ``symdl.bitops``), so
     the mask does not depend on how the elements are split among threads. ``key`` are
-    named integer expressions in the seed, computed once per call.
+    named integer expressions in the seed, computed once per call. ``steps`` are named
+    integer words computed per element, in order (each in the index, the key names and
+    the earlier steps), which ``uniform`` may use: a many-round hash stays a chain of
+    small expressions instead of one tree that doubles with every round.
     """
 
     symbol: sp.Symbol
@@ -626,6 +629,12 @@ class Mask:
     index: sp.Symbol
     key: Mapping[str, sp.Expr]
     uniform: sp.Expr
+    steps: Mapping[str, sp.Expr] = field(default_factory=dict)
+
+    def step_symbols(self) -> dict[str, sp.Symbol]:
+        """The symbol of each key and step name, as the expressions use them."""
+        return {k: sp.Symbol(k, integer=True, nonnegative=True)
+                for k in [*self.key, *self.steps]}
 
 
 @dataclass(frozen=True)
@@ -682,7 +691,8 @@ class MaskedElementwise(Formula):
         exprs |= {f"let_{s.name}": e for s, e in self.let.items()}
         if self.mask is not None:
             exprs |= {"keep": self.mask.keep, "uniform": self.mask.uniform,
-                      **{f"key_{k}": e for k, e in self.mask.key.items()}}
+                      **{f"key_{k}": e for k, e in self.mask.key.items()},
+                      **{f"step_{k}": e for k, e in self.mask.steps.items()}}
         return exprs
 
     def argument_names(self) -> list[str]:

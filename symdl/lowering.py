@@ -579,7 +579,11 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
         extra["mask"] = {
             "name": m.symbol.name, "index": m.index.name,
             "key": _word_statements(key, "_k"),
-            "hash": _word_statements({u.name: uniform}, "_h"),
+            # Each step on its own (CSE across steps would hoist a common part above
+            # the step that defines its operands), then the uniform.
+            "hash": [st for j, (k, e) in enumerate(m.steps.items())
+                     for st in _word_statements({k: e}, f"_h{j}_")]
+                    + _word_statements({u.name: uniform}, "_h"),
             "keep": word_code(keep_test),
         }
     return KernelPlan(

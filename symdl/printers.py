@@ -108,6 +108,12 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_Shr32(self, expr: sp.Expr) -> str:
         return f"_shr32({', '.join(self._print(a) for a in expr.args)})"
 
+    def _print_Add32(self, expr: sp.Expr) -> str:
+        return f"_add32({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Rotl32(self, expr: sp.Expr) -> str:
+        return f"_rotl32({', '.join(self._print(a) for a in expr.args)})"
+
     # Vectorizable elementary functions and the bit casts they use (symdl/vecmath.py).
     def _print_VecExp(self, expr: sp.Expr) -> str:
         return f"_vexp({self._print(expr.args[0])})"
@@ -191,6 +197,14 @@ class SheetLatexPrinter(LatexPrinter):
 
     _print_Xor32 = _print_BitXor
     _print_Shr32 = _print_ShiftRight
+
+    def _print_Add32(self, expr: sp.Expr) -> str:
+        a, b = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"\left({a} + {b}\right) \bmod 2^{{32}}"
+
+    def _print_Rotl32(self, expr: sp.Expr) -> str:
+        a, k = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"\operatorname{{rotl}}_{{32}}\left({a}, {k}\right)"
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         if expr in self._settings["symbol_names"]:  # names a formula gives for the sheet
