@@ -239,8 +239,11 @@ def verify_update(f: Elementwise, kernel, dtype, rng, n) -> Result:
             if updated[name].tobytes() != args[i].tobytes():  # bit for bit
                 worst = math.inf  # written although the special case leaves it alone
         results = f.special_results(case) if case else f.results()
-        # The kernel computes with its parameters rounded to its dtype: so does the reference.
-        pvals = [mpmath.mpf(float(dtype.type(v))) for v in params.values()]
+        # The parameters' exact (float64) values: the kernel computes the coefficients
+        # it derives from them (1 - beta2, the bias corrections) in float64 and rounds
+        # each once, as PyTorch does; a parameter used per element is rounded to the
+        # dtype (at most half an ULP of its term, within the tolerance).
+        pvals = [mpmath.mpf(float(v)) for v in params.values()]
         with mpmath.workdps(reference_digits(dtype)):
             for name, expr in results.items():
                 fn, mag = _mp(expr, syms), _mp(_magnitude(expr), syms)
