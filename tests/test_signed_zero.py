@@ -48,3 +48,16 @@ def test_factored_polynomial_keeps_positive_zeros(poly):
     for root in sp.solve(expr, y):
         value = eval(code, {"T": float, "math": math}, {"y": float(root), "dy": 1.0})
         assert value == 0 and math.copysign(1.0, value) == 1.0, (code, root)
+
+
+def test_tanh_backward_zero_sign_in_the_streaming_core(kernels, monkeypatch):
+    # float64 outputs above STREAM_BYTES take a third core (non-temporal stores).
+    import importlib
+
+    module = importlib.import_module("symdl.kernels.activations")
+    monkeypatch.setattr(module, "STREAM_BYTES", 0)
+    n = sizes("activations")[1]
+    y = np.resize(np.array([1.0, -1.0]), n)
+    dy = np.full(n, 2.0)
+    got = kernels.tanh_backward(y, dy)
+    assert np.all(got == 0) and not np.signbit(got).any()
