@@ -5,8 +5,8 @@ mod 2**64 is a ring homomorphism, so SymPy's rewrites stay valid); xor and the r
 shift are not, so they are node types of their own, printed by each printer's
 ``_print_BitXor`` / ``_print_ShiftRight``. With integer arguments they evaluate
 exactly (reducing their operands mod 2**64 first), which gives verification a
-pure-SymPy reference for the printed hash. ``Low32``, ``Mul32``, ``Xor32`` and
-``Shr32`` work on 32-bit words, for hashes that vectorize.
+pure-SymPy reference for the printed hash. ``Low32``, ``Add32``, ``Mul32``, ``Xor32``,
+``Shr32`` and ``Rotl32`` work on 32-bit words, for hashes that vectorize.
 """
 
 from __future__ import annotations
@@ -93,6 +93,18 @@ class Shr32(_Op32):
     """a >> k (logical shift) on a 32-bit word; k is a constant."""
 
     apply = staticmethod(lambda a, k: a >> k)
+
+
+class Add32(_Op32):
+    """a + b mod 2**32."""
+
+    apply = staticmethod(lambda a, b: a + b)
+
+
+class Rotl32(_Op32):
+    """a rotated left by k bits on a 32-bit word; k is a constant in [1, 31]."""
+
+    apply = staticmethod(lambda a, k: (a << k) | (a >> (32 - k)))
 
 
 def word(expr: sp.Expr) -> sp.Expr:

@@ -604,6 +604,12 @@ class ScalarFunction(Formula):
         for label, subs in self.cases:
             if set(subs) - syms:
                 raise FormulaError(f"{self.name}: case {label!r} substitutes unknown symbols")
+        # A recipe's every outcome tells the user what to do next, "done" included.
+        outcomes = [(b.diagnosis, b.advice) for b in self.branches]
+        for diagnosis, advice in outcomes + ([self.otherwise] if self.branches else []):
+            if not advice or not all(isinstance(a, str) and a.strip() for a in advice):
+                raise FormulaError(f"{self.name}: the diagnosis {diagnosis!r} needs advice "
+                                   "text (a tuple of non-empty strings)")
 
     def output_symbols(self) -> dict[str, sp.Symbol]:
         """The symbol of each output, for conditions and the sheet (n_out -> n_{out})."""
@@ -634,7 +640,10 @@ class Mask:
     ``uniform`` < ``keep``: ``uniform`` is a number in [0, 1) computed from the seed
     argument and the element ``index`` alone (bitwise nodes of ``symdl.bitops``), so
     the mask does not depend on how the elements are split among threads. ``key`` are
-    named integer expressions in the seed, computed once per call.
+    named integer expressions in the seed, computed once per call. ``steps`` are named
+    integer words computed per element, in order (each in the index, the key names and
+    the earlier steps), which ``uniform`` may use: a many-round hash stays a chain of
+    small expressions instead of one tree that doubles with every round.
     """
 
     symbol: sp.Symbol
@@ -643,6 +652,12 @@ class Mask:
     index: sp.Symbol
     key: Mapping[str, sp.Expr]
     uniform: sp.Expr
+    steps: Mapping[str, sp.Expr] = field(default_factory=dict)
+
+    def step_symbols(self) -> dict[str, sp.Symbol]:
+        """The symbol of each key and step name, as the expressions use them."""
+        return {k: sp.Symbol(k, integer=True, nonnegative=True)
+                for k in [*self.key, *self.steps]}
 
 
 @dataclass(frozen=True)
@@ -699,7 +714,8 @@ class MaskedElementwise(Formula):
         exprs |= {f"let_{s.name}": e for s, e in self.let.items()}
         if self.mask is not None:
             exprs |= {"keep": self.mask.keep, "uniform": self.mask.uniform,
-                      **{f"key_{k}": e for k, e in self.mask.key.items()}}
+                      **{f"key_{k}": e for k, e in self.mask.key.items()},
+                      **{f"step_{k}": e for k, e in self.mask.steps.items()}}
         return exprs
 
     def argument_names(self) -> list[str]:

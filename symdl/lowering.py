@@ -38,7 +38,7 @@ from .formula import (
     Window,
     WindowGradient,
 )
-from .printers import IndexPrinter, numba_code, scalar_code, word_code
+from .printers import IndexPrinter, numba_code, scalar_code, wide_code, word_code
 from .stable import stabilize
 from .vecmath import ALGORITHMS, FORMATS, vectorize
 
@@ -101,20 +101,44 @@ def _cse_statements(named: dict[str, sp.Expr], target, post=None) -> list[Statem
 
 
 def _hoisted_statements(named: dict[str, sp.Expr], target, invariant: set[sp.Symbol],
-                        prefix: str = "_c", post=None) -> tuple[list[Statement],
-                                                               list[Statement]]:
+                        prefix: str = "_c", post=None, wide: dict | None = None
+                        ) -> tuple[list[Statement], list[Statement]]:
     """CSE'd statements split into (loop-invariant, per-element).
 
     A temporary whose value depends only on ``invariant`` symbols (the scalar
     parameters, say 1 - beta1**t in Adam) is computed once before the loop instead of
-    once per element.
+    once per element. With ``wide`` (each parameter -> the name of its float64
+    value), those temporaries are computed in float64 and rounded once (see
+    ``_wide_statements``).
     """
-    (pre,), body = _leveled_statements(named, target, [invariant], prefix, post)
+    (pre,), body = _leveled_statements(named, target, [invariant], prefix, post, wide)
     return pre, body
 
 
+def _param_wide_names(params) -> dict[sp.Symbol, sp.Symbol]:
+    """Each scalar parameter's float64 (or int64) value, as a kernel core receives it."""
+    return {p.symbol: sp.Symbol(f"p_{p.name}") for p in params}
+
+
+def _wide_statements(pre: list[tuple[sp.Symbol, sp.Expr]], wide: dict[sp.Symbol, sp.Symbol]
+                     ) -> list[Statement]:
+    """Loop-invariant coefficients computed in float64 from the parameters' float64
+    values, then each rounded once to the kernel's dtype T.
+
+    A float32 kernel would otherwise round beta2 to float32 before 1 - beta2 (for
+    0.9999 a relative error of 1.7e-4 in the g**2 term of Adam) and 1 - p to 0 for a
+    dropout p just below 1; PyTorch computes such coefficients in double, too.
+    """
+    names = dict(wide)
+    statements = []
+    for sym, e in pre:
+        names[sym] = sp.Symbol(f"_w{sym}")
+        statements.append(Statement(f"_w{sym}", wide_code(e.xreplace(names))))
+    return statements + [Statement(str(sym), f"T(_w{sym})") for sym, _ in pre]
+
+
 def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.Symbol]],
-                        prefix: str = "_c", post=None
+                        prefix: str = "_c", post=None, wide: dict | None = None
                         ) -> tuple[list[list[Statement]], list[Statement]]:
     """Like _hoisted_statements, with nested levels of invariance.
 
@@ -123,13 +147,13 @@ def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.S
     """
     names = list(named)
     exprs = [vectorize((post or (lambda e: e))(stabilize(e))) for e in named.values()]
-    pres: list[list[Statement]] = []
+    pres: list[list[tuple[sp.Symbol, sp.Expr]]] = []
     known_at: list[set[sp.Symbol]] = []
     known: set[sp.Symbol] = set()
     for k, inv in enumerate(levels):
         known |= inv
         pre, exprs = _extract_invariants(exprs, known, f"{prefix}{'pfgh'[k]}")
-        known |= {sp.Symbol(st.target) for st in pre}
+        known |= {sym for sym, _ in pre}
         pres.append(pre)
         known_at.append(set(known))
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="canonical")
@@ -139,16 +163,19 @@ def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.S
         if level is None:
             body.append(Statement(str(sym), numba_code(e)))
         else:
-            pres[level].append(Statement(str(sym), numba_code(e)))
+            pres[level].append((sym, e))
             for kn in known_at[level:]:
                 kn.add(sym)
     body += [Statement(target(n), numba_code(e), n if target is _element_store else "")
              for n, e in zip(names, reduced, strict=True)]
-    return pres, body
+    printed = [[Statement(str(sym), numba_code(e)) for sym, e in pre] for pre in pres]
+    if wide is not None and pres:
+        printed[0] = _wide_statements(pres[0], wide)
+    return printed, body
 
 
 def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix: str
-                        ) -> tuple[list[Statement], list[sp.Expr]]:
+                        ) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
     """Replace the largest subexpressions that depend only on ``invariant`` symbols
     (not bare symbols or numbers) by temporaries, computed once before the loop."""
     if not invariant:
@@ -172,7 +199,7 @@ def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix:
         return e.func(*[visit(a) for a in e.args])
 
     out = [visit(e) for e in exprs]
-    return [Statement(str(s), numba_code(e)) for e, s in found.items()], out
+    return [(s, e) for e, s in found.items()], out
 
 
 def vecmath_functions() -> list[dict]:
@@ -214,7 +241,8 @@ def _docstring(f: Formula, signature_note: str) -> str:
 def _special_core(f: Elementwise, case: SpecialCase) -> dict:
     """A special case's core: its suffix, the wrapper's test, and its statements."""
     pre, body = _hoisted_statements(f.special_results(case), _element_store,
-                                    invariant={p.symbol for p in f.params})
+                                    invariant={p.symbol for p in f.params},
+                                    wide=_param_wide_names(f.params))
     values = {k: float(v) for k, v in case.when.items()}
     suffix = "".join(f"_{k}{v:g}".replace(".", "p").replace("-", "m") for k, v in values.items())
     untouched = (f", {' and '.join(case.untouched)} is left untouched" if case.untouched
@@ -228,7 +256,8 @@ def _special_core(f: Elementwise, case: SpecialCase) -> dict:
 def plan_elementwise(f: Elementwise) -> KernelPlan:
     kind = "update" if f.updates else "map"
     pre, body = _hoisted_statements(f.results(), _element_store,
-                                    invariant={p.symbol for p in f.params})
+                                    invariant={p.symbol for p in f.params},
+                                    wide=_param_wide_names(f.params))
     special = [_special_core(f, case) for case in f.special_cases]
     if len({sp_["suffix"] for sp_ in special}) != len(special):
         raise FormulaError(f"{f.name}: two special cases print to one core name")
@@ -533,7 +562,8 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
         "args": [{"name": a.name, "check": a.check, "meaning": ARG_CHECKS[a.check],
                   "word": a.check == "seed"} for a in f.args],
         "flag": f.flag, "flag_default": repr(f.flag_default), "variants": variants,
-        "let": [Statement(s.name, numba_code(e)) for s, e in f.let.items()],
+        # (in float64, rounded once: q = 1 - p must not round to 0 for p < 1)
+        "let": _wide_statements(list(f.let.items()), _param_wide_names(f.args)),
         "mask": None,
         "stream": m is None and all(_streamable(v) for v in f.variants.values()),
     }
@@ -548,12 +578,18 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
             # keep in (0, 1]. The loop compares 32-bit words, converts nothing to float
             # (AVX2 converts no 64-bit integers) and keeps everything for keep = 1.
             t = sp.Symbol("_threshold", integer=True, nonnegative=True)
-            key[t.name] = Low32(sp.ceiling(keep / scale) - 1)
+            # (from the float64 values of the let statements: see _wide_statements)
+            wide_let = {sym: sp.Symbol(f"_w{sym}") for sym in f.let}
+            key[t.name] = Low32(sp.ceiling(keep.xreplace(wide_let) / scale) - 1)
             uniform, keep_test = word, sp.LessThan(u, t)
         extra["mask"] = {
             "name": m.symbol.name, "index": m.index.name,
             "key": _word_statements(key, "_k"),
-            "hash": _word_statements({u.name: uniform}, "_h"),
+            # Each step on its own (CSE across steps would hoist a common part above
+            # the step that defines its operands), then the uniform.
+            "hash": [st for j, (k, e) in enumerate(m.steps.items())
+                     for st in _word_statements({k: e}, f"_h{j}_")]
+                    + _word_statements({u.name: uniform}, "_h"),
             "keep": word_code(keep_test),
         }
     return KernelPlan(

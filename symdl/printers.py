@@ -23,29 +23,33 @@ class NumbaPrinter(PythonCodePrinter):
 
     printmethod = "_numbacode"
     language = "Numba"
+    # float_type: the constructor of constants, T (the kernel's dtype), or np.float64
+    # for loop-invariant coefficients computed in double (see ``wide_code``).
+    _default_settings = {**PythonCodePrinter._default_settings, "float_type": "T"}
 
     def __init__(self, settings: dict | None = None) -> None:
         super().__init__({"fully_qualified_modules": True, **(settings or {})})
+        self._T = self._settings["float_type"]
 
     def _print_Number(self, expr: sp.Number) -> str:
         # The sign stays outside T(...), so that the parent's Add printer sees it.
         value = int(expr) if expr.is_Integer else float(expr)
-        return f"-T({-value!r})" if value < 0 else f"T({value!r})"
+        return f"-{self._T}({-value!r})" if value < 0 else f"{self._T}({value!r})"
 
     _print_Float = _print_Rational = _print_Integer = _print_Number
     _print_Half = _print_Zero = _print_One = _print_NegativeOne = _print_Number
 
     def _print_Exp1(self, expr: sp.Expr) -> str:
-        return f"T({float(sp.E)!r})"
+        return f"{self._T}({float(sp.E)!r})"
 
     def _print_Pi(self, expr: sp.Expr) -> str:
-        return f"T({float(sp.pi)!r})"
+        return f"{self._T}({float(sp.pi)!r})"
 
     def _print_Infinity(self, expr: sp.Expr) -> str:
-        return "T(math.inf)"
+        return f"{self._T}(math.inf)"
 
     def _print_NegativeInfinity(self, expr: sp.Expr) -> str:
-        return "T(-math.inf)"
+        return f"{self._T}(-math.inf)"
 
     def _print_BooleanTrue(self, expr: sp.Expr) -> str:
         return "True"
@@ -58,13 +62,14 @@ class NumbaPrinter(PythonCodePrinter):
         if e.is_Integer and 2 <= abs(int(e)) <= 4:
             prod = "*".join([self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])]
                             * abs(int(e)))
-            return prod if e > 0 else f"(T(1)/({prod}))"
+            return prod if e > 0 else f"({self._T}(1)/({prod}))"
         if e == -1:
-            return f"(T(1)/{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Mul'])})"
+            prec = sp.printing.precedence.PRECEDENCE["Mul"]
+            return f"({self._T}(1)/{self.parenthesize(base, prec)})"
         if e == sp.S.Half:
             return f"math.sqrt({self._print(base)})"
         if e == -sp.S.Half:
-            return f"(T(1)/math.sqrt({self._print(base)}))"
+            return f"({self._T}(1)/math.sqrt({self._print(base)}))"
         if e.is_Integer:
             return f"{self.parenthesize(base, 60)}**{int(e)}"
         return super()._print_Pow(expr, rational)
@@ -103,6 +108,12 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_Shr32(self, expr: sp.Expr) -> str:
         return f"_shr32({', '.join(self._print(a) for a in expr.args)})"
 
+    def _print_Add32(self, expr: sp.Expr) -> str:
+        return f"_add32({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Rotl32(self, expr: sp.Expr) -> str:
+        return f"_rotl32({', '.join(self._print(a) for a in expr.args)})"
+
     # Vectorizable elementary functions and the bit casts they use (symdl/vecmath.py).
     def _print_VecExp(self, expr: sp.Expr) -> str:
         return f"_vexp({self._print(expr.args[0])})"
@@ -114,10 +125,10 @@ class NumbaPrinter(PythonCodePrinter):
         return f"_vlog1p({self._print(expr.args[0])})"
 
     def _print_IntToFloat(self, expr: sp.Expr) -> str:
-        return f"T({IndexPrinter().doprint(expr.args[0])})"
+        return f"{self._T}({IndexPrinter().doprint(expr.args[0])})"
 
     def _print_NaN(self, expr: sp.Expr) -> str:
-        return "T(math.nan)"
+        return f"{self._T}(math.nan)"
 
     def _print_CopySign(self, expr: sp.Expr) -> str:
         a, b = (self._print(arg) for arg in expr.args)
@@ -187,6 +198,14 @@ class SheetLatexPrinter(LatexPrinter):
     _print_Xor32 = _print_BitXor
     _print_Shr32 = _print_ShiftRight
 
+    def _print_Add32(self, expr: sp.Expr) -> str:
+        a, b = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"\left({a} + {b}\right) \bmod 2^{{32}}"
+
+    def _print_Rotl32(self, expr: sp.Expr) -> str:
+        a, k = (self.parenthesize(x, 50) for x in expr.args)
+        return rf"\operatorname{{rotl}}_{{32}}\left({a}, {k}\right)"
+
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         if expr in self._settings["symbol_names"]:  # names a formula gives for the sheet
             return self._settings["symbol_names"][expr]
@@ -204,6 +223,12 @@ class SheetLatexPrinter(LatexPrinter):
 def numba_code(expr: sp.Expr) -> str:
     """Print one scalar expression for a Numba kernel body."""
     return NumbaPrinter().doprint(expr)
+
+
+def wide_code(expr: sp.Expr) -> str:
+    """Print a scalar expression to be computed in float64 whatever the kernel's dtype
+    (constants as np.float64(c)): a coefficient derived from parameters, rounded once."""
+    return NumbaPrinter({"float_type": "np.float64"}).doprint(expr)
 
 
 def latex(expr: sp.Expr, gradient_names: frozenset[str] = frozenset(),

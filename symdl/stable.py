@@ -250,7 +250,7 @@ def _factor_in(expr: sp.Expr) -> sp.Expr:
     syms = expr.free_symbols
     if syms and expr.is_Add and expr.is_polynomial(*syms):
         if sp.Poly(expr, *sorted(syms, key=sp.default_sort_key)).total_degree() >= 2:
-            factored = sp.factor(expr)
+            factored = _absorb_sign(sp.factor(expr))
             # Keep the definition's form unless factoring really splits it.
             return factored if factored.is_Mul or factored.is_Pow else expr
     return expr
@@ -270,6 +270,26 @@ def _integer_linear(expr: sp.Expr) -> sp.Expr:
                 and all(a.is_Number or a.as_coeff_Mul()[1].is_Symbol for a in e.args))
 
     return expr.replace(is_match, sp.factor_terms)
+
+
+def _absorb_sign(factored: sp.Expr) -> sp.Expr:
+    """A negative coefficient taken into a linear factor: -(y - 1)*(y + 1) becomes
+    (1 - y)*(y + 1).
+
+    A negated product gives -0.0 where the polynomial has a zero: 1 - y**2 at y = 1
+    is +0.0 (IEEE: x - x is +0), -(y - 1)*(y + 1) is -0.0. Flipping the factor whose
+    constant term is negative (y - 1 -> 1 - y) keeps the zero +0.0, as the formula
+    gives it, and leaves the other values unchanged.
+    """
+    coeff, rest = factored.as_coeff_Mul()
+    if not coeff.is_negative:
+        return factored
+    factors = list(sp.Mul.make_args(rest))
+    for k, f in enumerate(factors):
+        if f.is_Add and f.as_coeff_Add()[0].is_negative:
+            factors[k] = sp.expand(-f)
+            return sp.Mul(-coeff, *factors)
+    return factored
 
 
 def stabilize(expr: sp.Expr) -> sp.Expr:

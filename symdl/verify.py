@@ -239,8 +239,11 @@ def verify_update(f: Elementwise, kernel, dtype, rng, n) -> Result:
             if updated[name].tobytes() != args[i].tobytes():  # bit for bit
                 worst = math.inf  # written although the special case leaves it alone
         results = f.special_results(case) if case else f.results()
-        # The kernel computes with its parameters rounded to its dtype: so does the reference.
-        pvals = [mpmath.mpf(float(dtype.type(v))) for v in params.values()]
+        # The parameters' exact (float64) values: the kernel computes the coefficients
+        # it derives from them (1 - beta2, the bias corrections) in float64 and rounds
+        # each once, as PyTorch does; a parameter used per element is rounded to the
+        # dtype (at most half an ULP of its term, within the tolerance).
+        pvals = [mpmath.mpf(float(v)) for v in params.values()]
         with mpmath.workdps(reference_digits(dtype)):
             for name, expr in results.items():
                 fn, mag = _mp(expr, syms), _mp(_magnitude(expr), syms)
@@ -680,10 +683,16 @@ EXACT_P = (0.0, 0.125, 0.25, 0.5, 0.75, 0.9375)
 def mask_reference(f: MaskedElementwise, seed: int, indices) -> list[sp.Rational]:
     """The mask's uniforms u(seed, index), evaluated exactly by SymPy (bitops nodes)."""
     m = f.mask
-    keys = {sp.Symbol(k, integer=True, nonnegative=True): e.subs(m.seed, seed)
+    symbols = m.step_symbols()
+    keys = {symbols[k]: sp.Integer(int(e.subs(m.seed, seed)) % 2**64)
             for k, e in m.key.items()}
-    keys = {k: sp.Integer(int(v) % 2**64) for k, v in keys.items()}
-    return [sp.Rational(m.uniform.subs(keys).subs(m.index, int(i))) for i in indices]
+    out = []
+    for i in indices:
+        values = {**keys, m.index: sp.Integer(int(i))}
+        for k, e in m.steps.items():  # in order: each step uses the earlier ones
+            values[symbols[k]] = sp.Integer(int(e.xreplace(values)) % 2**64)
+        out.append(sp.Rational(m.uniform.xreplace(values)))
+    return out
 
 
 def verify_masked(f: MaskedElementwise, kernel, dtype, rng, n) -> Result:

@@ -23,3 +23,13 @@ def kernels():
     import symdl.kernels
 
     return symdl.kernels
+
+
+def sizes(module_name: str, serial: int = 7) -> list[int]:
+    """A size that runs a kernel module's serial core (`serial`, or less) and one that
+    runs its parallel core (the parallel path starts at the module's
+    PARALLEL_THRESHOLD)."""
+    import importlib
+
+    module = importlib.import_module(f"symdl.kernels.{module_name}")
+    return [min(serial, module.PARALLEL_THRESHOLD - 1), module.PARALLEL_THRESHOLD + 3]

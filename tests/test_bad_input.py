@@ -58,3 +58,32 @@ def test_scalars_beyond_the_cores_range_are_named(kernels, call, name):
     # is a ValueError naming the argument, not an OverflowError from inside.
     with pytest.raises(ValueError, match=name):
         call(kernels)
+
+
+def _float_param_calls(n, dtype):
+    """Each kernel's float parameters, given an integer beyond float's range."""
+    def arrays(k):
+        return [np.zeros(n, dtype) for _ in range(k)]
+
+    big = 10**400
+    batch = np.ones((n // 4 + 2, 4), dtype)
+    feat = np.ones(4, dtype)
+    return [
+        *[(lambda k, p=p: k.adam_step(*arrays(4), 1, **{p: big}), p)
+          for p in ("lr", "beta1", "beta2", "eps")],
+        *[(lambda k, p=p: k.rmsprop_step(*arrays(4), **{p: big}), p)
+          for p in ("lr", "alpha", "eps", "momentum")],
+        (lambda k: k.batchnorm_update_running(*arrays(4), 2, momentum=big), "momentum"),
+        (lambda k: k.batchnorm_forward(batch, feat, feat, eps=big), "eps"),
+        (lambda k: k.batchnorm_inference(batch, feat, feat, feat, feat, eps=big), "eps"),
+        (lambda k: k.dropout(np.ones(n, dtype), big, 1), "p"),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [8, 40_000])  # below and above PARALLEL_THRESHOLD
+def test_float_parameters_beyond_float_range_are_named(kernels, dtype, n):
+    # (issue 17, item 6: float(10**400) raised OverflowError, naming nothing)
+    for call, name in _float_param_calls(n, dtype):
+        with pytest.raises(ValueError, match=f"'{name}'"):
+            call(kernels)

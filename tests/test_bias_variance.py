@@ -26,8 +26,8 @@ def test_recipe(kernels, train, dev, base, diagnosis):
         assert "bigger network" in r.advice and "train longer" in r.advice
     elif diagnosis == "high variance":
         assert "more data" in r.advice and "regularization" in r.advice
-    else:
-        assert r.advice == ()
+    else:  # "done" too tells the user what to do next (issue 17, item 7)
+        assert r.advice and all(isinstance(a, str) and a for a in r.advice)
     avoidable_bias, variance, _, advice = r  # a small named tuple
     assert (avoidable_bias, variance) == (r.avoidable_bias, r.variance)
 
@@ -63,3 +63,20 @@ def test_sheet_draws_the_recipe_from_the_formula():
             assert f"-- {advice}" in tex
     assert r"$\text{variance} > 0$" in tex
     assert r"\begin{tikzpicture}" in tex and "(q1) -- node[right] {no} (done)" in tex
+
+
+def test_a_recipe_outcome_without_advice_is_refused():
+    import sympy as sp
+
+    from symdl.errors import FormulaError
+    from symdl.formula import Arg, Branch, ScalarFunction
+
+    e = sp.Symbol("e", real=True)
+    for otherwise in [("done", ()), ("done", ("",))]:
+        with pytest.raises(FormulaError, match="'done' needs advice"):
+            ScalarFunction("recipe", "S", "Recipe", "A recipe.",
+                           args=[Arg("e", e, check="finite", doc="an error")],
+                           outputs={"gap": e},
+                           branches=(Branch("Gap?", sp.Symbol("gap", real=True) > 0, "gap",
+                                            ("close it",)),),
+                           otherwise=otherwise)

@@ -173,6 +173,32 @@ def _new(size, dtype):
         return buffer.view(dtype)
 
 
+# Work bound of np.shares_memory (see _overlap): exact answers for the views people
+# make (columns of one array, fields of a record array) come well within it.
+_OVERLAP_WORK = 1 << 16
+_TooHardError = getattr(getattr(np, "exceptions", np), "TooHardError")
+
+
+def _overlap(a, b):
+    """Whether a and b share memory: np.may_share_memory compares bounds only (cheap,
+    which matters for small calls), so the columns of one array or the fields of one
+    record array look overlapping; np.shares_memory then decides exactly. Where that
+    would take more than _OVERLAP_WORK steps, they are taken to overlap (the callers'
+    fallbacks, a copy or an error, are safe)."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=_OVERLAP_WORK)
+    except _TooHardError:
+        return True
+
+
+def _same_view(a, b):
+    """a and b are views of the same elements in the same order (an exact alias)."""
+    return (a.__array_interface__["data"] == b.__array_interface__["data"]
+            and a.strides == b.strides and a.shape == b.shape and a.dtype == b.dtype)
+
+
 def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     """A flat buffer for the result: out itself when it is contiguous and overlaps no
     input, except by being that very array in a pointwise kernel (element i is read
@@ -189,10 +215,9 @@ def _output(kernel, out, shape, dtype, name="out", inputs=(), pointwise=True):
     if not out.flags.writeable:
         raise ValueError(f"{kernel}(): argument '{name}' is read-only")
     for a in inputs:
-        # (may_share_memory compares bounds only: cheap, which matters for small calls)
-        if np.may_share_memory(a, out) and not (
-                pointwise and a.__array_interface__["data"] == out.__array_interface__["data"]
-                and a.strides == out.strides and a.shape == out.shape):
+        if _overlap(a, out) and not (pointwise and a.__array_interface__["data"]
+                                     == out.__array_interface__["data"]
+                                     and a.strides == out.strides and a.shape == out.shape):
             return np.empty(shape, dtype=dtype).reshape(-1)  # partial overlap: not in place
     if out.flags.c_contiguous:
         return out.reshape(-1)
@@ -267,7 +292,11 @@ def _check_param(kernel, name, value, check, least=None):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{kernel}(): argument '{name}' must be a real number, "
                             f"got {type(value).__name__} {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # (an int beyond float's range: 10**400)
+        raise ValueError(f"{kernel}(): argument '{name}' must be a finite real number, "
+                         f"got {value!r} (out of range)") from None
     ok = {"any": math.isfinite(v), "positive": v > 0, "nonnegative": v >= 0,
           "unit_interval": 0 <= v <= 1, "unit_interval_open": 0 <= v < 1}[check]
     if not (ok and math.isfinite(v)):
@@ -294,9 +323,22 @@ def _inplace_arrays(kernel, names, arrays):
             raise ValueError(f"{kernel}(): argument '{name}' is read-only")
     for k, a in enumerate(arrays):
         for name, b in zip(names[k + 1:], arrays[k + 1:]):
-            if np.may_share_memory(a, b):
-                raise ValueError(f"{kernel}(): argument '{name}' overlaps '{names[k]}'")
+            if _overlap(a, b):
+                raise ValueError(f"{kernel}(): argument '{name}' overlaps '{names[k]}' (or "
+                                 "may: too costly to decide); arrays updated in place "
+                                 "need memory of their own")
     return arrays[0].dtype
+
+
+def _read_input(a, updated):
+    """A read-only input, copied first when it overlaps an array that the kernel
+    updates, other than by being that very array (element i is read before it is
+    written): else the loop would read elements it already overwrote, and the result
+    would depend on the overlap."""
+    for b in updated:
+        if _overlap(a, b) and not _same_view(a, b):
+            return a.copy()
+    return a
 
 
 def _inplace_flat(a):
@@ -399,10 +441,14 @@ def _adam_step_ser(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps
     beta1 = T(p_beta1)
     beta2 = T(p_beta2)
     eps = T(p_eps)
-    _cp0 = lr/math.expm1(t*math.log(beta1))
-    _cp1 = (T(1)/math.expm1(t*math.log(beta2)))
-    _cp2 = T(1) - beta2
-    _cp3 = T(1) - beta1
+    _w_cp0 = p_lr/math.expm1(p_t*math.log(p_beta1))
+    _w_cp1 = (np.float64(1)/math.expm1(p_t*math.log(p_beta2)))
+    _w_cp2 = np.float64(1) - p_beta2
+    _w_cp3 = np.float64(1) - p_beta1
+    _cp0 = T(_w_cp0)
+    _cp1 = T(_w_cp1)
+    _cp2 = T(_w_cp2)
+    _cp3 = T(_w_cp3)
     for i in range(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -423,10 +469,14 @@ def _adam_step_par(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps
     beta1 = T(p_beta1)
     beta2 = T(p_beta2)
     eps = T(p_eps)
-    _cp0 = lr/math.expm1(t*math.log(beta1))
-    _cp1 = (T(1)/math.expm1(t*math.log(beta2)))
-    _cp2 = T(1) - beta2
-    _cp3 = T(1) - beta1
+    _w_cp0 = p_lr/math.expm1(p_t*math.log(p_beta1))
+    _w_cp1 = (np.float64(1)/math.expm1(p_t*math.log(p_beta2)))
+    _w_cp2 = np.float64(1) - p_beta2
+    _w_cp3 = np.float64(1) - p_beta1
+    _cp0 = T(_w_cp0)
+    _cp1 = T(_w_cp1)
+    _cp2 = T(_w_cp2)
+    _cp3 = T(_w_cp3)
     for i in numba.prange(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -458,7 +508,7 @@ def adam_step(theta, grad, m, v, t, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)
     eps = _check_param("adam_step", "eps", eps, "nonnegative")
     # Updated in place: the caller's arrays must be writeable float arrays of one dtype.
     dtype = _inplace_arrays("adam_step", ['theta', 'm', 'v'], [theta, m, v])
-    grad = _float_array("adam_step", "grad", grad)
+    grad = _read_input(_float_array("adam_step", "grad", grad), [theta, m, v])
     _same_shape("adam_step", ['theta', 'grad', 'm', 'v'], [theta, grad, m, v])
     shape = theta.shape
     flat_theta = _inplace_flat(theta)
@@ -480,7 +530,8 @@ def _rmsprop_step_ser(a_theta, a_grad, a_square_avg, a_momentum_buf, p_lr, p_alp
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in range(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -500,7 +551,8 @@ def _rmsprop_step_par(a_theta, a_grad, a_square_avg, a_momentum_buf, p_lr, p_alp
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in numba.prange(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -520,7 +572,8 @@ def _rmsprop_step_momentum0_ser(a_theta, a_grad, a_square_avg, a_momentum_buf, p
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in range(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -538,7 +591,8 @@ def _rmsprop_step_momentum0_par(a_theta, a_grad, a_square_avg, a_momentum_buf, p
     alpha = T(p_alpha)
     eps = T(p_eps)
     momentum = T(p_momentum)
-    _cp0 = T(1) - alpha
+    _w_cp0 = np.float64(1) - p_alpha
+    _cp0 = T(_w_cp0)
     for i in numba.prange(a_theta.size):
         theta = a_theta[i]
         grad = a_grad[i]
@@ -566,7 +620,7 @@ def rmsprop_step(theta, grad, square_avg, momentum_buf, lr=0.01, alpha=0.99, eps
     momentum = _check_param("rmsprop_step", "momentum", momentum, "nonnegative")
     # Updated in place: the caller's arrays must be writeable float arrays of one dtype.
     dtype = _inplace_arrays("rmsprop_step", ['theta', 'square_avg', 'momentum_buf'], [theta, square_avg, momentum_buf])
-    grad = _float_array("rmsprop_step", "grad", grad)
+    grad = _read_input(_float_array("rmsprop_step", "grad", grad), [theta, square_avg, momentum_buf])
     _same_shape("rmsprop_step", ['theta', 'grad', 'square_avg', 'momentum_buf'], [theta, grad, square_avg, momentum_buf])
     shape = theta.shape
     flat_theta = _inplace_flat(theta)

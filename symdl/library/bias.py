@@ -37,7 +37,8 @@ bias_variance = ScalarFunction(
         Branch("High variance? (dev set)", variance > 0, "high variance",
                ("more data", "regularization", ANOTHER_ARCHITECTURE)),
     ),
-    otherwise=("done", ()),
+    otherwise=("done", ("neither gap is worth closing: keep this model",
+                        "check again when the data or the base error changes")),
 )
 
 FORMULAS = [bias_variance]

@@ -4,19 +4,20 @@ Training multiplies each activation by a Bernoulli(q) mask X (q = 1 - p, the kee
 probability). The test-time formulas are not written here: ``symdl.derive`` takes the
 expectation over X with ``sympy.stats`` (standard dropout: q x, inverted: x).
 
-The mask is X = [u < q] with u = h / 2**32 in [0, 1), h a 32-bit hash of the seed
-and the element index, so the same seed gives the same mask for any thread count or
-chunking. The seed is mixed once per call into a key (SplitMix64's finalizer, on
-64-bit words); per element, Wellons' lowbias32 mixes the index's low 32 bits xor
-the key's low half xor the index's high bits times an odd constant. 32-bit words,
-because AVX2 multiplies eight 32-bit lanes at once but has no 64-bit multiply: the
-loop vectorizes. An element is kept with probability ceil(q 2**32) / 2**32 (all of
-them for p = 0).
+The mask is X = [u < q] with u = h / 2**32 in [0, 1), h the first 32-bit word of
+Threefry-2x32-20 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11;
+Random123) keyed by the whole 64-bit seed (two 32-bit words) on the counter = the
+element's 64-bit index. Threefry is a keyed block cipher: streams of different keys
+are independent (not shifted or permuted copies of each other), and a counter-based
+generator gives the same mask for any thread count or chunking. Its rounds are 32-bit
+additions, rotations and xors (``symdl/bitops.py``), which vectorize on AVX2 (eight
+lanes; AVX2 has no 64-bit multiply, which rules out a 64-bit multiplicative mix). An
+element is kept with probability ceil(q 2**32) / 2**32 (all of them for p = 0).
 """
 
 import sympy as sp
 
-from symdl.bitops import BitXor, Low32, Mul32, ShiftRight, Shr32, Xor32
+from symdl.bitops import Add32, Low32, Rotl32, ShiftRight, Xor32
 from symdl.formula import Arg, Mask, MaskedElementwise
 
 SECTION = "Dropout"
@@ -27,33 +28,46 @@ q = sp.Symbol("q", positive=True)  # the keep probability
 X = sp.Symbol("X", integer=True, nonnegative=True)  # the mask: 1 kept, 0 dropped
 seed = sp.Symbol("seed", integer=True, nonnegative=True)
 index = sp.Symbol("index", integer=True, nonnegative=True)
-key_lo = sp.Symbol("key_lo", integer=True, nonnegative=True)
 
-GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment, 2**64 / golden ratio (odd)
-GOLDEN32 = 0x9E3779B9  # 2**32 / golden ratio (odd): spreads the index's high bits
-
-
-def mix64(z: sp.Expr) -> sp.Expr:
-    """SplitMix64's finalizer (Stafford's Mix13): a bijection on 64-bit words."""
-    z = (BitXor(z, ShiftRight(z, 30))) * 0xBF58476D1CE4E5B9
-    z = (BitXor(z, ShiftRight(z, 27))) * 0x94D049BB133111EB
-    return BitXor(z, ShiftRight(z, 31))
+# Threefry-2x32's rotation constants and Skein's key-schedule parity (Random123,
+# threefry.h: R_32x2_*, SKEIN_KS_PARITY32), and the standard round count.
+ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
+PARITY32 = 0x1BD11BDA
+ROUNDS = 20
 
 
-def lowbias32(z: sp.Expr) -> sp.Expr:
-    """Wellons' lowbias32 (hash-prospector): a bijection on 32-bit words."""
-    z = Mul32(Xor32(z, Shr32(z, 16)), 0x7FEB352D)
-    z = Mul32(Xor32(z, Shr32(z, 15)), 0x846CA68B)
-    return Xor32(z, Shr32(z, 16))
+def word(name: str) -> sp.Symbol:
+    """A named unsigned word (a key or a step of the hash)."""
+    return sp.Symbol(name, integer=True, nonnegative=True)
 
 
-def hash32(index: sp.Expr) -> sp.Expr:
-    """The element's 32-bit hash: lowbias32 of the index's low 32 bits xor a key, the
-    seed's key_lo xor the index's high 32 bits spread by an odd multiplier (so that
-    elements 2**32 apart get different masks)."""
-    spread = Xor32(key_lo, Mul32(Low32(ShiftRight(index, 32)), GOLDEN32))
-    return lowbias32(Xor32(Low32(index), spread))
+def threefry2x32(c0: sp.Expr, c1: sp.Expr, k0: sp.Expr, k1: sp.Expr,
+                 rounds: int = ROUNDS) -> tuple[dict[str, sp.Expr], dict[str, sp.Expr],
+                                                sp.Symbol, sp.Symbol]:
+    """Threefry-2x32 of the counter (c0, c1) under the key (k0, k1).
 
+    Returns the key schedule (named words computed once), the steps (named words per
+    element, in order) and the symbols of the two output words.
+    """
+    key = {"key0": k0, "key1": k1, "key2": Xor32(Xor32(k0, k1), PARITY32)}
+    ks = [word(k) for k in key]
+    steps = {"x0_0": Add32(c0, ks[0]), "x1_0": Add32(c1, ks[1])}
+    x0, x1 = word("x0_0"), word("x1_0")
+    for r in range(1, rounds + 1):
+        steps[f"x0_{r}"] = Add32(x0, x1)
+        steps[f"x1_{r}"] = Xor32(Rotl32(x1, ROTATIONS[(r - 1) % 8]), word(f"x0_{r}"))
+        x0, x1 = word(f"x0_{r}"), word(f"x1_{r}")
+        if r % 4 == 0:  # key injection j: the schedule's next two words, and j
+            j = r // 4
+            steps[f"x0_{r}k"] = Add32(x0, ks[j % 3])
+            steps[f"x1_{r}k"] = Add32(Add32(x1, ks[(j + 1) % 3]), j)
+            x0, x1 = word(f"x0_{r}k"), word(f"x1_{r}k")
+    return key, steps, x0, x1
+
+
+# The key: the seed's two 32-bit halves; the counter: the index's.
+_KEY, _STEPS, _H, _ = threefry2x32(Low32(index), Low32(ShiftRight(index, 32)),
+                                   Low32(seed), Low32(ShiftRight(seed, 32)))
 
 dropout = MaskedElementwise(
     "dropout",
@@ -75,14 +89,16 @@ dropout = MaskedElementwise(
         keep=q,
         seed=seed,
         index=index,
-        key={"key_lo": Low32(mix64(seed * GOLDEN + GOLDEN))},
-        # The 32-bit hash scaled to [0, 1): exact in float64, so u < q keeps
-        # ceil(q 2**32) of every 2**32 hashes.
-        uniform=hash32(index) / 2**32,
+        key=_KEY,
+        steps=_STEPS,
+        # The first 32-bit output word scaled to [0, 1): exact in float64, so u < q
+        # keeps ceil(q 2**32) of every 2**32 words.
+        uniform=_H / 2**32,
     ),
-    notes=("The mask is X = 1 exactly when u < q, where u in [0, 1) is a 32-bit "
-           "counter-based hash (lowbias32) of the seed and the element's index, scaled: "
-           "the same seed gives the same mask whatever the thread count.",),
+    notes=("The mask is X = 1 exactly when u < q, where u in [0, 1) is the first "
+           "32-bit word of Threefry-2x32-20 (Random123), keyed by the 64-bit seed, of "
+           "the element's index, scaled: the same seed gives the same mask whatever "
+           "the thread count, and different seeds give independent masks.",),
 )
 
 FORMULAS = [dropout]
