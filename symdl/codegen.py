@@ -22,7 +22,7 @@ import jinja2
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .lowering import KernelPlan, plan, vecmath_functions
-from .sheet import entry, section_plot
+from .sheet import section, sheet_files
 
 #: Named settings printed into each generated module (user-overridable at run time).
 PARALLEL_THRESHOLD = 1 << 15  # the crossover measured on a quiet machine: docs/benchmarks.md
@@ -128,7 +128,7 @@ def file_modules(path: str | os.PathLike) -> list[FormulaModule]:
 
 
 def render(modules: list[FormulaModule], sheet_name: str = "symdl",
-           title: str = "symdl formula sheet") -> dict[str, str]:
+           title: str | None = None) -> dict[str, str]:
     """All output files, relative path -> text. Pure: same formulas, same bytes."""
     code, tex = _environments()
     files = {}
@@ -156,13 +156,9 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
         for f in m.formulas:
             if f.derived_from:
                 derived.setdefault(f.derived_from, []).append(f)
-        sections.append({"title": m.title, "entries": [
-            entry(f, derived.get(f.name, [])) for f in m.formulas if not f.derived_from],
-            "plots": [section_plot(p) for p in m.plots]})
+        sections.append(section(m, derived))
     files["kernels/__init__.py"] = code.get_template("numba/init.py.j2").render(modules=modules)
-    sources = ", ".join(m.source for m in modules)
-    files[f"sheet/{sheet_name}.tex"] = tex.get_template("latex/sheet.tex.j2").render(
-        title=title, source=sources, sections=sections)
+    files |= sheet_files(tex, modules, sections, sheet_name, title)
     return files
 
 

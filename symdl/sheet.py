@@ -6,6 +6,7 @@ every plotted point comes from here, printed or evaluated from SymPy.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from .formula import (
     ScalarFunction,
     Window,
 )
-from .printers import SheetLatexPrinter, latex
+from .printers import SheetLatexPrinter, latex, tex_escape
 from .stable import stabilize
 
 TEX_INSTALL_HINT = (
@@ -64,14 +65,33 @@ class Entry:
     algorithm: dict | None = None
     distributions: list[str] = field(default_factory=list)
     defaults: list[str] = field(default_factory=list)
+    parameters: list[str] = field(default_factory=list)  # "$symbol$: its doc"
 
 
-def tex_escape(text: str) -> str:
-    """Escape prose (formula docs and notes) for LaTeX; math is printed, not escaped."""
-    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-             "^": r"\textasciicircum{}"}
-    return "".join(table.get(c, c) for c in text)
+# A backquoted name in prose is a symbol, printed like the formulas: `beta1` -> beta_1.
+SYMBOL_REF = re.compile(r"`([A-Za-z][A-Za-z0-9_]*)`")
+
+
+def prose(text: str) -> str:
+    """User prose (titles, docs, notes, labels) -> LaTeX text that shows it literally.
+
+    Every character TeX would act on is escaped (so ``\\input{f}`` or ``\\write18`` is
+    printed, never run), line breaks become spaces (a blank line would end a paragraph
+    inside a ``\\section`` argument), quotes are paired, and a backquoted name such as
+    ```delta_l``` is printed as the symbol (``\\delta_{l}``), by the sheet's printer.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"sheet prose must be a str, got {type(text).__name__}: {text!r}")
+    parts = SYMBOL_REF.split(text)
+    return "".join(f"${_prose_symbol(part)}$" if k % 2 else tex_escape(part)
+                   for k, part in enumerate(parts))
+
+
+def _prose_symbol(name: str) -> str:
+    """A name in prose: ``dy`` or ``df_i`` (d and one letter) is a gradient, as in the
+    formulas (``d y``, ``d f_i``); any other name prints as the formulas print it."""
+    grads = frozenset({name}) if re.fullmatch(r"d[A-Za-z](_\w+)?", name) else frozenset()
+    return latex(sp.Symbol(name), grads)
 
 
 def _sym(name: str, grads: frozenset[str]) -> str:
@@ -123,16 +143,26 @@ class Plot:
     domain: tuple[float, float]
     curves: list[tuple[str, sp.Expr]]
     legend: str = "north west"
+    ylabel: str = ""
+
+    def __post_init__(self) -> None:
+        # The position goes into pgfplots' options: only its own words may reach TeX.
+        if self.legend not in LEGEND_POSITIONS:
+            raise ValueError(f"Plot legend must be one of {sorted(LEGEND_POSITIONS)}, "
+                             f"got {self.legend!r}")
 
 
+LEGEND_POSITIONS = frozenset({"north west", "north east", "south west", "south east",
+                              "outer north east"})
 PLOT_STYLES = ["blue", "red, dashed", "black, dotted", "green!50!black, dashdotted"]
 
 
 def section_plot(p: Plot) -> dict:
     """The template context of a section plot."""
     lo, hi = p.domain
-    return {"x": latex(p.x), "legend": p.legend, "caption": tex_escape(p.caption), "curves": [
-        {"label": rf"\text{{{tex_escape(label)}}}", "style": PLOT_STYLES[k % len(PLOT_STYLES)],
+    return {"x": latex(p.x), "legend": p.legend, "caption": prose(p.caption),
+            "ylabel": prose(p.ylabel), "curves": [
+        {"label": rf"\text{{{prose(label)}}}", "style": PLOT_STYLES[k % len(PLOT_STYLES)],
          "points": _points(expr, p.x, lo, hi)} for k, (label, expr) in enumerate(p.curves)]}
 
 
@@ -146,8 +176,8 @@ def _algorithm(a: Algorithm, body: list[Equation]) -> dict:
     def assign(items) -> list[str]:
         return [rf"{latex(k)} \leftarrow {latex(v)}" for k, v in items.items()]
 
-    return {"require": tex_escape(a.require), "init": assign(a.init),
-            "until": tex_escape(a.until),
+    return {"require": prose(a.require), "init": assign(a.init),
+            "until": prose(a.until),
             "body": assign(a.each) + [f"{d.lhs} {d.op} {d.rhs}" for d in body],
             "returns": latex(a.returns)}
 
@@ -158,7 +188,7 @@ def batch_entry(f: BatchReduction, derived: list[Formula]) -> Entry:
     elem = _indexed(f.batches, i)
     sums = {s: sp.Sum(e.xreplace(elem), (i, 1, f.batches[f.sum_batch(k)].count))
             for (k, e), s in zip(f.sums.items(), f.sum_symbols(), strict=True)}
-    e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    e = Entry(prose(f.title), prose(f.doc), notes=[prose(n) for n in f.notes])
     e.definitions = [Equation(_sym(k, frozenset()), latex(v.xreplace(sums)))
                      for k, v in f.outputs.items()]
     ((jname, _),) = f.outputs.items() if len(f.outputs) == 1 else ((None, None),)
@@ -186,10 +216,12 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     grads = frozenset(s.name for d in derived for s in getattr(d, "inputs", ())
                       if s.name.startswith("d")) | frozenset(
         k for d in derived for k in d.expressions() if k.startswith("d"))
-    e = Entry(tex_escape(f.title), tex_escape(f.doc), notes=[tex_escape(n) for n in f.notes])
+    e = Entry(prose(f.title), prose(f.doc), notes=[prose(n) for n in f.notes])
     # The kernel's defaults, from the same Param objects that print its signature.
     e.defaults = [f"{_sym(p.name, frozenset())} = {latex(sp.Float(p.default))}"
                   for p in getattr(f, "params", ()) if p.default is not None]
+    e.parameters = [f"${_sym(p.name, frozenset())}$: {prose(p.doc)}"
+                    for p in getattr(f, "params", ()) if p.doc]
     # Integer parameters: where the formula is defined, as SymPy finds it.
     e.conditions = [rf"{_sym(p.name, frozenset())} \in \mathbb{{Z}},\ "
                     rf"{_sym(p.name, frozenset())} \geq {least_count(f, p.name)}"
@@ -251,8 +283,9 @@ def _special_case_equations(f: Elementwise) -> list[Equation]:
     out = []
     for case in f.special_cases:
         given = ", ".join(f"{latex(s)} = {latex(v)}" for s, v in case.substitutions().items())
-        kept = f" ({', '.join(case.untouched)} left untouched)" if case.untouched else ""
-        label = f"Special case ${given}${tex_escape(kept)}: {tex_escape(case.why)}."
+        untouched = ", ".join(f"`{u}`" for u in case.untouched)  # printed as symbols
+        kept = f" ({untouched} left untouched)" if case.untouched else ""
+        label = f"Special case ${given}${prose(kept)}: {prose(case.why)}."
         for k, expr in f.special_results(case).items():
             out.append(Equation(latex(sp.Symbol(k, real=True)), latex(expr), r"\leftarrow",
                                 label if not out else ""))
@@ -267,6 +300,16 @@ def _word_names(symbols) -> dict:
             if len(x.name.split("_")[0]) > 1}
 
 
+def _arg_docs(args, tex) -> list[str]:
+    """"$p$ (padding): padding on each side": the symbol, the Python name where it
+    differs, and the argument's doc."""
+    out = []
+    for a in args:
+        name = "" if a.name == a.symbol.name else rf" (\texttt{{{tex_escape(a.name)}}})"
+        out.append(f"${tex(a.symbol)}${name}: {prose(a.doc)}")
+    return [d for d, a in zip(out, args, strict=True) if a.doc]
+
+
 def _scalar_entry(f: ScalarFunction, e: Entry) -> Entry:
     """Definitions, the special cases SymPy derives by substitution, conditions, and
     (for a recipe) the flowchart's text."""
@@ -276,20 +319,21 @@ def _scalar_entry(f: ScalarFunction, e: Entry) -> Entry:
     def tex(expr: sp.Basic) -> str:
         return latex(sp.factor_terms(expr), symbol_names=names)  # (f - 1)/2, not f/2 - 1/2
 
+    e.parameters = _arg_docs(f.args, tex)
     for k, expr in f.outputs.items():
         e.definitions.append(Equation(tex(outs[k]), tex(expr)))
     for label, subs in f.cases:
         given = ", ".join(f"{tex(a)} = {tex(v)}" for a, v in subs.items())
         for k, expr in f.outputs.items():
             e.derived.append(Equation(tex(outs[k]), tex(sp.simplify(expr.subs(subs))),
-                                      label=f"{tex_escape(label)}: ${given}$"))
+                                      label=f"{prose(label)}: ${given}$"))
     e.conditions = [tex(c) for c, _ in f.requires]
     if f.branches:
         e.flowchart = {
-            "decisions": [{"question": tex_escape(b.question), "condition": tex(b.condition),
-                           "diagnosis": tex_escape(b.diagnosis),
-                           "advice": [tex_escape(a) for a in b.advice]} for b in f.branches],
-            "otherwise": tex_escape(f.otherwise[0]),
+            "decisions": [{"question": prose(b.question), "condition": tex(b.condition),
+                           "diagnosis": prose(b.diagnosis),
+                           "advice": [prose(a) for a in b.advice]} for b in f.branches],
+            "otherwise": prose(f.otherwise[0]),
         }
     return e
 
@@ -300,15 +344,16 @@ def _masked_entry(f: MaskedElementwise, e: Entry) -> Entry:
     from .derive import mask_expectations
 
     m = f.mask
+    e.parameters = _arg_docs(f.args, latex)
     for sym, expr in f.let.items():
         e.definitions.append(Equation(latex(sym), latex(expr)))
     expectations = mask_expectations(f)
     for value, outputs in sorted(f.variants.items(), reverse=True):
-        label = tex_escape(f"{f.flag}={value}, training")
+        label = prose(f"{f.flag}={value}, training")
         for k, expr in outputs.items():
             e.definitions.append(Equation(latex(sp.Symbol(k)), latex(expr), label=label))
         for expectation, mean in expectations[value].values():
-            e.derived.append(Equation(latex(expectation), latex(mean), label=tex_escape(
+            e.derived.append(Equation(latex(expectation), latex(mean), label=prose(
                 f"{f.flag}={value}: test phase, the expected training output")))
     e.distributions = [rf"{latex(m.symbol)} \sim \operatorname{{Bernoulli}}\left("
                        rf"{latex(m.keep)}\right)"]
@@ -372,9 +417,11 @@ def _window_entry(f: Window, derived: list[Formula], e: Entry) -> Entry:
     for d in derived:
         e.derived.append(Equation(
             rf"\frac{{\partial {latex(f.output)}}}{{\partial {latex(d.value)}}}",
-            latex(d.local), label=tex_escape(
-                "For one element v of a window, with rho the reduction of the window's "
-                "other elements (the gradient dy of each output flows back this way):")))
+            latex(d.local), label=prose(
+                "For one element `v` of a window, with `rho` the reduction of the window's "
+                "other elements" + (" and H the Heaviside step" if d.local.has(sp.Heaviside)
+                                    else "") + " (the gradient `dy` of each output "
+                "flows back this way):")))
     return e
 
 
@@ -388,6 +435,30 @@ def _correlation_entry(f: Correlation, derived: list[Formula], e: Entry) -> Entr
         for target, value in d.gradients.values():
             e.derived.append(Equation(latex(target), latex(value)))
     return e
+
+
+def section(m, derived: dict[str, list[Formula]]) -> dict:
+    """The template context of one formula module's section (``m``: a FormulaModule)."""
+    return {"title": prose(m.title), "name": m.name, "entries": [
+        entry(f, derived.get(f.name, [])) for f in m.formulas if not f.derived_from],
+        "plots": [section_plot(p) for p in m.plots]}
+
+
+def sheet_files(env, modules, sections: list[dict], sheet_name: str,
+                title: str | None) -> dict[str, str]:
+    """The sheet's LaTeX files, relative path -> text. The header names the module that
+    holds the kernels: ``symdl.kernels`` for the built-in library, else the formula
+    file's own module (``kernels/<name>.py``)."""
+    builtin = all(m.source.startswith("symdl/library/") for m in modules)
+    kernels = ["symdl.kernels"] if builtin else [f"kernels/{m.name}.py" for m in modules]
+    if title is None:
+        title = "symdl formula sheet" if builtin else f"{sheet_name}: formula sheet"
+    # The source names go into a TeX comment line: one line, whatever the file name.
+    sources = " ".join(", ".join(m.source for m in modules).split())
+    context = dict(title=prose(title), source=sources, sections=sections,
+                   kernels=[tex_escape(k) for k in kernels])
+    return {f"sheet/{sheet_name}.tex":
+            env.get_template("latex/sheet.tex.j2").render(**context)}
 
 
 def build_pdf(tex_path: Path, quiet: bool = True) -> Path:

@@ -29,7 +29,7 @@ maxpool2d = Window(
     "maxpool2d",
     SECTION,
     "Max pooling",
-    "x has shape (N, C, H, W); each output is the maximum of an f x f window, the "
+    "x has shape (N, C, H, W); each output is the maximum of an `f` × `f` window, the "
     "windows stride s apart (s = f by default). The gradient goes to the window's "
     "maximum (the first one, in row-major order, on ties, as in PyTorch).",
     output=y[n, c, i, j],
@@ -43,7 +43,7 @@ avgpool2d = Window(
     "avgpool2d",
     SECTION,
     "Average pooling",
-    "x has shape (N, C, H, W); each output is the mean of an f x f window, the "
+    "x has shape (N, C, H, W); each output is the mean of an `f` × `f` window, the "
     "windows stride s apart (s = f by default).",
     output=y[n, c, i, j],
     expr=sp.Sum(element, *window) / size**2,

@@ -80,7 +80,7 @@ dropout = MaskedElementwise(
         # ceil(q 2**32) of every 2**32 hashes.
         uniform=hash32(index) / 2**32,
     ),
-    notes=("The mask is X = 1 exactly when u < q, where u in [0, 1) is a 32-bit "
+    notes=("The mask is `X` = 1 exactly when `u` < `q`, where `u` in [0, 1) is a 32-bit "
            "counter-based hash (lowbias32) of the seed and the element's index, scaled: "
            "the same seed gives the same mask whatever the thread count.",),
 )
