@@ -36,7 +36,7 @@ from .stable import stabilize
 TEX_INSTALL_HINT = (
     "TeX is not installed, so the PDF cannot be built. On Debian/Ubuntu:\n"
     "  sudo apt-get install -y texlive-latex-base texlive-latex-recommended "
-    "texlive-pictures latexmk\n"
+    "texlive-pictures latexmk lmodern\n"
     "The LaTeX source is ready to compile elsewhere."
 )
 
