@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .bitops import Low32
 from .derive import least_count, signed_zero_safe
@@ -196,7 +197,9 @@ def _checked(f: Elementwise | Reduction) -> dict[str, str]:
 def _doc_expr(e: sp.Expr) -> str:
     """An expression for a docstring; a function applied to each element of a matrix
     (a network's activation) as its formula in the matrix's name, not a Lambda."""
-    if isinstance(e, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+    # (imported by name: sp.matrices.expressions.applyfunc is only an attribute once some
+    # other code has imported it, and a formula file without a network imports nothing)
+    if isinstance(e, ElementwiseApplyFunction):
         return f"{sp.sstr(e.function(sp.Symbol(sp.sstr(e.expr))))}, element by element"
     return sp.sstr(e)
 
@@ -651,7 +654,9 @@ def _element(e: sp.Basic) -> sp.Expr:
         return sp.Add(*[_element(a) for a in e.args])
     if isinstance(e, sp.HadamardPower):
         return _element(e.base) ** e.exp
-    if isinstance(e, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction):
+    # (imported by name: sp.matrices.expressions.applyfunc is only an attribute once some
+    # other code has imported it, and a formula file without a network imports nothing)
+    if isinstance(e, ElementwiseApplyFunction):
         return e.function(_element(e.expr))
     if isinstance(e, sp.MatMul) and sum(a.is_Matrix for a in e.args) == 1:
         return sp.Mul(*[_element(a) if a.is_Matrix else a for a in e.args])

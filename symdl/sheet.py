@@ -15,6 +15,7 @@ from pathlib import Path
 import sympy as sp
 
 from .derive import least_count
+from .errors import FormulaError
 from .formula import (
     Algorithm,
     BatchGradient,
@@ -255,6 +256,12 @@ def entry(f: Formula, derived: list[Formula]) -> Entry:
     if isinstance(f, Elementwise) and f.plot:
         (x,) = f.inputs
         ((yname, fx),) = f.outputs.items()
+        # Parameters are plotted at their defaults (the kernel's own defaults).
+        fx = fx.subs({p.symbol: p.default for p in f.params if p.default is not None})
+        unset = sorted(s.name for s in fx.free_symbols - {x})
+        if unset:
+            raise FormulaError(f"{f.name}: the plot needs a value for {', '.join(unset)}: "
+                               f"give the parameter(s) a default")
         lo, hi = f.plot
         e.plot = {"x": latex(x), "curves": [
             {"label": _sym(yname, grads), "style": "blue", "points": _points(fx, x, lo, hi)},
