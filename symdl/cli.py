@@ -175,12 +175,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_sheet(args: argparse.Namespace) -> int:
     from .codegen import render, write
-    from .sheet import build_pdf
+    from .sheet import build_pdf, cheatsheet_path
 
+    if args.paper and args.layout != "cheatsheet":
+        raise FormulaError("--paper chooses the cheat sheet's paper: use it with "
+                           "--layout cheatsheet (the full reference is US Letter)")
     files = render(_modules(args), sheet_name=_sheet_name(args))
     out = Path(args.out or "generated")
     write({k: v for k, v in files.items() if k.startswith("sheet/")}, out)
     tex = out / "sheet" / f"{_sheet_name(args)}.tex"
+    if args.layout == "cheatsheet":
+        tex = out / cheatsheet_path(_sheet_name(args), args.paper or "a4")
     print(f"LaTeX source: {tex}")
     try:
         _progress("symdl sheet: running latexmk ...")
@@ -233,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sheet", help="write the LaTeX sheet and build its PDF")
     common(s)
     s.add_argument("--pdf", action="store_true", help="fail if the PDF cannot be built")
+    s.add_argument("--layout", choices=("full", "cheatsheet"), default="full",
+                   help="full: the reference, one formula after another (default); "
+                        "cheatsheet: landscape, three columns, a few pages")
+    s.add_argument("--paper", choices=("a4", "letter"), default=None,
+                   help="the cheat sheet's paper (default: a4)")
     s.set_defaults(func=cmd_sheet)
     b = sub.add_parser("bench", help="time the kernels against NumPy, PyTorch, ... and STREAM")
     b.add_argument("names", nargs="*", metavar="NAME", help="kernels to time (default: all)")

@@ -464,8 +464,21 @@ def sheet_files(env, modules, sections: list[dict], sheet_name: str,
     sources = " ".join(", ".join(m.source for m in modules).split())
     context = dict(title=prose(title), source=sources, sections=sections,
                    kernels=[tex_escape(k) for k in kernels])
-    return {f"sheet/{sheet_name}.tex":
-            env.get_template("latex/sheet.tex.j2").render(**context)}
+    files = {f"sheet/{sheet_name}.tex": env.get_template("latex/sheet.tex.j2").render(**context)}
+    for paper in PAPERS:
+        files[cheatsheet_path(sheet_name, paper)] = env.get_template(
+            "latex/cheatsheet.tex.j2").render(paper=paper, **context)
+    return files
+
+
+PAPERS = ("a4", "letter")  # the cheat sheet's paper sizes (landscape)
+
+
+def cheatsheet_path(sheet_name: str, paper: str) -> str:
+    """Where the compact layout on that paper is written, relative to the output."""
+    if paper not in PAPERS:
+        raise ValueError(f"paper must be one of {', '.join(PAPERS)}, got {paper!r}")
+    return f"sheet/{sheet_name}-cheatsheet-{paper}.tex"
 
 
 def build_pdf(tex_path: Path, quiet: bool = True) -> Path:

@@ -114,3 +114,14 @@ def test_hostile_prose_builds_and_shows_literally(tmp_path):
     # The same quality as the built-in sheet: long prose wraps, in flowchart boxes too.
     log = (build / "hostile.log").read_text(encoding="latin-1")
     assert not re.findall(r"^(?:Overfull|Underfull|Missing character).*$", log, re.M)
+    # The cheat sheet prints the same prose: as safely, and as cleanly.
+    symdl("sheet", "--pdf", "--layout", "cheatsheet", "--formulas", str(formulas), "--out",
+          str(out), cwd=tmp_path)
+    pdf = build / "hostile-cheatsheet-a4.pdf"
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "INCLUDED-EVIL" not in text and squeeze(text).count(squeeze(SHOWN)) >= 8
+    opened = re.findall(r"^INPUT (.*)$", pdf.with_suffix(".fls").read_text(), re.M)
+    assert not [p for p in opened if "evil" in p]
+    log = pdf.with_suffix(".log").read_text(encoding="latin-1")
+    assert not re.findall(r"^(?:Overfull|Underfull|Missing character).*$", log, re.M)

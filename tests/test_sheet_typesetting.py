@@ -77,8 +77,8 @@ def test_full_sheet_log_has_no_bad_boxes_or_missing_characters(full_sheet):
     assert box_problems(log) == []
 
 
-def words_outside_text(pdf: Path) -> list[str]:
-    """Words whose box pdftotext places beyond the side margins (beyond protrusion)."""
+def word_boxes(pdf: Path) -> list[tuple[int, float, float, float, str]]:
+    """(page, page width, xMin, xMax, word) of every word, as pdftotext places them."""
     html = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True,
                           text=True, check=True).stdout
     out = []
@@ -86,10 +86,14 @@ def words_outside_text(pdf: Path) -> list[str]:
         width = float(re.search(r'width="([\d.]+)"', page).group(1))
         for m in re.finditer(r'xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)"[^>]*>([^<]*)<',
                              page):
-            x0, x1 = float(m.group(1)), float(m.group(2))
-            if x0 < MARGIN_PT - PROTRUSION_PT or x1 > width - MARGIN_PT + PROTRUSION_PT:
-                out.append(f"page {number}: {m.group(3)!r} at x = {x0:.0f}..{x1:.0f}")
+            out.append((number, width, float(m.group(1)), float(m.group(2)), m.group(3)))
     return out
+
+
+def words_outside_text(pdf: Path, margin: float = MARGIN_PT) -> list[str]:
+    """Words whose box lies beyond the side margins (beyond protrusion)."""
+    return [f"page {n}: {w!r} at x = {x0:.0f}..{x1:.0f}" for n, width, x0, x1, w in word_boxes(pdf)
+            if x0 < margin - PROTRUSION_PT or x1 > width - margin + PROTRUSION_PT]
 
 
 def test_nothing_runs_off_the_page(full_sheet):
@@ -106,8 +110,8 @@ def test_prose_has_real_quotes_and_arrows(full_sheet):
     assert "expm1" in text and "expm\u2081" not in text
 
 
-MATH = re.compile(r"\\begin\{equation\*\}(.*?)\\end\{equation\*\}|(?<!\\)\$(.+?)(?<!\\)\$",
-                  re.S)
+MATH = re.compile(r"\\begin\{equation\*\}(.*?)\\end\{equation\*\}|(?<!\\)\$(.+?)(?<!\\)\$"
+                  r"|^\\eq\{([^\n]*)\}$", re.S | re.M)  # \eq{...}: the cheat sheet's lines
 # Arguments that are words by design: upright names, text, operator names.
 WORD_ARGUMENT = re.compile(r"\\(?:mathrm|text|operatorname|texttt|textbf|textit|"
                            r"mathbb|begin|end|tag\*?)\{(?:[^{}]|\{[^{}]*\})*\}")
@@ -118,7 +122,7 @@ def italic_runs(tex: str) -> list[str]:
     printed as a product of single letters (lr -> l r)."""
     runs = []
     for m in MATH.finditer(tex):
-        math = m.group(1) or m.group(2)
+        math = m.group(1) or m.group(2) or m.group(3)
         bare = re.sub(r"\\[A-Za-z]+", " ", WORD_ARGUMENT.sub(" ", math))
         runs += re.findall(r"[A-Za-z]{2,}", bare)
     return runs
@@ -140,8 +144,9 @@ def test_checks_catch_the_defects_the_issue_lists():
     assert not unmarked_products(r"$\mathrm{lr} \cdot \hat{m} + \mathrm{d}y$")
 
 
-def test_no_multi_letter_symbol_prints_as_a_product():
-    tex = render(builtin_modules())["sheet/symdl.tex"]
+@pytest.mark.parametrize("layout", ["symdl.tex", "symdl-cheatsheet-a4.tex"])
+def test_no_multi_letter_symbol_prints_as_a_product(layout):
+    tex = render(builtin_modules())[f"sheet/{layout}"]
     assert italic_runs(tex) == []
     assert unmarked_products(tex) == []
 
@@ -181,3 +186,68 @@ def test_derived_marks_are_tags_not_glued_text():
     # A section of one formula does not repeat its title as a subsection.
     assert r"\subsection*{Matrix-vector product}" not in tex
     assert r"\section{Matrix-vector product}" in tex
+
+
+# The cheat sheet: --layout cheatsheet --paper a4|letter.
+PAPER_PT = {"a4": (841.89, 595.28), "letter": (792.0, 612.0)}  # landscape: width, height
+CHEAT_MARGIN_PT = 9 / 25.4 * 72  # geometry's margin=9mm
+CHEAT_SEP_PT = 5 / 25.4 * 72  # \columnsep=5mm
+
+
+@pytest.fixture(scope="module", params=sorted(PAPER_PT))
+def cheatsheet(request, tmp_path_factory) -> tuple[str, Path]:
+    needs_tex()
+    paper = request.param
+    out = tmp_path_factory.mktemp(f"cheatsheet-{paper}")
+    symdl("sheet", "--pdf", "--layout", "cheatsheet", "--paper", paper, "--out", str(out))
+    return paper, out / "sheet" / "build" / f"symdl-cheatsheet-{paper}.pdf"
+
+
+def test_cheatsheet_is_landscape_on_its_paper_in_at_most_four_pages(cheatsheet):
+    paper, pdf = cheatsheet
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                          check=True).stdout
+    pages = int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))
+    width, height = map(float, re.search(r"^Page size:\s+([\d.]+) x ([\d.]+)", info,
+                                         re.M).groups())
+    assert 1 <= pages <= 4
+    assert (width, height) == pytest.approx(PAPER_PT[paper], abs=0.5)
+    log = pdf.with_suffix(".log").read_text(encoding="latin-1")
+    assert box_problems(log) == []
+
+
+def test_cheatsheet_sets_three_columns_with_nothing_in_the_gutters(cheatsheet):
+    paper, pdf = cheatsheet
+    width = PAPER_PT[paper][0]
+    column = (width - 2 * CHEAT_MARGIN_PT - 2 * CHEAT_SEP_PT) / 3
+    gutters = [(CHEAT_MARGIN_PT + k * (column + CHEAT_SEP_PT) + column,
+                CHEAT_MARGIN_PT + (k + 1) * (column + CHEAT_SEP_PT)) for k in (0, 1)]
+    boxes = word_boxes(pdf)
+    assert words_outside_text(pdf, CHEAT_MARGIN_PT) == []
+    # No word reaches into a gutter (beyond protrusion), and every column holds words.
+    across = [w for _, _, x0, x1, w in boxes for lo, hi in gutters
+              if x1 > lo + PROTRUSION_PT and x0 < hi - PROTRUSION_PT]
+    assert across == []
+    starts = {k for _, _, x0, _, _ in boxes for k in range(3)
+              if abs(x0 - (CHEAT_MARGIN_PT + k * (column + CHEAT_SEP_PT))) < PROTRUSION_PT}
+    assert starts == {0, 1, 2}
+
+
+def test_cheatsheet_holds_every_formula_its_gradient_and_stable_form():
+    files = render(builtin_modules())
+    full = files["sheet/symdl.tex"]
+    equations = re.findall(r"\\begin\{equation\*\}\n(.*?)\n\\end\{equation\*\}", full, re.S)
+    assert len(equations) > 100
+    for paper in PAPER_PT:
+        cheat = files[f"sheet/symdl-cheatsheet-{paper}.tex"]
+        missing = [eq for eq in equations
+                   if "\\eq{" + eq.removesuffix(r" \derived") + "}" not in cheat]
+        assert missing == []
+    assert r"\begin{multicols*}{3}" in cheat and "landscape" in cheat
+
+
+def test_paper_without_the_cheatsheet_layout_is_refused(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "symdl.cli", "sheet", "--paper", "a4",
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and "--layout cheatsheet" in run.stderr
+    assert not (tmp_path / "sheet").exists()
