@@ -180,9 +180,21 @@ def cmd_sheet(args: argparse.Namespace) -> int:
     if args.paper and args.layout != "cheatsheet":
         raise FormulaError("--paper chooses the cheat sheet's paper: use it with "
                            "--layout cheatsheet (the full reference is US Letter)")
-    files = render(_modules(args), sheet_name=_sheet_name(args))
+    modules = _modules(args)
+    files = render(modules, sheet_name=_sheet_name(args))
     out = Path(args.out or "generated")
-    write({k: v for k, v in files.items() if k.startswith("sheet/")}, out)
+    sheet_files = {k: v for k, v in files.items() if k.startswith("sheet/")}
+    if args.html:
+        from .codegen import templates_dir
+        from .html import environment, page
+
+        sheet_files[f"sheet/{_sheet_name(args)}.html"] = page(
+            environment(templates_dir()), modules, _sheet_name(args))
+    write(sheet_files, out)
+    if args.html:
+        print(f"Web page: {out / 'sheet' / (_sheet_name(args) + '.html')}")
+        if not args.pdf:
+            return 0
     tex = out / "sheet" / f"{_sheet_name(args)}.tex"
     if args.layout == "cheatsheet":
         tex = out / cheatsheet_path(_sheet_name(args), args.paper or "a4")
@@ -243,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "cheatsheet: landscape, three columns, a few pages")
     s.add_argument("--paper", choices=("a4", "letter"), default=None,
                    help="the cheat sheet's paper (default: a4)")
+    s.add_argument("--html", action="store_true",
+                   help="also write sheet/NAME.html, one self-contained web page (MathML, "
+                        "SVG plots); no PDF unless --pdf is given too")
     s.set_defaults(func=cmd_sheet)
     b = sub.add_parser("bench", help="time the kernels against NumPy, PyTorch, ... and STREAM")
     b.add_argument("names", nargs="*", metavar="NAME", help="kernels to time (default: all)")
