@@ -17,9 +17,9 @@ from symdl.sheet import prose
 # Each of these does something in TeX when it is not escaped: input a file, run a
 # shell command, start a comment, a parameter, math, a subscript, an alignment tab, a
 # tie, a superscript, a line break; a blank line ends a paragraph (here inside the
-# argument of \section). "{{ }}" is Jinja's variable syntax.
+# argument of \section). "{{ }}" is Jinja's variable syntax, <b> and &amp; HTML's.
 HOSTILE = ("\\input{evil} \\write18{touch pwned} {{ x }} 100% #1 $a_b$ & ~ ^ \\\\ "
-           "end\n\nof it")
+           "<b>bold</b> &amp; end\n\nof it")
 SHOWN = HOSTILE.replace("\n", " ")  # a line break is shown as a space
 
 FORMULA_FILE = f'''
@@ -125,3 +125,18 @@ def test_hostile_prose_builds_and_shows_literally(tmp_path):
     assert not [p for p in opened if "evil" in p]
     log = pdf.with_suffix(".log").read_text(encoding="latin-1")
     assert not re.findall(r"^(?:Overfull|Underfull|Missing character).*$", log, re.M)
+
+
+def test_hostile_prose_on_the_web_page_is_text(tmp_path):
+    import html
+
+    formulas = tmp_path / "hostile.py"
+    formulas.write_text(FORMULA_FILE, encoding="utf-8")
+    out = tmp_path / "out"
+    symdl("generate", "--formulas", str(formulas), "--out", str(out), cwd=tmp_path)
+    symdl("sheet", "--html", "--formulas", str(formulas), "--out", str(out), cwd=tmp_path)
+    page = (out / "sheet" / "hostile.html").read_text(encoding="utf-8")
+    assert "<b>" not in page and page.count(html.escape(SHOWN)) >= 15
+    # Its kernels are the formula file's own module, linked beside the page.
+    assert '<a href="../kernels/hostile.py#:~:text=def%20hostile_scale(">' in page
+    assert "symdl.kernels" not in page

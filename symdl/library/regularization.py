@@ -59,7 +59,7 @@ dropout = MaskedElementwise(
     "dropout",
     SECTION,
     "Dropout",
-    "During training each activation is kept (mask X = 1) with the keep probability q "
+    "During training each activation is kept (mask `X` = 1) with the keep probability `q` "
     "or set to 0. The two variants scale at different times: standard dropout at test "
     "time, inverted dropout during training. The test-time output of each is the "
     "expectation of its training output over the mask, derived below.",
