@@ -251,3 +251,16 @@ def test_paper_without_the_cheatsheet_layout_is_refused(tmp_path):
                           "--out", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 2 and "--layout cheatsheet" in run.stderr
     assert not (tmp_path / "sheet").exists()
+
+
+def test_prose_holds_no_raw_ascii_math():
+    # Code names and ASCII math in the built-in prose (n_out x n_out, delta_l, A^[3],
+    # sum_i): symbols are backquoted in the library and printed as the formulas are.
+    tex = render(builtin_modules())["sheet/symdl.tex"]
+    body = tex[tex.index(r"\begin{document}"):]
+    text = re.sub(r"\\begin\{equation\*\}.*?\\end\{equation\*\}", "", body, flags=re.S)
+    text = re.sub(r"(?<!\\)\$.+?(?<!\\)\$", "", text, flags=re.S)
+    text = re.sub(r"\\texttt\{[^{}]*\}|coordinates \{[^}]*\}", "", text)  # Python names
+    assert re.findall(r".{30}(?:\\_|\\textasciicircum|\b[A-Za-z] x [A-Za-z]\b).{10}", text) == []
+    assert "rho" not in text and "<-" not in text
+    assert r"ylabel={gradient of the cost}" in tex  # the GAN plot's y axis
