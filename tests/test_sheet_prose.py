@@ -140,3 +140,14 @@ def test_hostile_prose_on_the_web_page_is_text(tmp_path):
     # Its kernels are the formula file's own module, linked beside the page.
     assert '<a href="../kernels/hostile.py#:~:text=def%20hostile_scale(">' in page
     assert "symdl.kernels" not in page
+
+
+def test_plot_legend_position_is_checked():
+    # The position goes into pgfplots' options unescaped: only its own words pass.
+    import sympy as sp
+
+    from symdl.sheet import Plot
+
+    x = sp.Symbol("x")
+    with pytest.raises(ValueError, match="legend"):
+        Plot("c", x, (0, 1), [("x", x)], legend="north west]\\input{evil}")
