@@ -230,14 +230,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_sheet(args: argparse.Namespace) -> int:
     from .codegen import render, write
-    from .sheet import build_pdf
+    from .sheet import build_pdf, cheatsheet_path
 
+    if args.paper and args.layout != "cheatsheet":
+        raise FormulaError("--paper chooses the cheat sheet's paper: use it with "
+                           "--layout cheatsheet (the full reference is US Letter)")
     _check_formula_file(args.formulas)
     out = _default_out(args)
     _progress("symdl sheet: deriving and printing formulas ...")
-    files = render(_modules(args), sheet_name=_sheet_name(args))
-    write({k: v for k, v in files.items() if k.startswith("sheet/")}, out)
+    modules = _modules(args)
+    files = render(modules, sheet_name=_sheet_name(args))
+    sheet_files = {k: v for k, v in files.items() if k.startswith("sheet/")}
+    if args.html:
+        from .codegen import templates_dir
+        from .html import environment, page
+
+        sheet_files[f"sheet/{_sheet_name(args)}.html"] = page(
+            environment(templates_dir()), modules, _sheet_name(args))
+    write(sheet_files, out)
+    if args.html:
+        print(f"Web page: {out / 'sheet' / (_sheet_name(args) + '.html')}")
+        if not args.pdf:
+            return 0
     tex = out / "sheet" / f"{_sheet_name(args)}.tex"
+    if args.layout == "cheatsheet":
+        tex = out / cheatsheet_path(_sheet_name(args), args.paper or "a4")
     print(f"LaTeX source: {tex}")
     try:
         _progress("symdl sheet: running latexmk ...")
@@ -293,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sheet", help="write the LaTeX sheet and build its PDF")
     common(s)
     s.add_argument("--pdf", action="store_true", help="fail if the PDF cannot be built")
+    s.add_argument("--layout", choices=("full", "cheatsheet"), default="full",
+                   help="full: the reference, one formula after another (default); "
+                        "cheatsheet: landscape, three columns, a few pages")
+    s.add_argument("--paper", choices=("a4", "letter"), default=None,
+                   help="the cheat sheet's paper (default: a4)")
+    s.add_argument("--html", action="store_true",
+                   help="also write sheet/NAME.html, one self-contained web page (MathML, "
+                        "SVG plots); no PDF unless --pdf is given too")
     s.set_defaults(func=cmd_sheet)
     b = sub.add_parser("bench", help="time the kernels against NumPy, PyTorch, ... and STREAM")
     b.add_argument("names", nargs="*", metavar="NAME", help="kernels to time (default: all)")

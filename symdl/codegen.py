@@ -29,7 +29,7 @@ from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .guard import formula_step
 from .lowering import KernelPlan, plan, vecmath_functions
-from .sheet import entry, section_plot
+from .sheet import section, sheet_files
 
 #: Named settings printed into each generated module (user-overridable at run time).
 PARALLEL_THRESHOLD = 1 << 15  # the crossover measured on a quiet machine: docs/benchmarks.md
@@ -207,7 +207,7 @@ def _user_files(modules) -> list[str]:
 
 
 def render(modules: list[FormulaModule], sheet_name: str = "symdl",
-           title: str = "symdl formula sheet") -> dict[str, str]:
+           title: str | None = None) -> dict[str, str]:
     """All output files, relative path -> text. Pure: same formulas, same bytes."""
     code, tex = _environments()
     files = {}
@@ -240,20 +240,12 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
         for f in m.formulas:
             if f.derived_from:
                 derived.setdefault(f.derived_from, []).append(f)
-        entries = []
-        for f in m.formulas:
-            if not f.derived_from:
-                with formula_step(f"{m.source}: formula {f.name!r}", "printing the sheet"):
-                    entries.append(entry(f, derived.get(f.name, [])))
-        with formula_step(f"{m.source}: PLOTS", "sampling the plots"):
-            plots = [section_plot(p) for p in m.plots]
-        sections.append({"title": m.title, "entries": entries, "plots": plots})
+        with formula_step(m.source, "printing the sheet"):
+            sections.append(section(m, derived))
     init = code.get_template("numba/init.py.j2").render(modules=modules)
     _check_compiles(init, "kernels/__init__.py")
     files["kernels/__init__.py"] = init
-    sources = ", ".join(m.source for m in modules)
-    files[f"sheet/{sheet_name}.tex"] = tex.get_template("latex/sheet.tex.j2").render(
-        title=title, source=sources, sections=sections)
+    files |= sheet_files(tex, modules, sections, sheet_name, title)
     return files
 
 

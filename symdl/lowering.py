@@ -226,6 +226,8 @@ def _checked(f: Elementwise | Reduction) -> dict[str, str]:
 def _doc_expr(e: sp.Expr) -> str:
     """An expression for a docstring; a function applied to each element of a matrix
     (a network's activation) as its formula in the matrix's name, not a Lambda."""
+    # (imported by name: sp.matrices.expressions.applyfunc is only an attribute once some
+    # other code has imported it, and a formula file without a network imports nothing)
     if isinstance(e, ElementwiseApplyFunction):
         return f"{sp.sstr(e.function(sp.Symbol(sp.sstr(e.expr))))}, element by element"
     return sp.sstr(e)
@@ -693,6 +695,8 @@ def _element(e: sp.Basic) -> sp.Expr:
         return sp.Add(*[_element(a) for a in e.args])
     if isinstance(e, sp.HadamardPower):
         return _element(e.base) ** e.exp
+    # (imported by name: sp.matrices.expressions.applyfunc is only an attribute once some
+    # other code has imported it, and a formula file without a network imports nothing)
     if isinstance(e, ElementwiseApplyFunction):
         return e.function(_element(e.expr))
     if isinstance(e, sp.MatMul) and sum(a.is_Matrix for a in e.args) == 1:

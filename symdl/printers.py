@@ -6,6 +6,9 @@ per node type that the target prints differently from its parent printer.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
@@ -157,13 +160,54 @@ class NumbaPrinter(PythonCodePrinter):
         return expr.label.name
 
 
+# Characters TeX acts on in text, and what shows them literally (T1 fonts: < > | print).
+TEX_TEXT = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+            "^": r"\textasciicircum{}", "`": r"\textasciigrave{}",
+            "\u00b9": r"\textsuperscript{1}", "\u00b2": r"\textsuperscript{2}",
+            "\u00b3": r"\textsuperscript{3}", "\u00d7": r"$\times$", "\u2212": "-{}",
+            "\u2190": r"$\leftarrow$", "\u2192": r"$\rightarrow$", "\u2264": r"$\leq$",
+            "\u2265": r"$\geq$"}
+
+
+def tex_escape(text: str) -> str:
+    """Plain text -> LaTeX text that shows it literally: TeX's special characters
+    escaped, straight double quotes paired as opening and closing ones, line breaks and
+    other control characters as spaces; a Greek letter as its math symbol; a character
+    the T1 fonts lack as its code point (``[U+2211]``), never a failed build."""
+    out = []
+    quotes = 0
+    for k, c in enumerate(text):
+        if c == "-" and text[k + 1:k + 2] == "-":
+            out.append("-{}")  # no -- or --- ligature: what was typed is shown
+        elif c == '"':
+            out.append("``" if quotes % 2 == 0 else "''")
+            quotes += 1
+        elif c in TEX_TEXT:
+            out.append(TEX_TEXT[c])
+        elif c < " " or c == "\x7f":
+            out.append(" ")
+        elif c <= "~" or "\u00c0" <= c <= "\u017f" and c not in "\u00d7\u00f7":
+            out.append(c)
+        elif unicodedata.name(c, "").startswith("GREEK SMALL LETTER "):
+            greek = unicodedata.name(c).rsplit(" ", 1)[1].lower()
+            out.append(rf"$\{greek}$" if greek != "omicron" else "o")
+        else:
+            out.append(f"[U+{ord(c):04X}]")
+    return "".join(out)
+
+
 class SheetLatexPrinter(LatexPrinter):
     """LaTeX for the formula sheet: SymPy's printer, with code names made readable.
 
     - ``dy`` (the incoming gradient of y) prints as ``\\mathrm{d}y``;
     - ``adj_var`` (the adjoint of a statistic) as an overlined ``var``;
-    - a word such as ``grad`` or ``square_avg`` upright (``\\mathrm``), not as a
-      product of italic letters; ``eps`` as epsilon.
+    - a word such as ``grad`` or ``square_avg`` upright as one word (``\\mathrm``), not
+      as a product of italic letters; ``eps`` as epsilon;
+    - a product with such a word in it gets a visible ``\\cdot`` (``lr \\cdot m``);
+    - a sum shows its positive terms first, as formulas are written (``x - mean``,
+      ``n + 2 p - f``), where SymPy's canonical order would put ``-mean + x``;
+    - ``expm1``/``log1p`` as upright names, Heaviside as H (theta is a parameter).
     """
 
     WORDS = {"eps": r"\epsilon"}
@@ -171,14 +215,72 @@ class SheetLatexPrinter(LatexPrinter):
     def __init__(self, gradient_names: frozenset[str] = frozenset(), **settings) -> None:
         super().__init__(settings)
         self._gradient_names = gradient_names
+        self._plain_product = self._settings["mul_symbol_latex"]
 
     def _word(self, name: str) -> str:
         if name in self.WORDS:
             return self.WORDS[name]
+        if not re.fullmatch(r"[A-Za-z0-9]+", name):
+            # A user's symbol name that is not a word: shown as text, never run by TeX.
+            return rf"\text{{{tex_escape(name)}}}"
         plain = super()._print_Symbol(sp.Symbol(name))
         if len(name) > 1 and plain == name:  # not a Greek letter, not a single letter
             return rf"\mathrm{{{name}}}"
         return plain
+
+    def _is_word(self, name: str) -> bool:
+        """A multi-letter name that is neither Greek nor one of WORDS (``momentum``)."""
+        return name not in self.WORDS and self._word(name).startswith((r"\mathrm", r"\text"))
+
+    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
+        terms = self._as_ordered_terms(expr, order=order)
+        # Stable: positive terms in SymPy's order, then the subtracted ones.
+        terms = ([t for t in terms if not t.could_extract_minus_sign()]
+                 + [t for t in terms if t.could_extract_minus_sign()])
+        tex = ""
+        for i, term in enumerate(terms):
+            if i and term.could_extract_minus_sign():
+                tex += " - "
+                term = -term
+            elif i:
+                tex += " + "
+            term_tex = self._print(term)
+            if self._needs_add_brackets(term):
+                term_tex = rf"\left({term_tex}\right)"
+            tex += term_tex
+        return tex
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        def wordy(a: sp.Basic) -> bool:
+            base = a.base if a.is_Pow else a
+            if isinstance(base, sp.Indexed):
+                base = base.base.label
+            if isinstance(base, sp.Symbol):
+                return base.name in self._gradient_names or any(
+                    self._is_word(part) for part in base.name.split("_")[:1])
+            return False
+
+        saved = self._settings["mul_symbol_latex"]
+        # Set either way: a factor's own product is printed inside this call.
+        self._settings["mul_symbol_latex"] = (r" \cdot " if any(wordy(a) for a in expr.args)
+                                              else self._plain_product)
+        try:
+            return super()._print_Mul(expr)
+        finally:
+            self._settings["mul_symbol_latex"] = saved
+
+    def _print_expm1(self, expr: sp.Expr, exp: str | None = None) -> str:
+        return self._named_function("expm1", expr, exp)
+
+    def _print_log1p(self, expr: sp.Expr, exp: str | None = None) -> str:
+        return self._named_function("log1p", expr, exp)
+
+    def _print_Heaviside(self, expr: sp.Expr, exp: str | None = None) -> str:
+        return self._named_function("H", expr, exp)
+
+    def _named_function(self, name: str, expr: sp.Expr, exp: str | None) -> str:
+        tex = rf"\operatorname{{{name}}}\left({self._print(expr.args[0])}\right)"
+        return rf"{tex}^{{{exp}}}" if exp else tex
 
     def _print_BitXor(self, expr: sp.Expr) -> str:
         a, b = (self.parenthesize(x, 50) for x in expr.args)
@@ -217,6 +319,9 @@ class SheetLatexPrinter(LatexPrinter):
         base, _, sub = name.partition("_")
         if not sub or not base:
             return self._word(name)
+        if self._is_word(base) and re.fullmatch(r"[A-Za-z0-9_]+", name):
+            # momentum_buf is one name (the kernel's argument), not momentum with a subscript.
+            return r"\mathrm{" + name.replace("_", r"\_") + "}"
         return f"{self._word(base)}_{{{','.join(self._word(p) for p in sub.split('_'))}}}"
 
 

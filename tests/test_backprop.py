@@ -86,7 +86,7 @@ def test_sheet_shows_the_derived_deltas():
     assert (r"\delta_{1} = \frac{\partial f}{\partial Z_{1}} = \left(W_{2}^{T} \delta_{2}"
             r"\right) \circ A_{1} \circ \left(1 - A_{1}\right) \derived") in tex
     assert r"\frac{\partial f}{\partial W_{1}} = \delta_{1} x^{T} \derived" in tex
-    assert "step (iv) defines delta\\_1 in terms of itself" in tex
+    assert r"step (iv) defines $\delta_{1}$ in terms of itself" in tex
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -55,7 +55,7 @@ def test_sheet_draws_the_recipe_from_the_formula():
     from symdl.library.bias import bias_variance
 
     tex = render(builtin_modules())["sheet/symdl.tex"]
-    assert r"\text{avoidable bias} = - e_{\mathrm{base}} + e_{\mathrm{train}}" in tex
+    assert r"\text{avoidable bias} = e_{\mathrm{train}} - e_{\mathrm{base}}" in tex
     assert r"\text{variance} = e_{\mathrm{dev}} - e_{\mathrm{train}}" in tex
     for branch in bias_variance.branches:
         assert branch.question in tex

@@ -85,8 +85,8 @@ def test_sheet_derives_valid_and_same_from_the_general_formula():
     from symdl.library import cnn
 
     tex = render(builtin_modules())["sheet/symdl.tex"]
-    assert r"n_{\mathrm{out}} = \left\lfloor{\frac{- f + n + 2 p}{s}}\right\rfloor + 1" in tex
-    assert r"n_{\mathrm{out}} = - f + n + 1 \derived" in tex  # valid
+    assert r"n_{\mathrm{out}} = \left\lfloor{\frac{n + 2 p - f}{s}}\right\rfloor + 1" in tex
+    assert r"n_{\mathrm{out}} = n + 1 - f \derived" in tex  # valid
     assert r"n_{\mathrm{out}} = n \derived" in tex  # same
     assert r"n_{\mathrm{params}} = n_{\mathrm{filters}} \left(f^{2} + 1\right) \derived" in tex
     # The same case substitutes the same_padding formula itself.

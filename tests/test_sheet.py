@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -28,8 +30,9 @@ def test_adam_is_laid_out_as_the_paper_lists_it_with_the_seed_errors_noted():
     assert r"\frac{d}{d \theta} f{\left(\theta \right)}" in loop
     assert r"\hat{m} \leftarrow \frac{m_{t}}{1 - \beta_{1}^{t}}" in loop
     assert r"$m \leftarrow 0$" in adam and r"\textbf{return} $\theta$" in adam
-    # The seed's two errors, named where they are corrected.
-    assert "eps = 1e-9 where the paper says 1e-8" in adam
+    # The seed's two errors, named where they are corrected, as an erratum to that source.
+    assert "Erratum to the source cheat sheet (symdl's seed, dl-cheatsheet.txt" in adam
+    assert r"$\epsilon$ = 1e-9 where the paper says 1e-8" in adam
     assert "with a minus sign" in adam
     assert "RMSProp also lacks a bias-correction term" in adam
 
@@ -50,16 +53,20 @@ def test_sheet_compiles_to_pdf(tmp_path, capsys):
         if os.environ.get("CI"):
             pytest.fail("CI must install TeX (see .ci/run): the sheet test may not skip there")
         pytest.skip("TeX is not installed (apt-get install texlive-latex-base latexmk ...)")
-    assert main(["sheet", "--pdf", "--out", str(tmp_path)]) == 0
+    run = subprocess.run([sys.executable, "-m", "symdl.cli", "sheet", "--pdf", "--out",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     pdf = tmp_path / "sheet" / "build" / "symdl.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert pdf.stat().st_size > 20_000
 
 
-def test_sheet_without_tex_says_how_to_install(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no latexmk on this PATH
-    assert main(["sheet", "--pdf", "--out", str(tmp_path)]) == 1
-    assert "apt-get install" in capsys.readouterr().err
+def test_sheet_without_tex_says_how_to_install(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path)}  # no latexmk on this PATH
+    run = subprocess.run([sys.executable, "-m", "symdl.cli", "sheet", "--pdf", "--out",
+                          str(tmp_path)], capture_output=True, text=True, env=env)
+    assert run.returncode == 1
+    assert "apt-get install" in run.stderr
 
 
 def test_sheet_leaves_the_kernels_alone(tmp_path, monkeypatch):

@@ -660,7 +660,7 @@ def _batchnorm_forward_par(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, ti
 
 
 def batchnorm_forward(x, gamma, beta, eps=1e-05):
-    """Batch norm, training mode. x has shape (m, C): statistics per feature over the mini-batch, then normalize, scale and shift. Returns (out, mean, var), var being the biased (1/m) variance.
+    """Batch norm, training mode. `x` has shape (`m`, `C`): statistics per feature over the mini-batch, then normalize, scale and shift. Returns (out, mean, var), var being the biased (1/m) variance.
 
     x of shape (m, C); per feature (column), over the batch (rows):
         mean = Sum(x[i], (i, 1, m))/m

@@ -435,7 +435,7 @@ def _combine(partials):
 
 # ---- conv_output_size (scalar) --------------------------------------
 def conv_output_size(n, f, padding=0, stride=1):
-    """Output size of a convolution or pooling layer. Along one spatial axis: input size n, filter size f, padding p, stride s. The output shape is n_out x n_out x n_filters for an n x n input (for pooling, the number of channels is kept).
+    """Output size of a convolution or pooling layer. Along one spatial axis: input size n, filter size f, padding p, stride s. The output shape is `n_out` × `n_out` × `n_filters` for an `n` × `n` input (for pooling, the number of channels is kept).
 
     Computed in plain Python (exact integers):
         n_out = floor((-f + n + 2*p)/s) + 1
@@ -465,7 +465,7 @@ def same_padding(f):
 
 # ---- conv_param_count (scalar) --------------------------------------
 def conv_param_count(f, n_c, n_filters):
-    """Learnable parameters of a convolution layer. The weights and biases of n_filters filters of size f x f over n_c input channels.
+    """Learnable parameters of a convolution layer. The weights and biases of `n_filters` filters of size `f` × `f` over `n_c` input channels.
 
     Computed in plain Python (exact integers):
         n_params = n_filters*(f**2*n_c + 1)

@@ -861,7 +861,7 @@ def _conv2d_images(part, parts, x, w2, bias, result, f, stride, p):
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
-    """Convolution layer. x has shape (N, C, H, W), w (O, C, f, f), the bias (O,) or None; stride s and zero padding p on each side. As in deep-learning libraries (and PyTorch), the 'convolution' is a cross-correlation: the filter is not flipped.
+    """Convolution layer. `x` has shape (`N`, `C`, `H`, `W`), `w` (`O`, `C`, `f`, `f`), the bias (`O`,) or None; stride `s` and zero padding `p` on each side. As in deep-learning libraries (and PyTorch), the "convolution" is a cross-correlation: the filter is not flipped.
 
     In index notation (NCHW):
         y = bias[o] + Sum(w[o, c, a, b]*x[n, c, a + i*s - p, b + j*s - p], (c, 0, C - 1), (a, 0, f - 1), (b, 0, f - 1))

@@ -851,7 +851,7 @@ def _gan_d_loss_b1_par(a_d_fake, partials, block):
 
 
 def gan_d_loss(d_real, d_fake):
-    """Discriminator cost. The discriminator's cross-entropy on a batch of real samples x (D(x) = d_real) and a batch of generated samples G(z) (D(G(z)) = d_fake), each averaged over its own batch.
+    """Discriminator cost. The discriminator's cross-entropy on a batch of real samples x (D(x) = `d_real`) and a batch of generated samples G(z) (D(G(z)) = `d_fake`), each averaged over its own batch.
 
     Sums over each batch (1-D arrays of one length), then:
         sum_s_real = log(d_real)

@@ -517,7 +517,7 @@ def _matvec_par(a_A, a_x, a_y):
 
 
 def matvec(A, x):
-    """Matrix-vector product. Row i of y is the dot product of row i of A with x: y = A x.
+    """Matrix-vector product. Row `i` of `y` is the dot product of row `i` of `A` with `x`: `y` = `A` `x`.
 
     In index notation:
         y = Sum(A[i, j]*x[j], (j, 0, n - 1))

@@ -534,7 +534,7 @@ def _maxpool2d_par(a_x, p_f, p_s, a_y):
 
 
 def maxpool2d(x, f, stride=None, out=None):
-    """Max pooling. x has shape (N, C, H, W); each output is the maximum of an f x f window, the windows stride s apart (s = f by default). The gradient goes to the window's maximum (the first one, in row-major order, on ties, as in PyTorch).
+    """Max pooling. `x` has shape (`N`, `C`, `H`, `W`); each output is the maximum of an `f` × `f` window, the windows stride `s` apart (`s` = `f` by default). The gradient goes to the window's maximum (the first one, in row-major order, on ties, as in PyTorch).
 
     Per (n, c) plane, over f x f windows:
         y = MaxOver(x[n, c, a + i*s, b + j*s], (a, 0, f - 1), (b, 0, f - 1))
@@ -960,7 +960,7 @@ def _avgpool2d_par(a_x, p_f, p_s, a_y):
 
 
 def avgpool2d(x, f, stride=None, out=None):
-    """Average pooling. x has shape (N, C, H, W); each output is the mean of an f x f window, the windows stride s apart (s = f by default).
+    """Average pooling. `x` has shape (`N`, `C`, `H`, `W`); each output is the mean of an `f` × `f` window, the windows stride `s` apart (`s` = `f` by default).
 
     Per (n, c) plane, over f x f windows:
         y = Sum(x[n, c, a + i*s, b + j*s], (a, 0, f - 1), (b, 0, f - 1))/f**2

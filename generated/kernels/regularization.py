@@ -916,7 +916,7 @@ _dropout_cores = {
 
 
 def dropout(x, p, seed, inverted=True, out=None, mask=None):
-    """Dropout. During training each activation is kept (mask X = 1) with the keep probability q or set to 0. The two variants scale at different times: standard dropout at test time, inverted dropout during training. The test-time output of each is the expectation of its training output over the mask, derived below.
+    """Dropout. During training each activation is kept (mask `X` = 1) with the keep probability `q` or set to 0. The two variants scale at different times: standard dropout at test time, inverted dropout during training. The test-time output of each is the expectation of its training output over the mask, derived below.
 
     Computed element by element (any shape):
         q = 1 - p

@@ -21,14 +21,15 @@ mlp = Network(
     layers=(Layer("W1", sigmoid), Layer("W2", sigmoid)),
     readout="w3",
     notes=(
-        "The cheat sheet's worked solution is not copied here: its step (iv) defines "
-        "delta_1 in terms of itself, and its layer superscripts are mixed up (A^[3], "
-        "x^[1]). The chain above is derived by SymPy instead: delta_l is the gradient "
-        "with respect to Z_l, and each weight gradient is delta_l times the layer's "
-        "input, transposed.",
-        "The kernels compute the gradient of sum_i df_i f(x_i) over the batch: each "
-        "sample's deltas are scaled by its df_i, and the weight gradients are summed "
-        "over the samples.",
+        "Erratum to the source cheat sheet (symdl's seed, dl-cheatsheet.txt, "
+        "backpropagation): its worked solution is not copied here, as its step (iv) "
+        "defines `delta_1` in terms of itself and it mixes up the layers' superscripts "
+        "(an activation of layer 3, an input of layer 1). The chain above is derived by "
+        "SymPy instead: `delta_l` is the gradient with respect to `Z_l`, and each weight "
+        "gradient is `delta_l` times the layer's input, transposed.",
+        "The kernels compute the gradient of the batch's sum of f(`x_i`), each term "
+        "weighted by its `df_i`: each sample's deltas are scaled by its `df_i`, and the "
+        "weight gradients are summed over the samples.",
     ),
 )
 

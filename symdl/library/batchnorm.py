@@ -15,7 +15,7 @@ batchnorm_forward = Batch(
     "batchnorm_forward",
     SECTION,
     "Batch norm, training mode",
-    "x has shape (m, C): statistics per feature over the mini-batch, then normalize, "
+    "`x` has shape (`m`, `C`): statistics per feature over the mini-batch, then normalize, "
     "scale and shift. Returns (out, mean, var), var being the biased (1/m) variance.",
     inputs=[x],
     features=[gamma, beta],

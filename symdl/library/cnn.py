@@ -36,7 +36,7 @@ conv_output_size = ScalarFunction(
     SECTION,
     "Output size of a convolution or pooling layer",
     "Along one spatial axis: input size n, filter size f, padding p, stride s. "
-    "The output shape is n_out x n_out x n_filters for an n x n input "
+    "The output shape is `n_out` × `n_out` × `n_filters` for an `n` × `n` input "
     "(for pooling, the number of channels is kept).",
     args=[Arg("n", n, check="natural", doc="input size"),
           Arg("f", f, check="positive_int", doc="filter size"),
@@ -55,16 +55,18 @@ conv_param_count = ScalarFunction(
     "conv_param_count",
     SECTION,
     "Learnable parameters of a convolution layer",
-    "The weights and biases of n_filters filters of size f x f over n_c input "
+    "The weights and biases of `n_filters` filters of size `f` × `f` over `n_c` input "
     "channels.",
     args=[Arg("f", f, check="positive_int", doc="filter size"),
           Arg("n_c", n_c, check="positive_int", doc="input channels"),
           Arg("n_filters", n_filters, check="positive_int", doc="filters (output channels)")],
     outputs={"n_params": (f * f * n_c + 1) * n_filters},
     integer=True,
-    cases=(("one input channel, the cheat sheet's form (its n_i is n_filters)", {n_c: 1}),),
-    notes=("The cheat sheet's parameter count holds for one input channel only; "
-           "with n_c channels each filter has n_c times as many weights.",),
+    cases=(("one input channel, the source cheat sheet's form (its `n_i` is `n_filters`)",
+            {n_c: 1}),),
+    notes=("Erratum to the source cheat sheet (symdl's seed, dl-cheatsheet.txt, CNN): its "
+           "parameter count (`f`² + 1) `n_i` holds for one input channel only; with `n_c` "
+           "channels each filter has `n_c` times as many weights.",),
 )
 
 FORMULAS = [conv_output_size, same_padding, conv_param_count]

@@ -24,9 +24,9 @@ conv2d = Correlation(
     "conv2d",
     SECTION,
     "Convolution layer",
-    "x has shape (N, C, H, W), w (O, C, f, f), the bias (O,) or None; stride s and "
-    "zero padding p on each side. As in deep-learning libraries (and PyTorch), the "
-    "'convolution' is a cross-correlation: the filter is not flipped.",
+    "`x` has shape (`N`, `C`, `H`, `W`), `w` (`O`, `C`, `f`, `f`), the bias (`O`,) or None; "
+    "stride `s` and zero padding `p` on each side. As in deep-learning libraries (and "
+    'PyTorch), the "convolution" is a cross-correlation: the filter is not flipped.',
     output=y[n, o, i, j],
     expr=sp.Sum(w[o, c, a, b] * x[n, c, stride * i + a - padding, stride * j + b - padding],
                 (c, 0, n_c - 1), (a, 0, size - 1), (b, 0, size - 1)) + bias[o],

@@ -28,8 +28,8 @@ gan_d_loss = BatchReduction(
     "gan_d_loss",
     SECTION,
     "Discriminator cost",
-    "The discriminator's cross-entropy on a batch of real samples x (D(x) = d_real) "
-    "and a batch of generated samples G(z) (D(G(z)) = d_fake), each averaged over its "
+    "The discriminator's cross-entropy on a batch of real samples x (D(x) = `d_real`) "
+    "and a batch of generated samples G(z) (D(G(z)) = `d_fake`), each averaged over its "
     "own batch.",
     batches=[SampleBatch(m_real, [d_real]), SampleBatch(m_fake, [d_fake])],
     sums={"s_real": sp.log(d_real), "s_fake": sp.log(1 - d_fake)},
@@ -120,6 +120,7 @@ PLOTS = [
         curves=[("saturating", _per_sample_gradient(LOGIT_COSTS[1])),
                 ("non-saturating", _per_sample_gradient(LOGIT_COSTS[2]))],
         legend="outer north east",
+        ylabel="gradient of the cost",
     )
 ]
 

@@ -17,7 +17,7 @@ matvec = Contraction(
     "matvec",
     SECTION,
     "Matrix-vector product",
-    "Row i of y is the dot product of row i of A with x: y = A x.",
+    "Row `i` of `y` is the dot product of row `i` of `A` with `x`: `y` = `A` `x`.",
     output=y[i],
     expr=sp.Sum(A[i, j] * x[j], (j, 0, n - 1)),
     arg_order=("A", "x"),

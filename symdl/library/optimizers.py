@@ -14,12 +14,12 @@ adam_step = Elementwise(
     "adam_step",
     SECTION,
     "Adam",
-    "One step of Adam, in place on theta, m and v; t is the 1-based step number. "
+    "One step of Adam, in place on `theta`, `m` and `v`; `t` is the 1-based step number. "
     "As in the paper's Algorithm 1, with its defaults.",
     inputs=[theta, grad, m, v],
     params=[
         Param("t", None, "count", "1-based step number"),
-        Param("lr", 1e-3, "nonnegative", "step size alpha"),
+        Param("lr", 1e-3, "nonnegative", "step size (the paper's `alpha`)"),
         Param("beta1", 0.9, "unit_interval_open", "decay of the first moment"),
         Param("beta2", 0.999, "unit_interval_open", "decay of the second moment"),
         Param("eps", 1e-8, "nonnegative", "added to the denominator"),
@@ -34,23 +34,23 @@ adam_step = Elementwise(
     domains={"v": "nonnegative"},
     assumed=("v",),  # (a check would cost a pass over v in every step)
     algorithm=Algorithm(
-        require="the step size lr (the paper's alpha); decay rates beta1, beta2 in [0, 1); "
-                "eps; a stochastic objective f(theta); initial parameters theta",
+        require="the step size `lr` (the paper's `alpha`); decay rates `beta1`, `beta2` in "
+                "[0, 1); `eps`; a stochastic objective f(`theta`); initial parameters `theta`",
         init={m: 0, v: 0, t: 0},
-        until="theta has not converged",
+        until="`theta` has not converged",
         each={t: t + 1, grad: sp.Derivative(sp.Function("f")(theta), theta)},
         returns=theta,
     ),
     notes=(
-        "Follows the paper (Kingma and Ba, Algorithm 1). The cheat sheet differs in two "
-        "places, both errors: it gives eps = 1e-9 where the paper says 1e-8, and it writes "
-        "g_t <- -grad f(theta) with a minus sign, where the paper's g_t is the gradient "
-        "itself (the update subtracts the step).",
+        "Follows the paper (Kingma and Ba, 2015, Algorithm 1). Erratum to the source cheat "
+        "sheet (symdl's seed, dl-cheatsheet.txt, Adam): it gives `eps` = 1e-9 where the "
+        "paper says 1e-8, and it writes `g_t` ← -grad f(`theta`) with a minus sign, where "
+        "the paper's `g_t` is the gradient itself (the update subtracts the step).",
         "Adam against RMSProp with momentum (from the paper): RMSProp with momentum "
         "generates its parameter updates using a momentum on the rescaled gradient, "
         "whereas Adam updates are directly estimated using a running average of first and "
         "second moment of the gradient. RMSProp also lacks a bias-correction term; this "
-        "matters most in case of a value of beta2 close to 1 (required in case of sparse "
+        "matters most in case of a value of `beta2` close to 1 (required in case of sparse "
         "gradients), since in that case not correcting the bias leads to very large "
         "stepsizes and often divergence.",
     ),
@@ -64,7 +64,7 @@ rmsprop_step = Elementwise(
     "rmsprop_step",
     SECTION,
     "RMSProp with momentum",
-    "One step of RMSProp with momentum, in place on theta, square_avg and momentum_buf, "
+    "One step of RMSProp with momentum, in place on `theta`, `square_avg` and `momentum_buf`, "
     "in PyTorch's convention (torch.optim.RMSprop, centered=False).",
     inputs=[theta, grad, square_avg, momentum_buf],
     params=[

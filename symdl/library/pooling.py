@@ -29,8 +29,8 @@ maxpool2d = Window(
     "maxpool2d",
     SECTION,
     "Max pooling",
-    "x has shape (N, C, H, W); each output is the maximum of an f x f window, the "
-    "windows stride s apart (s = f by default). The gradient goes to the window's "
+    "`x` has shape (`N`, `C`, `H`, `W`); each output is the maximum of an `f` × `f` window, the "
+    "windows stride `s` apart (`s` = `f` by default). The gradient goes to the window's "
     "maximum (the first one, in row-major order, on ties, as in PyTorch).",
     output=y[n, c, i, j],
     expr=MaxOver(element, *window),
@@ -43,8 +43,8 @@ avgpool2d = Window(
     "avgpool2d",
     SECTION,
     "Average pooling",
-    "x has shape (N, C, H, W); each output is the mean of an f x f window, the "
-    "windows stride s apart (s = f by default).",
+    "`x` has shape (`N`, `C`, `H`, `W`); each output is the mean of an `f` × `f` window, the "
+    "windows stride `s` apart (`s` = `f` by default).",
     output=y[n, c, i, j],
     expr=sp.Sum(element, *window) / size**2,
     size=size, stride=stride, extent=extent, out_size=out_size,

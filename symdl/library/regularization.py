@@ -73,7 +73,7 @@ dropout = MaskedElementwise(
     "dropout",
     SECTION,
     "Dropout",
-    "During training each activation is kept (mask X = 1) with the keep probability q "
+    "During training each activation is kept (mask `X` = 1) with the keep probability `q` "
     "or set to 0. The two variants scale at different times: standard dropout at test "
     "time, inverted dropout during training. The test-time output of each is the "
     "expectation of its training output over the mask, derived below.",
@@ -95,7 +95,7 @@ dropout = MaskedElementwise(
         # keeps ceil(q 2**32) of every 2**32 words.
         uniform=_H / 2**32,
     ),
-    notes=("The mask is X = 1 exactly when u < q, where u in [0, 1) is the first "
+    notes=("The mask is `X` = 1 exactly when `u` < `q`, where `u` in [0, 1) is the first "
            "32-bit word of Threefry-2x32-20 (Random123), keyed by the 64-bit seed, of "
            "the element's index, scaled: the same seed gives the same mask whatever "
            "the thread count, and different seeds give independent masks.",),
