@@ -421,6 +421,38 @@ def contraction_gradients(fwd: Contraction, axes: dict[str, list[str]] | None = 
     return gradients
 
 
+def contraction_backward_formulas(fwd: Contraction) -> list[Contraction]:
+    """One kernel per input array of a user's contraction, ``<name>_grad_<array>``:
+    its gradient, by ``contraction_gradients``, itself a contraction (a linear layer's
+    dW[o, i] = Sum(dy[n, o]*x[n, i], n), dx and dbias), taking the arrays it reads
+    and the incoming gradient ``d<output>``."""
+    ranged = {str(j.label): j for j in fwd.expr.atoms(sp.Idx) | set(fwd.output.indices)}
+    seed = "d" + fwd.output.base.name
+    out = []
+    for base, (target, value) in contraction_gradients(fwd).items():
+        # The gradient's indices come back as plain symbols: give them the forward's
+        # ranges again, which tie the kernel's array shapes together.
+        plain = {s: ranged[s.name] for s in value.atoms(sp.Symbol) | target.atoms(sp.Symbol)
+                 if s.name in ranged and not isinstance(s, sp.Idx)}
+        value = value.xreplace(plain).replace(
+            lambda t: isinstance(t, sp.Sum),
+            lambda t: sp.Sum(t.function, *[lim[0] if isinstance(lim[0], sp.Idx) else lim
+                                           for lim in t.limits]))
+        reads = [a for a in fwd.arg_order if value.has(sp.IndexedBase(a))]
+        out.append(Contraction(
+            name=f"{fwd.name}_grad_{base}",
+            section=fwd.section,
+            title=f"{fwd.title}: gradient of {base}",
+            doc=f"Gradient of sum({seed} * {fwd.output.base.name}) with respect to {base}, "
+                f"derived by SymPy in index notation.",
+            output=target.xreplace(plain),
+            expr=value,
+            arg_order=(*reads, seed),
+            derived_from=fwd.name,
+        ))
+    return out
+
+
 def correlation_backward_formula(fwd: Correlation) -> CorrelationGradient:
     """Gradients of a correlation layer with respect to x, w and the bias
     (``contraction_gradients``), the gradients' indices named as the forward's
@@ -456,6 +488,8 @@ def expand_formulas(formulas: list) -> list:
             out.append(network_backward_formula(f))
         elif isinstance(f, Correlation) and f.backward:
             out.append(correlation_backward_formula(f))
+        elif isinstance(f, Contraction) and f.backward:
+            out += contraction_backward_formulas(f)
         elif isinstance(f, Window) and f.backward:
             out.append(window_backward_formula(f))
     return out

@@ -367,11 +367,15 @@ class Contraction(Formula):
     ``output`` is an Indexed object (``y[i]``), ``expr`` its value with ``sp.Sum``
     over the summation indices. Every index is an ``sp.Idx`` with a symbolic range,
     which is what ties array shapes together; the wrapper checks them.
+    ``backward=True`` asks SymPy for one kernel per input array,
+    ``<name>_grad_<array>(arrays it reads..., d<output>)``: that array's gradient, itself
+    a contraction (``symdl.derive.contraction_backward_formulas``).
     """
 
     output: sp.Indexed | None = None
     expr: sp.Expr | None = None
     arg_order: tuple[str, ...] = ()
+    backward: bool = False
     kind: str = field(default="contraction", init=False)
 
     def __post_init__(self) -> None:

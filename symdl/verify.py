@@ -16,6 +16,7 @@ import numpy as np
 import sympy as sp
 
 from .derive import least_count
+from .errors import FormulaError
 from .formula import (
     Batch,
     BatchGradient,
@@ -404,20 +405,46 @@ def verify_reduction(f: Reduction, kernel, dtype, rng, n) -> Result:
     return Result(f.name, np.dtype(dtype).name, worst, 8, TOLERANCE_ULP["reduction"])
 
 
+#: Sizes given to a contraction's range symbols, one tuple a case (cycled over the
+#: symbols): all 1, small and unequal, larger than a vector.
+CONTRACTION_SIZES = [(1,), (3, 5, 2), (17, 33, 9)]
+
+
 def verify_contraction(f: Contraction, kernel, dtype, rng, n) -> Result:
-    """Against the exact sum; tolerance: n ULPs of the sum of |terms| (the sum's bound)."""
+    """Any contraction against its own index expression in mpmath
+    (``index_notation_fn``), for arrays of several sizes: each array's shape is read
+    off its subscripts' ranges. Tolerance: k ULPs of the sum of |terms| for an element
+    summed from k products (the sum's bound); the score is the error over it."""
     worst = 0.0
     eps = float(np.finfo(dtype).eps)
-    for m_, n_ in [(1, 1), (3, 5), (17, 33), (64, 1000)]:
-        A = rng.standard_normal((m_, n_)).astype(dtype)
-        x = rng.standard_normal(n_).astype(dtype)
-        got = kernel(A, x)
+    idx = {j for j in f.expr.atoms(sp.Idx)} | set(f.output.indices)
+    sizes = sorted({s for j in idx for s in j.upper.free_symbols}, key=lambda s: s.name)
+    reads = {ix.base.label.name: ix.indices for ix in f.expr.atoms(sp.Indexed)}
+    fn = index_notation_fn(f.expr, {})
+    for case in CONTRACTION_SIZES:
+        env = {s.name: case[k % len(case)] for k, s in enumerate(sizes)}
+        at = {s: env[s.name] for s in sizes}
+
+        def extent(j, at=at):
+            if not isinstance(j, sp.Idx):
+                raise FormulaError(f"{f.name}: verify reads shapes from plain indices "
+                                   f"(sp.Idx), not {j}")
+            return int(j.upper.subs(at)) + 1
+
+        arrays = {a: rng.standard_normal(tuple(extent(j) for j in reads[a])).astype(dtype)
+                  for a in f.arg_order}
+        got = np.asarray(kernel(*[arrays[a] for a in f.arg_order]))
+        exact_env = {**env, **{a: np.vectorize(lambda v: mpmath.mpf(float(v)), otypes=[object])(
+            v) for a, v in arrays.items()}}
+        out_shape = tuple(extent(j) for j in f.output.indices)
+        assert got.shape == out_shape, (f.name, got.shape, out_shape)
         with mpmath.workdps(DIGITS):
-            for i in range(m_):
-                terms = [mpmath.mpf(float(A[i, j])) * mpmath.mpf(float(x[j])) for j in range(n_)]
-                exact = mpmath.fsum(terms)
-                bound = n_ * eps * float(mpmath.fsum(abs(t) for t in terms)) or eps
-                worst = max(worst, float(abs(mpmath.mpf(float(got[i])) - exact)) / bound)
+            for where in np.ndindex(out_shape):
+                point = {**exact_env, **{str(j.label): k for j, k in
+                                         zip(f.output.indices, where, strict=True)}}
+                value, magnitude, terms = fn(point)
+                bound = max(terms, 1) * eps * float(magnitude) or eps
+                worst = max(worst, float(abs(mpmath.mpf(float(got[where])) - value)) / bound)
     return Result(f.name, np.dtype(dtype).name, worst, 4, 1.0)
 
 
