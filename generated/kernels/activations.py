@@ -790,8 +790,8 @@ def _sigmoid_backward_par(a_y, a_dy, a_dx):
 def _sigmoid_backward_stream(a_y, a_dy, a_dx):
     T = a_dx.dtype.type
     n = a_y.size
-    for g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
-        for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
+    for _g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
+        for i in range(_g * STREAM_GROUP, min(n, (_g + 1) * STREAM_GROUP)):
             y = a_y[i]
             dy = a_dy[i]
             _stream_store(a_dx, i, dy*y*(T(1) - y))
@@ -875,8 +875,8 @@ def _tanh_backward_par(a_y, a_dy, a_dx):
 def _tanh_backward_stream(a_y, a_dy, a_dx):
     T = a_dx.dtype.type
     n = a_y.size
-    for g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
-        for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
+    for _g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
+        for i in range(_g * STREAM_GROUP, min(n, (_g + 1) * STREAM_GROUP)):
             y = a_y[i]
             dy = a_dy[i]
             _stream_store(a_dx, i, dy*(T(1) - y)*(y + T(1)))

@@ -979,8 +979,8 @@ def _dropout_inference_true_stream(a_x, a_y, p_p):
     _wq = np.float64(1) - p_p
     q = T(_wq)
     n = a_x.size
-    for g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
-        for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
+    for _g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
+        for i in range(_g * STREAM_GROUP, min(n, (_g + 1) * STREAM_GROUP)):
             x = a_x[i]
             _stream_store(a_y, i, x)
         _store_fence()
@@ -1018,8 +1018,8 @@ def _dropout_inference_false_stream(a_x, a_y, p_p):
     _wq = np.float64(1) - p_p
     q = T(_wq)
     n = a_x.size
-    for g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
-        for i in range(g * STREAM_GROUP, min(n, (g + 1) * STREAM_GROUP)):
+    for _g in numba.prange((n + STREAM_GROUP - 1) // STREAM_GROUP):
+        for i in range(_g * STREAM_GROUP, min(n, (_g + 1) * STREAM_GROUP)):
             x = a_x[i]
             _stream_store(a_y, i, q*x)
         _store_fence()
