@@ -46,7 +46,7 @@ recipe = ScalarFunction("hostile_recipe", SECTION, "recipe " + H, H,
                         args=[Arg("a", e1, doc=H), Arg("b", e2, doc=H)],
                         outputs={{"gap": e1 - e2}},
                         cases=((H, {{e2: 0}}),),
-                        branches=(Branch(H, e1 > e2, H, (H,)),), otherwise=(H, ()))
+                        branches=(Branch(H, e1 > e2, H, (H,)),), otherwise=(H, (H,)))
 FORMULAS = [scale, step, recipe]
 PLOTS = [Plot(H, x, (-1, 1), [(H, x**2)], ylabel=H)]
 '''
