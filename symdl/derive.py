@@ -25,6 +25,7 @@ from .formula import (
     MaskedElementwise,
     Network,
     NetworkGradient,
+    Reduction,
     Window,
     WindowGradient,
 )
@@ -161,6 +162,35 @@ def backward_formula(fwd: Elementwise) -> Elementwise:
                 derived_from=fwd.name,
             )
     return _input_backward(fwd, results)
+
+
+def param_gradient_formula(fwd: Elementwise) -> Reduction:
+    """The gradients of the parameters a formula names in ``param_gradients``:
+    d<param> = sum over every element of sum_k d<output_k> * d output_k / d param
+    (a PReLU's slope, a temperature), as one reduction kernel
+    ``<name>_param_grad(inputs..., d<output>..., params)`` over arrays of any one shape.
+    """
+    results = fwd.results()
+    douts = {o: sp.Symbol("d" + o, real=True) for o in results}
+    sums, outputs = {}, {}
+    for q in (q for q in fwd.params if q.name in fwd.param_gradients):
+        sums[f"sum_d{q.name}"] = sp.Add(*[douts[o] * local_derivative(e, q.symbol)
+                                         for o, e in results.items()])
+        outputs[f"d{q.name}"] = sp.Symbol(f"sum_d{q.name}", real=True)
+    return Reduction(
+        name=fwd.name + "_param_grad",
+        section=fwd.section,
+        title=f"{fwd.title}: parameter gradients",
+        doc=f"Gradients of {fwd.name} with respect to {', '.join(fwd.param_gradients)}: "
+            f"each the sum over every element of the incoming gradient times the output's "
+            f"derivative by the parameter.",
+        inputs=tuple(fwd.inputs) + tuple(douts.values()),
+        params=fwd.params,
+        sums=sums,
+        outputs=outputs,
+        any_shape=True,
+        derived_from=fwd.name,
+    )
 
 
 def _input_backward(fwd: Elementwise, results: dict[str, sp.Expr]) -> Elementwise:
@@ -476,8 +506,11 @@ def expand_formulas(formulas: list) -> list:
     out = []
     for f in formulas:
         out.append(f)
-        if isinstance(f, Elementwise) and f.backward:
-            out.append(backward_formula(f))
+        if isinstance(f, Elementwise):
+            if f.backward:
+                out.append(backward_formula(f))
+            if f.param_gradients:
+                out.append(param_gradient_formula(f))
         elif isinstance(f, Batch) and f.backward:
             out.append(batch_backward_formula(f))
         elif isinstance(f, MaskedElementwise) and f.mask is not None:

@@ -229,6 +229,9 @@ class Elementwise(Formula):
     plot: tuple[float, float] | None = None
     special_cases: tuple[SpecialCase, ...] = ()
     algorithm: Algorithm | None = None
+    # Parameters whose gradients the user asks for: a reduction kernel
+    # <name>_param_grad(inputs..., d<output>..., params) sums them over every element.
+    param_gradients: tuple[str, ...] = ()
     kind: str = field(default="elementwise", init=False)
 
     def __post_init__(self) -> None:
@@ -262,6 +265,11 @@ class Elementwise(Formula):
         if self.backward and self.updates:
             raise FormulaError(f"{self.name}: backward=True is for outputs, not in-place "
                                "updates")
+        object.__setattr__(self, "param_gradients", tuple(self.param_gradients))
+        unknown = set(self.param_gradients) - {q.name for q in self.params}
+        if unknown or (self.param_gradients and self.updates):
+            raise FormulaError(f"{self.name}: param_gradients names parameters of a formula "
+                               f"with outputs; not parameters: {sorted(unknown)}")
         object.__setattr__(self, "special_cases", tuple(self.special_cases))
         self._check_special_cases()
 
@@ -330,6 +338,10 @@ class Reduction(Formula):
     sums: Mapping[str, sp.Expr] = field(default_factory=dict)
     outputs: Mapping[str, sp.Expr] = field(default_factory=dict)
     domains: Mapping[str, str] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    # Inputs of any one shape, summed over all their elements (a parameter's gradient
+    # of an elementwise formula); otherwise 1-D arrays.
+    any_shape: bool = False
     kind: str = field(default="reduction", init=False)
 
     #: the element-count symbol available to ``outputs`` (m, as on the cheat sheet)
@@ -343,9 +355,11 @@ class Reduction(Formula):
         taken = {s.name for s in self.inputs} & ({self.count.name} | set(self.sums))
         if taken:
             raise FormulaError(f"{self.name}: input name(s) {sorted(taken)} clash with sums")
-        _check_free(self.sums, set(self.inputs), f"{self.name}: sum")
+        object.__setattr__(self, "params", tuple(self.params))
+        params = {q.symbol for q in self.params}
+        _check_free(self.sums, set(self.inputs) | params, f"{self.name}: sum")
         sum_syms = {sp.Symbol(k, real=True) for k in self.sums} | {self.count}
-        _check_free(self.outputs, sum_syms, f"{self.name}: output")
+        _check_free(self.outputs, sum_syms | params, f"{self.name}: output")
         for k, d in self.domains.items():
             if d not in DOMAINS or k not in {s.name for s in self.inputs}:
                 raise FormulaError(f"{self.name}: bad domain {k!r}: {d!r}")
@@ -357,7 +371,7 @@ class Reduction(Formula):
         return {**{f"sum_{k}": v for k, v in self.sums.items()}, **self.outputs}
 
     def argument_names(self) -> list[str]:
-        return [s.name for s in self.inputs]
+        return [s.name for s in self.inputs] + [q.name for q in self.params]
 
 
 @dataclass(frozen=True)

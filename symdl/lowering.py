@@ -289,9 +289,11 @@ def plan_reduction(f: Reduction) -> KernelPlan:
         name=f.name,
         kind="reduction",
         template="numba/reduction.py.j2",
-        doc=_docstring(f, "Sums over 1-D arrays of one length, then:"),
+        doc=_docstring(f, "Sums over all elements of arrays of one shape, then:" if f.any_shape
+                       else "Sums over 1-D arrays of one length, then:"),
         hash=f.content_hash(),
         arrays=[s.name for s in f.inputs],
+        params=list(f.params),
         outputs=list(f.outputs),
         domains=_checked(f),
         # Sums accumulate; a subexpression they share (CSE) is assigned once per element.
@@ -299,7 +301,7 @@ def plan_reduction(f: Reduction) -> KernelPlan:
                         "+=" if st.target in {f"s_{n}" for n in sums} else "=")
               for st in _cse_statements(dict(f.sums), lambda n: f"s_{n}")],
         finish=_cse_statements(dict(f.outputs), lambda n: n),
-        extra={"sums": sums, "count": f.count.name},
+        extra={"sums": sums, "count": f.count.name, "any_shape": f.any_shape},
     )
 
 
