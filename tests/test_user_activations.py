@@ -184,3 +184,20 @@ def test_a_rewrite_in_the_output_is_used_only_where_proven(generated):
         "pred", "target", "dloss", "delta"]
     # Whatever form was chosen, it is the derivative: checked against mpmath above.
     assert Path(mod.__file__).read_text().count("def silu_backward(") == 1
+
+
+def test_symdl_torch_wraps_these_user_kernels(generated):
+    """Backward kernels that take the inputs (SiLU, ReLU, ...) and one of two inputs
+    (Huber) become differentiable torch functions too: gradcheck in float64."""
+    import symdl.torch as st
+
+    mod, _ = generated
+    w = st.wrap(mod)
+    rng = np.random.default_rng(2)
+    # Away from the kinks: gradcheck's finite differences straddle a kink otherwise.
+    x = torch.tensor(rng.uniform(0.1, 3.0, 16) * rng.choice([-1, 1], 16), requires_grad=True)
+    for name in ("silu", "gelu", "gelu_tanh", "mish", "elu", "relu", "leaky_relu", "sigmoid_t"):
+        assert torch.autograd.gradcheck(getattr(w, name), (x,)), name
+    p = torch.tensor(rng.normal(0, 3, 16), requires_grad=True)
+    t = torch.tensor(rng.normal(0, 1, 16), requires_grad=True)
+    assert torch.autograd.gradcheck(w.huber, (p, t))
