@@ -133,6 +133,14 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_NaN(self, expr: sp.Expr) -> str:
         return f"{self._T}(math.nan)"
 
+    def _print_sign(self, expr: sp.Expr) -> str:
+        # SymPy's Python printer gives copysign(1, x): +-1 for NaN. A NaN input must
+        # give a NaN gradient (Huber's at pred = NaN was 1.0), so the last branch is x.
+        x = self._print(expr.args[0])
+        one, zero = f"{self._T}(1)", f"{self._T}(0)"
+        return (f"({one} if {x} > 0 else (-{one} if {x} < 0 else "
+                f"({zero} if {x} == 0 else {x})))")
+
     def _print_CopySign(self, expr: sp.Expr) -> str:
         a, b = (self._print(arg) for arg in expr.args)
         return f"math.copysign({a}, {b})"

@@ -201,3 +201,25 @@ def test_symdl_torch_wraps_these_user_kernels(generated):
     p = torch.tensor(rng.normal(0, 3, 16), requires_grad=True)
     t = torch.tensor(rng.normal(0, 1, 16), requires_grad=True)
     assert torch.autograd.gradcheck(w.huber, (p, t))
+
+
+def test_symdl_verify_checks_user_kernels_that_take_their_inputs(generated, tmp_path):
+    """verify used to assume a backward kernel of (y, dy) and crashed on these. It now
+    samples the forward's inputs (edges: 0, subnormals, overflow thresholds, inf, nan)
+    and holds a kernel that takes several inputs or parameters to 4 ULP times the
+    formula's condition number. A NaN input gives NaN (Huber's gradient gave 1.0)."""
+    mod, _ = generated
+    names = ["relu_backward", "leaky_relu", "leaky_relu_backward", "elu_backward",
+             "silu_backward", "hard_sigmoid_backward", "sigmoid_t", "sigmoid_t_backward",
+             "huber", "huber_backward"]
+    d = Path(mod.__file__).parent.parent.parent
+    r = subprocess.run([sys.executable, "-m", "symdl.cli", "verify", "--formulas",
+                        "user_acts.py", "--out", "out", *names], cwd=d, capture_output=True,
+                       text=True, timeout=900)
+    rows = [ln.split() for ln in r.stdout.splitlines() if ln.split()[:1] and ln.split()[0]
+            in names]
+    assert len(rows) == 2 * len(names), r.stdout + r.stderr[-2000:]
+    assert all(row[-1] == "ok" for row in rows), r.stdout
+    assert r.returncode == 0
+    dpred, dtarget = mod.huber_backward(np.array([np.nan, 1.0]), np.zeros(2), np.ones(2))
+    assert np.isnan(dpred[0]) and np.isnan(dtarget[0]) and dpred[1] == 1.0
