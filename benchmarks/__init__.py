@@ -7,6 +7,7 @@ Run it with ``symdl bench [--quick] [NAME...]``. Installed as ``symdl.benchmarks
 - ``runner``: checks every implementation against a reference, then times it;
 - ``stream``: STREAM copy and triad, the machine's memory bandwidth;
 - ``extras``: the parallel-threshold sweep and start-up latency;
+- ``cache_gap``: kernels loaded from Numba's on-disk cache against fresh compiles;
 - ``torch_overhead``: the symdl.torch path against the raw kernel;
 - ``report``: terminal table, Markdown report, PNG chart, JSON.
 """
@@ -23,11 +24,17 @@ import numpy as np
 
 from .timing import SAMPLE_S
 
-SECTIONS = ("stream", "kernels", "simd", "small", "threshold", "latency", "torch")
+SECTIONS = ("stream", "kernels", "cache", "simd", "small", "threshold", "latency", "torch")
 """What ``symdl bench --sections`` can choose (default: all). ``simd`` inspects the
 serial cores' machine code (slow: each core is compiled once more, uncached).
 ``torch``: the symdl.torch path's overhead over the raw kernel, at 1,000 elements and
-the run's size."""
+the run's size. ``cache``: elementwise kernels loaded from Numba's on-disk cache
+against the same kernels freshly compiled, each in fresh processes."""
+
+
+QUICK_FEW = 4
+"""Kernels that a quick run's small-input and threshold sections cover (the first of
+the table: the elementwise ones)."""
 
 
 @dataclass
@@ -43,8 +50,13 @@ class Options:
     dtypes: tuple[str, ...] = ("float64", "float32")
 
 
+_START = time.perf_counter()
+
+
 def _progress(msg: str) -> None:
-    print(f"symdl bench: {msg}", file=sys.stderr, flush=True)
+    """One line of progress on stderr, with the seconds since the run started."""
+    print(f"symdl bench: [{time.perf_counter() - _START:5.1f} s] {msg}", file=sys.stderr,
+          flush=True)
 
 
 def run(opts: Options) -> int:
@@ -57,6 +69,8 @@ def run(opts: Options) -> int:
     from .runner import run_case
     from .simd import vectorized
 
+    global _START
+    _START = time.perf_counter()
     known = {c.name for c in CASES}
     unknown = [n for n in opts.names if n not in known]
     if unknown:
@@ -69,14 +83,19 @@ def run(opts: Options) -> int:
     command = "symdl bench" + (" --quick" if opts.quick else "") + \
         (f" --size {opts.size}" if opts.size else "") + "".join(f" {x}" for x in opts.names)
     res = Results(settings={"command": command, "n": n, "rounds": rounds,
-                            "sample_ms": SAMPLE_S * 1e3,
+                            "sample_ms": SAMPLE_S * 1e3, "quick": opts.quick,
                             "date": time.strftime("%Y-%m-%d %H:%M %Z")},
                   machine=describe(), bounds={c.name: c.bound for c in CASES},
                   speedups={c.name: c.torch_speedup for c in CASES if c.torch_speedup})
     for peer in missing_peers():
         res.notes.append(f"{peer} not installed: its columns are skipped "
                          "(pip install -e '.[bench]')")
+    peers = list(PEERS)
     if opts.quick:
+        # Inductor compiles each case with a C++ compiler: seconds per case and dtype.
+        peers.remove("torch.compile")
+        res.notes.append("quick run: torch.compile not run (its compile takes seconds per "
+                         "kernel)")
         res.notes.append("quick run: sizes far below the caches' size; a smoke test, "
                          "not a measurement")
 
@@ -89,27 +108,36 @@ def run(opts: Options) -> int:
         for case in cases:
             for dtype in opts.dtypes:
                 _progress(f"{case.name} {dtype}, {n:,} elements ...")
-                res.rows += run_case(case, n, dtype, rounds, list(PEERS), probe=probe)
+                res.rows += run_case(case, n, dtype, rounds, peers, probe=probe)
+    if "cache" in opts.sections:
+        _cache_gap(res, n, rounds, opts)
     if "simd" in opts.sections:
-        _progress("SIMD evidence (serial cores' machine code) ...")
-        for case in cases:
-            for dtype in opts.dtypes:
+        # Quick: one kernel's evidence (each core is compiled once more, uncached).
+        simd_cases, simd_dtypes = (cases[:1], opts.dtypes[:1]) if opts.quick else (
+            cases, opts.dtypes)
+        _progress(f"SIMD evidence (serial cores' machine code), {len(simd_cases)} "
+                  "kernel(s) ...")
+        for case in simd_cases:
+            for dtype in simd_dtypes:
                 res.simd[f"{case.name} {dtype}"] = _simd(vectorized, case, dtype)
+    # Quick: the small-input and threshold sections on the first few (elementwise) cases.
+    few = cases[:QUICK_FEW] if opts.quick else cases
     if "small" in opts.sections:
-        _progress("small inputs (1,000 elements) ...")
-        for case in cases:
+        _progress(f"small inputs (1,000 elements), {len(few)} kernels ...")
+        for case in few:
             for dtype in opts.dtypes:
                 res.small += run_case(case, 1000, dtype, max(rounds, 5),
                                       ["symdl", "numpy", "torch"])
     if "threshold" in opts.sections:
         sizes = [1 << 10, 1 << 16] if opts.quick else [1 << k for k in range(10, 23)]
         dtypes = opts.dtypes[:1] if opts.quick else opts.dtypes
-        _progress(f"parallel threshold sweep, {len(sizes)} sizes ...")
-        res.sweep = extras.threshold_sweep(cases, sizes, list(dtypes), max(rounds, 5))
+        _progress(f"parallel threshold sweep, {len(sizes)} sizes, {len(few)} kernels ...")
+        res.sweep = extras.threshold_sweep(few, sizes, list(dtypes), max(rounds, 5))
     if "latency" in opts.sections:
         _progress("latency (fresh processes) ...")
         try:
-            res.latency = extras.latency(1 if opts.quick else 3)
+            # Quick: no timing of `symdl generate` from scratch (seconds).
+            res.latency = extras.latency(1 if opts.quick else 3, generate=not opts.quick)
         except RuntimeError as err:
             res.notes.append(f"latency not measured: {err}")
     if "torch" in opts.sections:
@@ -126,6 +154,20 @@ def run(opts: Options) -> int:
     print(f"\nwrote {out / 'benchmarks.md'}" + (f", {out / png}" if png else "")
           + f", {out / 'benchmarks.json'}")
     return 0
+
+
+def _cache_gap(res, n: int, rounds: int, opts: Options) -> None:
+    from .cache_gap import KERNELS, measure
+
+    # Quick: one kernel, one dtype, one pair of processes (a fresh compile takes seconds).
+    names = KERNELS[:1] if opts.quick else KERNELS
+    dtypes = list(opts.dtypes[:1] if opts.quick else opts.dtypes)
+    _progress(f"cached vs freshly compiled kernels, {n:,} elements, fresh processes ...")
+    try:
+        res.cache = measure(n, dtypes, 1 if opts.quick else 3, names, calls=rounds,
+                            progress=_progress, fill=not opts.quick)
+    except (RuntimeError, OSError, ValueError) as err:
+        res.notes.append(f"cached vs fresh not measured: {err}")
 
 
 def _torch_overhead(res, n: int, rounds: int, opts: Options) -> None:

@@ -104,6 +104,7 @@ CASES: list[Case] = [
         numpy=Variants(lambda x: 1 / (1 + np.exp(-x)), _np_sigmoid_out),
         numexpr="1 / (1 + exp(-x))",
         torch=lambda t: Variants(t.sigmoid, lambda x, out: t.sigmoid(x, out=out)),
+        torch_compile=lambda t: t.compile(t.sigmoid),
         jax=lambda jax: jax.nn.sigmoid,
         bound="compute",
     ),
@@ -115,6 +116,7 @@ CASES: list[Case] = [
         torch=lambda t: Variants(
             lambda y, dy: t.ops.aten.sigmoid_backward(dy, y),
             lambda y, dy, out: t.ops.aten.sigmoid_backward.grad_input(dy, y, grad_input=out)),
+        torch_compile=lambda t: t.compile(lambda y, dy: dy * y * (1 - y)),
         jax=lambda jax: lambda y, dy: dy * y * (1 - y),
     ),
     Case(
@@ -123,6 +125,7 @@ CASES: list[Case] = [
         numpy=Variants(np.tanh, lambda x, out: np.tanh(x, out=out)),
         numexpr="tanh(x)",
         torch=lambda t: Variants(t.tanh, lambda x, out: t.tanh(x, out=out)),
+        torch_compile=lambda t: t.compile(t.tanh),
         jax=lambda jax: jax.numpy.tanh,
         bound="compute",
     ),
@@ -134,6 +137,7 @@ CASES: list[Case] = [
         torch=lambda t: Variants(
             lambda y, dy: t.ops.aten.tanh_backward(dy, y),
             lambda y, dy, out: t.ops.aten.tanh_backward.grad_input(dy, y, grad_input=out)),
+        torch_compile=lambda t: t.compile(lambda y, dy: dy * (1 - y * y)),
         jax=lambda jax: lambda y, dy: dy * (1 - y * y),
     ),
     Case(

@@ -129,14 +129,15 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def latency(repeats: int) -> dict[str, float]:
+def latency(repeats: int, generate: bool = True) -> dict[str, float]:
     """Start-up costs in fresh processes, medians of ``repeats`` runs after a warm-up run.
 
     - ``import symdl.kernels`` (lazy: numba is not imported) and of one kernel module;
     - Numba's own one-time start (import + first call of a trivial cached function),
       then the first call of ``sigmoid`` beyond its second call (warm on-disk cache),
       on the serial core (1,000 elements) and the parallel core (2^20 elements);
-    - ``symdl generate`` into an empty directory, then again when nothing changed.
+    - ``symdl generate`` into an empty directory, then again when nothing changed
+      (unless ``generate`` is False).
     """
     out: dict[str, list[float]] = {}
 
@@ -159,7 +160,7 @@ def latency(repeats: int) -> dict[str, float]:
             add("sigmoid first call beyond second, serial core (1e3)", s1 - s2)
             add("sigmoid first call beyond second, parallel core (2^20)", p1 - p2)
         gen = [sys.executable, "-m", "symdl.cli", "generate", "--out"]
-        for _ in range(max(1, repeats)):
+        for _ in range(max(1, repeats) if generate else 0):
             with tempfile.TemporaryDirectory() as d:
                 add("symdl generate, from scratch", _timed(gen + [d]))
                 add("symdl generate, nothing changed", _timed(gen + [d]))

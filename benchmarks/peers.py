@@ -31,13 +31,14 @@ def version(name: str) -> str:
     return getattr(module, "__version__", "?") if module is not None else "not installed"
 
 
-PEERS = ("symdl", "numpy", "lambdify", "numexpr", "torch", "jax")
+PEERS = ("symdl", "numpy", "lambdify", "numexpr", "torch", "torch.compile", "jax")
 """Column order of every table: symdl first, then the peers."""
 
-PEER_MODULE = {"numexpr": "numexpr", "torch": "torch", "jax": "jax"}
+PEER_MODULE = {"numexpr": "numexpr", "torch": "torch", "torch.compile": "torch", "jax": "jax"}
 """Peers that need an optional package (the others need only NumPy and SymPy)."""
 
 
 def missing_peers() -> list[str]:
     """The peers that are skipped in this run because their package is missing."""
-    return [p for p, mod in PEER_MODULE.items() if optional(mod) is None]
+    return [p for p, mod in PEER_MODULE.items() if optional(mod) is None
+            and p == mod]  # (torch.compile is missing when torch is: said once)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache_gap import MAX_GAP, CacheRow
 from .extras import SweepRow, crossover
 from .peers import PEERS
 from .runner import Row
@@ -44,6 +45,7 @@ class Results:
     latency: dict[str, float] = field(default_factory=dict)
     simd: dict[str, str] = field(default_factory=dict)  # "kernel dtype" -> yes/no
     torch_overhead: list = field(default_factory=list)  # torch_overhead.OverheadRow
+    cache: list[CacheRow] = field(default_factory=list)  # cached vs freshly compiled
     notes: list[str] = field(default_factory=list)
     bounds: dict[str, str] = field(default_factory=dict)  # kernel -> memory/compute/peer
     speedups: dict[str, float] = field(default_factory=dict)  # kernel -> x PyTorch's speed
@@ -96,23 +98,43 @@ def _pct(row: Row, stream: Stream | None) -> str:
     return f"{100 * row.gbs / limit:.0f}%"
 
 
+QUICK_NA = "n/a (quick)"
+"""What a quick run prints where a figure needs the full sizes to mean anything."""
+
+
+def _quick(res: Results) -> bool:
+    return bool(res.settings.get("quick"))
+
+
+def _cache_ratio(res: Results, r: CacheRow) -> str:
+    """Cached / fresh; at quick sizes a call lasts microseconds and the ratio is noise."""
+    return QUICK_NA if _quick(res) else f"{r.ratio:.2f}"
+
+
 def _status(row: Row | None) -> str:
     if row is None:
         return "-"
     return row.status if row.status != "ok" else ""
 
 
+def _width(peer: str) -> int:
+    return max(10, len(peer) + 1)
+
+
 # ---- terminal ---------------------------------------------------------------------------
 def terminal(res: Results) -> str:
     lines = []
-    if res.stream:
+    if res.stream and _quick(res):
+        lines.append(f"machine limit (STREAM): {QUICK_NA} ({res.stream.n:,} elements fit "
+                     "in cache)")
+    elif res.stream:
         s = res.stream
         lines.append(f"machine limit (STREAM, write-allocate counted): copy {s.copy_gbs:.1f} "
                      f"GB/s, triad {s.triad_gbs:.1f} GB/s"
                      + (f" (read only: {s.read_gbs:.1f} GB/s)" if s.read_gbs else "")
                      + (f" (read 4, write 1: {s.read4_gbs:.1f} GB/s)" if s.read4_gbs else ""))
     head = f"{'kernel':<28}{'dtype':<8}{'mode':<8}{'symdl':>11}{'%lim':>6}"
-    head += "".join(f"{p:>10}" for p in PEERS[1:])
+    head += "".join(f"{p:>{_width(p)}}" for p in PEERS[1:])
     lines += ["", "ratio = peer time / symdl time (above 1: symdl faster)", head,
               "-" * len(head)]
     for (kernel, dtype, mode), peers in _groups(res.rows).items():
@@ -120,9 +142,20 @@ def terminal(res: Results) -> str:
         cells = []
         for p in PEERS[1:]:
             r = _ratio(peers.get(p), ref)
-            cells.append(f"{r:>9.2f}x" if r is not None else f"{'-':>10}")
+            w = _width(p)
+            cells.append(f"{r:>{w - 1}.2f}x" if r is not None else f"{'-':>{w}}")
+        pct = "n/a" if _quick(res) else _pct(ref, res.stream)
         lines.append(f"{kernel:<28}{dtype:<8}{mode:<8}{_time(ref.seconds):>11}"
-                     f"{_pct(ref, res.stream):>6}" + "".join(cells))
+                     f"{pct:>6}" + "".join(cells))
+    if _quick(res) and res.rows:
+        lines += ["", "(quick: %lim n/a; ratios at these sizes measure call overheads, not the "
+                  "kernels)"]
+    if res.cache:
+        lines += ["", "cached vs freshly compiled (fresh processes; ratio above 1: cached "
+                  "slower):"]
+        lines += [f"  {r.kernel:<28}{r.dtype:<8}{r.n:>12,}  cached {_time(r.cached_s):>10}  "
+                  f"fresh {_time(r.fresh_s):>10}  ratio {_cache_ratio(res, r)}"
+                  for r in res.cache]
     if res.small:
         lines += ["", "small inputs (1,000 elements), per call:"]
         for (kernel, dtype, mode), peers in _groups(res.small).items():
@@ -161,8 +194,15 @@ def _fmt_n(n: int | None) -> str:
 
 # ---- targets ----------------------------------------------------------------------------
 def targets(res: Results) -> list[tuple[str, bool, str]]:
-    """(target, met, measured) for each target of issue 3 that this run measured."""
-    out = []
+    """(target, met, measured) for each target of issue 3 that this run measured; none
+    in a quick run, whose sizes are far from the targets' sizes."""
+    out: list[tuple[str, bool, str]] = []
+    if _quick(res):
+        return out
+    for r in res.cache:
+        out.append((f"{r.kernel} {r.dtype}: cached at most {MAX_GAP - 1:.0%} slower than "
+                    "fresh", r.ratio <= MAX_GAP, f"{r.ratio:.2f}x ({_time(r.cached_s)} vs "
+                    f"{_time(r.fresh_s)})"))
     for (kernel, dtype, mode), peers in _groups(res.rows).items():
         ref = peers["symdl"]
         bound = res.bounds.get(kernel, "memory")
@@ -178,7 +218,7 @@ def targets(res: Results) -> list[tuple[str, bool, str]]:
                 out.append((f"{kernel} {dtype} {mode}: no slower than the fastest peer",
                             r >= 1.0, f"fastest peer {best.peer}: {r:.2f}x"))
         elif bound != "own":
-            rivals = [p for p in others if p.peer in ("torch", "jax")]
+            rivals = [p for p in others if p.peer in ("torch", "torch.compile", "jax")]
             want = COMPUTE_SPEEDUP if bound == "compute" else 1.0
             if rivals:
                 best = min(rivals, key=lambda p: p.seconds)
@@ -230,21 +270,29 @@ def markdown(res: Results, chart: str | None) -> str:
     md += ["", "## Machine limit (STREAM, parallel Numba loop)", ""]
     if res.stream:
         st = res.stream
+        quick = _quick(res)
+
+        def gbs(v: float) -> str:
+            # Quick sizes fit in cache: a bandwidth there is not the memory's.
+            return QUICK_NA if quick else f"{v:.1f}"
+
         md += [f"{st.n:,} float64 elements per array.", "",
                "| | GB/s, write-allocate counted | GB/s, classic STREAM count |",
                "| --- | ---: | ---: |",
-               f"| copy | {st.copy_gbs:.1f} | {st.classic_copy_gbs:.1f} |",
-               f"| triad | {st.triad_gbs:.1f} | {st.classic_triad_gbs:.1f} |",
-               *([f"| read only (a sum; not the limit) | {st.read_gbs:.1f} | "
-                  f"{st.read_gbs:.1f} |"] if st.read_gbs else []),
+               f"| copy | {gbs(st.copy_gbs)} | {gbs(st.classic_copy_gbs)} |",
+               f"| triad | {gbs(st.triad_gbs)} | {gbs(st.classic_triad_gbs)} |",
+               *([f"| read only (a sum; not the limit) | {gbs(st.read_gbs)} | "
+                  f"{gbs(st.read_gbs)} |"] if st.read_gbs else []),
                *([f"| read 4, write 1 (a flat max of 4: pooling forward's traffic; not the "
-                  f"limit) | {st.read4_gbs:.1f} | {st.read4_gbs * 5 / 6:.1f} |"]
-                 if st.read4_gbs else []), "",
-               f"Timed on its own: the better of copy and triad is **{st.limit_gbs:.1f} "
-               "GB/s**. Because other processes share this machine, STREAM is also timed "
-               "in the same interleaved rounds as each kernel, and each kernel's percentage "
-               "below is of the limit measured beside it (shown after the percentage).", ""]
-        if st.read_gbs:
+                  f"limit) | {gbs(st.read4_gbs)} | {gbs(st.read4_gbs * 5 / 6)} |"]
+                 if st.read4_gbs else []), ""]
+        if not quick:
+            md += [f"Timed on its own: the better of copy and triad is **{st.limit_gbs:.1f} "
+                   "GB/s**. Because other processes share this machine, STREAM is also timed "
+                   "in the same interleaved rounds as each kernel, and each kernel's "
+                   "percentage below is of the limit measured beside it (shown after the "
+                   "percentage).", ""]
+        if st.read_gbs and not quick:
             md += [f"Reading alone runs at {st.read_gbs / st.limit_gbs:.0%} of the limit: a "
                    "kernel that mostly reads (pooling forward reads 4 elements per element "
                    "written) meets its own ceiling below 100%."
@@ -256,6 +304,16 @@ def markdown(res: Results, chart: str | None) -> str:
     if chart:
         md += [f"![ratios]({chart})", ""]
     md += _results_table(res, res.rows)
+    if res.cache:
+        md += ["", "## Cached against freshly compiled kernels", "",
+               "Each side in fresh processes, alternating: *cached* loads the cores from "
+               "Numba's on-disk cache (as every user runs them), *fresh* compiles them with "
+               "`NUMBA_CACHE_DIR` pointing to an empty directory. Median over the processes "
+               "of each one's median call, writing into a preallocated output.", "",
+               "| kernel | dtype | elements | cached | fresh | cached / fresh |",
+               "| --- | --- | ---: | ---: | ---: | ---: |"]
+        md += [f"| {r.kernel} | {r.dtype} | {r.n:,} | {_time(r.cached_s)} | "
+               f"{_time(r.fresh_s)} | {_cache_ratio(res, r)} |" for r in res.cache]
     if res.small:
         md += ["", "## Small inputs (1,000 elements, per call)", ""]
         md += _results_table(res, res.small, pct=False)
@@ -315,6 +373,9 @@ def _results_table(res: Results, rows: list[Row], pct: bool = True) -> list[str]
                 bw += (f"; {ref.gbs / ref.reference_gbs:.0%} of {ref.reference_gbs:.1f}, "
                        "the same traffic in a bare loop")
             bw += ")" if ref.gbs and lim else ""
+            # At quick sizes the data sit in cache: a percentage of the memory limit
+            # would read 400x.
+            bw = QUICK_NA if _quick(res) else bw
             line += f" {bw} | {res.simd.get(f'{kernel} {dtype}', '-')} |"
         for p in PEERS[1:]:
             r = peers.get(p)

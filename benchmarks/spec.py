@@ -51,7 +51,10 @@ class Case:
     its float64 ``alloc`` result, computed from the inputs upcast to float64, is the
     reference every result is checked against. ``numexpr`` is an expression string
     (or a function of the module giving Variants); ``torch`` and ``jax`` are functions
-    of the module giving Variants (JAX: a function to ``jax.jit``). ``bound`` says
+    of the module giving Variants (JAX: a function to ``jax.jit``); ``torch_compile``
+    is a function of torch giving a function of tensors compiled with ``torch.compile``
+    (default mode; on the CPU, Inductor's generated C++ kernels): the whole function,
+    or the part a user compiles (an optimizer's step). ``bound`` says
     which target applies: "memory" (memory-bound), "compute" (transcendentals: 1.2x
     PyTorch and JAX), "peer" (no slower than PyTorch and JAX) or "own" (only the
     case's own ``torch_speedup``: conv2d's is 0.8, within 1.25x of PyTorch's time).
@@ -84,6 +87,7 @@ class Case:
     numexpr: str | Callable[[ModuleType], Variants] | None = None
     torch: TorchSpec | None = None
     jax: Callable[[ModuleType], Callable[..., Any]] | None = None
+    torch_compile: Callable[[ModuleType], Callable[..., Any]] | None = None
     bound: str = "memory"
     atol: Callable[[Inputs, Any], float | tuple[float, ...]] | None = None
     notes: tuple[str, ...] = field(default=())

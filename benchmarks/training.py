@@ -82,9 +82,9 @@ class _TorchOptimizer:
     """A torch.optim optimizer over one tensor, its state set to the given arrays (as
     after t - 1 steps); made once per set of tensors, then stepped."""
 
-    def __init__(self, torch, cls, **kw) -> None:
-        self.torch, self.cls, self.kw = torch, cls, kw
-        self.key, self.opt = None, None
+    def __init__(self, torch, cls, compiled: bool = False, **kw) -> None:
+        self.torch, self.cls, self.kw, self.compiled = torch, cls, kw, compiled
+        self.key, self.opt, self.run = None, None, None
 
     def step(self, theta, grad, buffers: dict, options: dict, step: int) -> None:
         if self.key is None or self.key[0] is not theta or self.key[1] is not grad:
@@ -94,12 +94,18 @@ class _TorchOptimizer:
                 "step": self.torch.tensor(float(step), dtype=self.torch.float32),
                 **buffers}
             self.key = (theta, grad)
-        self.opt.step()
+            # torch.compile(opt.step): PyTorch's way to fuse an optimizer's update.
+            self.run = self.torch.compile(self.opt.step) if self.compiled else self.opt.step
+        self.run()
 
 
-def _torch_adam(torch):
+def _torch_compile_adam(torch):
+    return _torch_adam(torch, compiled=True)["foreach"].alloc
+
+
+def _torch_adam(torch, compiled: bool = False):
     def way(**kw):
-        opt = _TorchOptimizer(torch, torch.optim.Adam, **kw)
+        opt = _TorchOptimizer(torch, torch.optim.Adam, compiled, **kw)
         return Variants(lambda theta, grad, m, v, t, lr, beta1, beta2, eps: opt.step(
             theta, grad, {"exp_avg": m, "exp_avg_sq": v},
             {"lr": lr, "betas": (beta1, beta2), "eps": eps}, t - 1))
@@ -135,9 +141,13 @@ def _ne_rmsprop(ne):
     return Variants(step)
 
 
-def _torch_rmsprop(torch):
+def _torch_compile_rmsprop(torch):
+    return _torch_rmsprop(torch, compiled=True)["foreach"].alloc
+
+
+def _torch_rmsprop(torch, compiled: bool = False):
     def way(**kw):
-        opt = _TorchOptimizer(torch, torch.optim.RMSprop, **kw)
+        opt = _TorchOptimizer(torch, torch.optim.RMSprop, compiled, **kw)
 
         def step(theta, grad, square_avg, momentum_buf, lr, alpha, eps, momentum):
             buffers = {"square_avg": square_avg}
@@ -258,6 +268,30 @@ def _torch_gan_g(torch):
     return {"bce": Variants(bce), "logsigmoid": Variants(logsigmoid)}
 
 
+def _torch_compile_gan_d(torch):
+    F = torch.nn.functional
+    grad = torch.func.grad_and_value(
+        lambda r, f: -F.logsigmoid(r).mean() - F.logsigmoid(-f).mean(), argnums=(0, 1))
+
+    @torch.compile
+    def cost_grad(l_real, l_fake):
+        (g_real, g_fake), cost = grad(l_real, l_fake)
+        return cost, g_real, g_fake
+
+    return cost_grad
+
+
+def _torch_compile_gan_g(torch):
+    grad = torch.func.grad_and_value(lambda f: -torch.nn.functional.logsigmoid(f).mean())
+
+    @torch.compile
+    def cost_grad(l_fake):
+        g_fake, cost = grad(l_fake)
+        return cost, g_fake
+
+    return cost_grad
+
+
 def _jax_gan_d(jax):
     sp = jax.nn.softplus
 
@@ -358,6 +392,7 @@ _RMSPROP_CASE = Case(
     numpy=Variants(_np_rmsprop),
     numexpr=_ne_rmsprop,
     torch=_torch_rmsprop,
+    torch_compile=_torch_compile_rmsprop,
     params={**RMSPROP, "momentum": 0.0},
     inplace=("theta", "square_avg", "momentum_buf"),
     compare=("theta", "square_avg"),
@@ -374,6 +409,7 @@ TRAINING_CASES: list[Case] = [
         numpy=Variants(_np_adam),
         numexpr=_ne_adam,
         torch=_torch_adam,
+        torch_compile=_torch_compile_adam,
         params=ADAM,
         inplace=("theta", "m", "v"),
         torch_speedup=1.1,  # issue 4
@@ -413,6 +449,7 @@ TRAINING_CASES += [
         numpy=Variants(_np_gan_d),
         numexpr=_ne_gan_d,
         torch=_torch_gan_d,
+        torch_compile=_torch_compile_gan_d,
         jax=_jax_gan_d,
         bound="compute",
         atol=_gan_atol,
@@ -431,6 +468,7 @@ TRAINING_CASES += [
         numpy=Variants(_np_gan_g),
         numexpr=_ne_gan_g,
         torch=_torch_gan_g,
+        torch_compile=_torch_compile_gan_g,
         jax=_jax_gan_g,
         bound="compute",
         atol=_gan_atol,
@@ -458,6 +496,7 @@ TRAINING_CASES += [
         numexpr="x * (1 - p)",
         torch=lambda t: Variants(lambda x, p: t.mul(x, 1 - p),
                                  lambda x, out, p: t.mul(x, 1 - p, out=out)),
+        torch_compile=lambda t: t.compile(lambda x, p: x * (1 - p)),
         jax=lambda jax: lambda x, p: x * (1 - p),
         params={"p": 0.2, "inverted": False},
         notes=("standard dropout at test time (y = q x); inverted dropout's inference is the "

@@ -1,0 +1,112 @@
+"""Kernels loaded from Numba's on-disk cache against the same kernels freshly compiled.
+
+Users run cached kernels, and a cached core is not always the code that was compiled:
+Numba links a parallel loop into its caller and optimizes the linked copy again, and
+the cache keeps that copy (issue 19 measured sigmoid 1.9x slower cached). Each side
+runs in fresh processes: "cached" with the user's cache (filled by a first, untimed
+process), "fresh" with NUMBA_CACHE_DIR set to an empty directory, so that every core
+is compiled in the process that times it. The two alternate, and each figure is the
+median over the processes of each process's median call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+
+KERNELS = ("sigmoid", "tanh", "sigmoid_backward", "tanh_backward")
+"""Elementwise kernels compared by default: transcendental and memory-bound ones."""
+
+MAX_GAP = 1.05
+"""Target of issue 19: a cached kernel is at most 5% slower than a fresh one."""
+
+
+@dataclass
+class CacheRow:
+    kernel: str
+    dtype: str
+    n: int
+    cached_s: float
+    fresh_s: float
+
+    @property
+    def ratio(self) -> float:
+        """Cached time / fresh time: above 1, the cached kernel is slower."""
+        return self.cached_s / self.fresh_s
+
+
+# One process: times each kernel (writing into a preallocated output, as a training loop
+# would) after a warm-up call, which loads the core from the cache or compiles it.
+_TIMER = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import symdl.kernels as k
+    n, names, dtypes, calls = json.loads(sys.argv[1])
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal(n) * 4, rng.standard_normal(n)
+    y = rng.uniform(0.0, 1.0, n)
+    out = {}
+    for dtype in dtypes:
+        a = {"x": x.astype(dtype), "y": y.astype(dtype), "dy": dy.astype(dtype)}
+        buf = np.empty(n, dtype)
+        for name in names:
+            fn = getattr(k, name)
+            args = [a["y"], a["dy"]] if name.endswith("_backward") else [a["x"]]
+            fn(*args, out=buf)
+            times = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                fn(*args, out=buf)
+                times.append(time.perf_counter() - t)
+            out[name + " " + dtype] = sorted(times)[len(times) // 2]
+    print(json.dumps(out))
+""")
+
+
+def _process(n: int, names: list[str], dtypes: list[str], calls: int,
+             cache_dir: str | None) -> dict[str, float]:
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    r = subprocess.run([sys.executable, "-c", _TIMER, json.dumps([n, names, dtypes, calls])],
+                       capture_output=True, text=True, env=env, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr else "failed")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def measure(n: int, dtypes: list[str], repeats: int, names: tuple[str, ...] = KERNELS,
+            calls: int = 11, progress: Callable[[str], None] | None = None,
+            fill: bool = True) -> list[CacheRow]:
+    """Cached and fresh time of each kernel and dtype, over ``repeats`` pairs of
+    processes (after one process that fills the user's cache, unless ``fill`` is
+    False: then a cold cache makes the "cached" side compile)."""
+    names_, dtypes_ = list(names), list(dtypes)
+    if fill:
+        _process(n, names_, dtypes_, 1, None)  # fills the on-disk cache; not timed
+    runs: dict[str, list[dict[str, float]]] = {"cached": [], "fresh": []}
+    for i in range(repeats):
+        if progress:
+            progress(f"cached vs fresh, pair {i + 1} of {repeats} ...")
+        order = ("cached", "fresh") if i % 2 == 0 else ("fresh", "cached")
+        for side in order:
+            if side == "cached":
+                runs[side].append(_process(n, names_, dtypes_, calls, None))
+            else:
+                with tempfile.TemporaryDirectory(prefix="symdl-fresh-") as empty:
+                    runs[side].append(_process(n, names_, dtypes_, calls, empty))
+    rows = []
+    for dtype in dtypes_:
+        for name in names_:
+            key = f"{name} {dtype}"
+            rows.append(CacheRow(name, dtype, n,
+                                 statistics.median(r[key] for r in runs["cached"]),
+                                 statistics.median(r[key] for r in runs["fresh"])))
+    return rows
