@@ -64,6 +64,30 @@ def _np_adam(theta, grad, m, v, t, lr, beta1, beta2, eps):
     theta -= lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
 
 
+def _jax_adam(jax):
+    """A functional step, as JAX is written: the new theta, m, v (in ``inplace`` order)."""
+    def step(theta, grad, m, v, t, lr, beta1, beta2, eps):
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad * grad
+        theta = theta - lr * (m / (1 - beta1**t)) / (jax.numpy.sqrt(v / (1 - beta2**t)) + eps)
+        return theta, m, v
+
+    return step
+
+
+def _jax_rmsprop(jax):
+    """The new theta, square_avg, momentum_buf (the buffer unchanged at momentum 0)."""
+    def step(theta, grad, square_avg, momentum_buf, lr, alpha, eps, momentum):
+        square_avg = alpha * square_avg + (1 - alpha) * grad * grad
+        update = grad / (jax.numpy.sqrt(square_avg) + eps)
+        if momentum > 0:  # a Python number: fixed when jit traces
+            momentum_buf = momentum * momentum_buf + update
+            update = momentum_buf
+        return theta - lr * update, square_avg, momentum_buf
+
+    return step
+
+
 def _ne_adam(ne):
     def step(theta, grad, m, v, t, lr, beta1, beta2, eps):
         s = theta.dtype.type  # scalars of the arrays' dtype: float32 stays float32
@@ -393,6 +417,7 @@ _RMSPROP_CASE = Case(
     numexpr=_ne_rmsprop,
     torch=_torch_rmsprop,
     torch_compile=_torch_compile_rmsprop,
+    jax=_jax_rmsprop,
     params={**RMSPROP, "momentum": 0.0},
     inplace=("theta", "square_avg", "momentum_buf"),
     compare=("theta", "square_avg"),
@@ -410,11 +435,13 @@ TRAINING_CASES: list[Case] = [
         numexpr=_ne_adam,
         torch=_torch_adam,
         torch_compile=_torch_compile_adam,
+        jax=_jax_adam,
         params=ADAM,
         inplace=("theta", "m", "v"),
         torch_speedup=1.1,  # issue 4
         notes=("in place on theta, m, v at step t = 10; PyTorch: torch.optim.Adam, fused and "
-               "foreach, state set to the same arrays.",),
+               "foreach, state set to the same arrays; torch.compile: of opt.step (foreach); "
+               "JAX: jit of a functional step, its state kept in JAX between calls.",),
     ),
     _RMSPROP_CASE,
     # The same kernel and peers with momentum: every array is read and written.

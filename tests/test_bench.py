@@ -249,7 +249,28 @@ def test_torch_compile_peer_is_checked_then_timed():
     assert row.status.startswith("WRONG") and row.seconds is None
 
 
-def _run(case, peers):
+def _run(case, peers, dtype="float32"):
     from symdl.benchmarks.runner import run_case
 
-    return run_case(case, 2000, "float32", 1, peers)
+    return run_case(case, 2000, dtype, 1, peers)
+
+
+def test_jax_peer_of_optimizer_steps_is_checked():
+    """JAX's optimizer steps are functional (new arrays); the check sees their results
+    written back into the NumPy arrays, so a wrong step is caught like any peer."""
+    pytest.importorskip("jax")
+    from symdl.benchmarks.training import _jax_adam
+
+    for name in ("adam_step", "rmsprop_step_momentum"):
+        row = next(r for r in _run(_case(name), ["jax"]))
+        assert row.status == "ok" and row.seconds, row
+
+    def off_eps(jax):
+        step = _jax_adam(jax)
+        return lambda theta, grad, m, v, t, lr, beta1, beta2, eps: step(
+            theta, grad, m, v, t, lr, beta1, beta2, 1e-3)
+
+    # (float64: in float32, eps's effect on theta is within the dtype's tolerance)
+    row = next(r for r in _run(dataclasses.replace(_case("adam_step"), jax=off_eps), ["jax"],
+                               "float64"))
+    assert row.status.startswith("WRONG") and row.seconds is None
