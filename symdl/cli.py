@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, help="elements per array (default 10^7)")
     b.add_argument("--rounds", type=int, help="timed rounds per implementation")
     b.add_argument("--sections",
-                   help="comma-separated: stream,kernels,simd,small,threshold,latency,torch")
+                   help="comma-separated: stream,kernels,cache,simd,small,threshold,latency,torch")
     b.add_argument("--out", default="benchmarks/out",
                    help="where to write benchmarks.md/.png/.json (default: benchmarks/out)")
     b.set_defaults(func=cmd_bench)
