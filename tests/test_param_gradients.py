@@ -5,14 +5,12 @@ the CLI in a fresh process, checked against PyTorch autograd."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import generate_user_module
 
 torch = pytest.importorskip("torch")
 
@@ -36,16 +34,7 @@ FORMULAS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def mod(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pg")
-    (d / "pgrad.py").write_text(FORMULAS)
-    r = subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--formulas",
-                        "pgrad.py", "--out", "out"], cwd=d, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location("pgrad_k", d / "out/kernels/pgrad.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+    return generate_user_module(tmp_path_factory.mktemp("pg"), "pgrad.py", FORMULAS)
 
 
 def test_signatures(mod):

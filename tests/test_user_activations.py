@@ -6,8 +6,6 @@ SymPy's), and PyTorch for the convention at non-smooth points."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +15,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+from conftest import generate_user_module
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -70,16 +69,7 @@ POINTS = [-700.0, -80.0, -30.0, -5.0, -3.5, -1.278, -0.5, -1e-8, 1e-300, 1e-8, 0
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """The formula file generated as a user would, then its module imported."""
-    d = tmp_path_factory.mktemp("user")
-    (d / "user_acts.py").write_text(FORMULAS)
-    r = subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--formulas",
-                        "user_acts.py", "--out", "out"], cwd=d, capture_output=True, text=True,
-                       timeout=600, env=os.environ)
-    assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location(
-        "user_acts_kernels", d / "out" / "kernels" / "user_acts.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = generate_user_module(tmp_path_factory.mktemp("user"), "user_acts.py", FORMULAS)
     ns: dict = {}
     exec(FORMULAS, ns)
     return mod, {f.name: f for f in ns["FORMULAS"]}

@@ -4,13 +4,13 @@ process, checked against PyTorch autograd and by `symdl verify` (mpmath)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import generate_user_module
 
 torch = pytest.importorskip("torch")
 
@@ -31,15 +31,7 @@ LAYERS = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def layers(tmp_path_factory):
     d = tmp_path_factory.mktemp("layers")
-    (d / "layers.py").write_text(LAYERS)
-    r = subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--formulas",
-                        "layers.py", "--out", "out"], cwd=d, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location("layers_k", d / "out/kernels/layers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return d, mod
+    return d, generate_user_module(d, "layers.py", LAYERS)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

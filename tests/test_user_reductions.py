@@ -4,13 +4,11 @@ stays finite far out in the tails, and sums that share subexpressions. Generated
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import generate_user_module
 
 torch = pytest.importorskip("torch")
 
@@ -43,16 +41,7 @@ FORMULAS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def mod(tmp_path_factory):
-    d = tmp_path_factory.mktemp("red")
-    (d / "user_red.py").write_text(FORMULAS)
-    r = subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--formulas",
-                        "user_red.py", "--out", "out"], cwd=d, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr
-    spec = importlib.util.spec_from_file_location("user_red_k", d / "out/kernels/user_red.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
+    return generate_user_module(tmp_path_factory.mktemp("red"), "user_red.py", FORMULAS)
 
 
 @pytest.mark.parametrize("dtype, far", [(np.float64, 800.0), (np.float32, 100.0)])
