@@ -11,9 +11,18 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
+from . import ir
+from .backends.numba import (
+    Statement,
+    element_target,
+    pointwise_cores,
+    print_block,
+    select_functions,
+    streamable,
+)
+from .backends.numba.printer import print_coefficients
 from .bitops import Low32
 from .derive import least_count, signed_zero_safe
 from .formula import (
@@ -38,39 +47,14 @@ from .formula import (
     Window,
     WindowGradient,
 )
-from .printers import IndexPrinter, numba_code, scalar_code, wide_code, word_code
+from .ir import Assign, Element, Local, build, schedule
+from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
-from .vecmath import ALGORITHMS, FORMATS, vectorize
+from .vecmath import ALGORITHMS, FORMATS
 
-
-@dataclass
-class Statement:
-    """``target = value``, both printed. ``array`` names the output when the target is
-    that output's element i (see _element_store): a template may then print the store
-    another way (the streaming cores, with a non-temporal store)."""
-
-    target: str
-    value: str
-    array: str = ""
-    op: str = "="  # "+=" where a template accumulates (a reduction's sums)
-
-
-def _element_store(name: str) -> str:
-    """The target of output ``name``'s element in an elementwise loop."""
-    return f"a_{name}[i]"
-
-
-#: Elementwise kernels of at most this many operations per element, no function among
-#: them, get a streaming core. A non-temporal store keeps LLVM from vectorizing the
-#: loop (it needs aligned vector stores): worth it only where the loop is memory-bound
-#: even in scalar code (measured on y = 0.8 x, 10^7 float64: 5.2 -> 3.7 ms).
-STREAM_MAX_OPS = 6
-
-
-def _streamable(outputs: dict[str, sp.Expr]) -> bool:
-    """Cheap enough per element for a scalar loop with non-temporal stores."""
-    return (sum(sp.count_ops(e) for e in outputs.values()) <= STREAM_MAX_OPS
-            and not any(e.atoms(sp.Function) for e in outputs.values()))
+# The element store and the streaming decision are the Numba backend's (loops.py).
+_element_store = element_target
+_streamable = streamable
 
 
 @dataclass
@@ -103,13 +87,13 @@ def _cse_statements(named: dict[str, sp.Expr], target, post=None) -> list[Statem
 def _hoisted_statements(named: dict[str, sp.Expr], target, invariant: set[sp.Symbol],
                         prefix: str = "_c", post=None, wide: dict | None = None
                         ) -> tuple[list[Statement], list[Statement]]:
-    """CSE'd statements split into (loop-invariant, per-element).
+    """Printed statements split into (loop-invariant, per-element).
 
     A temporary whose value depends only on ``invariant`` symbols (the scalar
     parameters, say 1 - beta1**t in Adam) is computed once before the loop instead of
     once per element. With ``wide`` (each parameter -> the name of its float64
-    value), those temporaries are computed in float64 and rounded once (see
-    ``_wide_statements``).
+    value), those temporaries are computed in float64 and rounded once
+    (``symdl.backends.numba.printer.print_coefficients``).
     """
     (pre,), body = _leveled_statements(named, target, [invariant], prefix, post, wide)
     return pre, body
@@ -120,86 +104,26 @@ def _param_wide_names(params) -> dict[sp.Symbol, sp.Symbol]:
     return {p.symbol: sp.Symbol(f"p_{p.name}") for p in params}
 
 
-def _wide_statements(pre: list[tuple[sp.Symbol, sp.Expr]], wide: dict[sp.Symbol, sp.Symbol]
-                     ) -> list[Statement]:
-    """Loop-invariant coefficients computed in float64 from the parameters' float64
-    values, then each rounded once to the kernel's dtype T.
-
-    A float32 kernel would otherwise round beta2 to float32 before 1 - beta2 (for
-    0.9999 a relative error of 1.7e-4 in the g**2 term of Adam) and 1 - p to 0 for a
-    dropout p just below 1; PyTorch computes such coefficients in double, too.
-    """
-    names = dict(wide)
-    statements = []
-    for sym, e in pre:
-        names[sym] = sp.Symbol(f"_w{sym}")
-        statements.append(Statement(f"_w{sym}", wide_code(e.xreplace(names))))
-    return statements + [Statement(str(sym), f"T(_w{sym})") for sym, _ in pre]
+def _ir_target(target, name: str) -> Local | Element:
+    """A kind's target (a function of the result's name, giving its printed form) as an
+    IR target: an output element, or a named local."""
+    return Element(name) if target is _element_store else Local(target(name))
 
 
 def _leveled_statements(named: dict[str, sp.Expr], target, levels: list[set[sp.Symbol]],
-                        prefix: str = "_c", post=None, wide: dict | None = None
+                        prefix: str = "_c", post=None, wide: dict | None = None,
+                        accumulate: frozenset[str] = frozenset()
                         ) -> tuple[list[list[Statement]], list[Statement]]:
-    """Like _hoisted_statements, with nested levels of invariance.
+    """The IR's schedule (``symdl.ir.passes.schedule``), printed by the Numba backend.
 
     levels[0] holds the scalars (computed once), levels[1] adds per-feature values
-    (computed once per feature column), and so on; the rest is per element.
+    (computed once per feature column), and so on; the rest is per element. Results
+    named in ``accumulate`` are summed (+=).
     """
-    names = list(named)
-    exprs = [vectorize((post or (lambda e: e))(stabilize(e))) for e in named.values()]
-    pres: list[list[tuple[sp.Symbol, sp.Expr]]] = []
-    known_at: list[set[sp.Symbol]] = []
-    known: set[sp.Symbol] = set()
-    for k, inv in enumerate(levels):
-        known |= inv
-        pre, exprs = _extract_invariants(exprs, known, f"{prefix}{'pfgh'[k]}")
-        known |= {sym for sym, _ in pre}
-        pres.append(pre)
-        known_at.append(set(known))
-    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="canonical")
-    body = []
-    for sym, e in temps:
-        level = next((k for k, kn in enumerate(known_at) if e.free_symbols <= kn), None)
-        if level is None:
-            body.append(Statement(str(sym), numba_code(e)))
-        else:
-            pres[level].append((sym, e))
-            for kn in known_at[level:]:
-                kn.add(sym)
-    body += [Statement(target(n), numba_code(e), n if target is _element_store else "")
-             for n, e in zip(names, reduced, strict=True)]
-    printed = [[Statement(str(sym), numba_code(e)) for sym, e in pre] for pre in pres]
-    if wide is not None and pres:
-        printed[0] = _wide_statements(pres[0], wide)
-    return printed, body
-
-
-def _extract_invariants(exprs: list[sp.Expr], invariant: set[sp.Symbol], prefix: str
-                        ) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
-    """Replace the largest subexpressions that depend only on ``invariant`` symbols
-    (not bare symbols or numbers) by temporaries, computed once before the loop."""
-    if not invariant:
-        return [], exprs
-    found: dict[sp.Expr, sp.Symbol] = {}
-
-    def visit(e: sp.Expr) -> sp.Expr:
-        if e.is_Atom or isinstance(e, sp.logic.boolalg.Boolean) and not e.free_symbols:
-            return e
-        if e.free_symbols and e.free_symbols <= invariant and not isinstance(
-                e, sp.Piecewise | ExprCondPair | sp.logic.boolalg.Boolean):
-            if e not in found:
-                found[e] = sp.Symbol(f"{prefix}{len(found)}")
-            return found[e]
-        if e.is_Mul or e.is_Add:
-            # 2*lr*m/(1 - beta1**t): the invariant factors together form one temporary.
-            inv = [a for a in e.args if a.free_symbols and a.free_symbols <= invariant]
-            if len(inv) >= 2:
-                rest = [a for a in e.args if a not in inv]
-                return e.func(visit(e.func(*inv)), *[visit(a) for a in rest])
-        return e.func(*[visit(a) for a in e.args])
-
-    out = [visit(e) for e in exprs]
-    return [(s, e) for e, s in found.items()], out
+    targets = {_ir_target(target, n): e for n, e in named.items()}
+    block = schedule(targets, levels, select_functions, prefix, post,
+                     frozenset(Local(target(n)) for n in accumulate))
+    return print_block(block, wide)
 
 
 def vecmath_functions() -> list[dict]:
@@ -240,11 +164,18 @@ def _docstring(f: Formula, signature_note: str) -> str:
     return "\n".join(lines)
 
 
+def _pointwise_statements(k: ir.Pointwise) -> tuple[list[Statement], list[Statement]]:
+    """A pointwise kernel's (coefficients, per-element statements): the parameters are
+    known before the loop, and coefficients from them are computed in float64."""
+    targets = {ir.Element(n): e for n, e in k.outputs.items()}
+    block = schedule(targets, [set(k.params)], select_functions)
+    (pre,), body = print_block(block, {p: sp.Symbol(f"p_{p.name}") for p in k.params})
+    return pre, body
+
+
 def _special_core(f: Elementwise, case: SpecialCase) -> dict:
     """A special case's core: its suffix, the wrapper's test, and its statements."""
-    pre, body = _hoisted_statements(f.special_results(case), _element_store,
-                                    invariant={p.symbol for p in f.params},
-                                    wide=_param_wide_names(f.params))
+    pre, body = _pointwise_statements(build.pointwise(f, f.special_results(case)))
     values = {k: float(v) for k, v in case.when.items()}
     suffix = "".join(f"_{k}{v:g}".replace(".", "p").replace("-", "m") for k, v in values.items())
     untouched = (f", {' and '.join(case.untouched)} is left untouched" if case.untouched
@@ -256,17 +187,17 @@ def _special_core(f: Elementwise, case: SpecialCase) -> dict:
 
 
 def plan_elementwise(f: Elementwise) -> KernelPlan:
-    kind = "update" if f.updates else "map"
-    pre, body = _hoisted_statements(f.results(), _element_store,
-                                    invariant={p.symbol for p in f.params},
-                                    wide=_param_wide_names(f.params))
+    """Front-end: the formula as a ``Pointwise`` kernel; backend: its cores and
+    statements."""
+    kernel = build.pointwise(f)
+    pre, body = _pointwise_statements(kernel)
     special = [_special_core(f, case) for case in f.special_cases]
     if len({sp_["suffix"] for sp_ in special}) != len(special):
         raise FormulaError(f"{f.name}: two special cases print to one core name")
     doc = _docstring(f, "Computed element by element (any shape):")
     return KernelPlan(
         name=f.name,
-        kind=kind,
+        kind="update" if f.updates else "map",
         template="numba/elementwise.py.j2",
         doc="\n".join([doc, *(s["doc"] for s in special)]),
         hash=f.content_hash(),
@@ -278,13 +209,20 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         domains=_checked(f),
         pre=pre,
         body=body,
-        extra={"special": special,
-               "stream": len(f.outputs) == 1 and _streamable(f.results())},
+        extra={"special": special, "stream": "stream" in pointwise_cores(kernel)},
     )
 
 
 def plan_reduction(f: Reduction) -> KernelPlan:
-    sums = list(f.sums)
+    """Front-end: the formula as a ``Reduction`` over every element; backend: the
+    per-element accumulation (sums share their subexpressions: each is assigned once
+    per element, the sums accumulate) and the scalar finish."""
+    k = build.reduction(f)
+    acc = {ir.Local(f"s_{n}"): term for n, (_, term) in k.accumulators.items()}
+    (_,), body = print_block(schedule(acc, [set()], select_functions,
+                                      accumulate=frozenset(acc)))
+    (_,), finish = print_block(schedule({ir.Local(n): e for n, e in k.finish.items()},
+                                        [set()], select_functions))
     return KernelPlan(
         name=f.name,
         kind="reduction",
@@ -292,16 +230,13 @@ def plan_reduction(f: Reduction) -> KernelPlan:
         doc=_docstring(f, "Sums over all elements of arrays of one shape, then:" if f.any_shape
                        else "Sums over 1-D arrays of one length, then:"),
         hash=f.content_hash(),
-        arrays=[s.name for s in f.inputs],
+        arrays=[s.name for s in k.loads],
         params=list(f.params),
-        outputs=list(f.outputs),
+        outputs=list(k.finish),
         domains=_checked(f),
-        # Sums accumulate; a subexpression they share (CSE) is assigned once per element.
-        body=[Statement(st.target, st.value, st.array,
-                        "+=" if st.target in {f"s_{n}" for n in sums} else "=")
-              for st in _cse_statements(dict(f.sums), lambda n: f"s_{n}")],
-        finish=_cse_statements(dict(f.outputs), lambda n: n),
-        extra={"sums": sums, "count": f.count.name, "any_shape": f.any_shape},
+        body=body,
+        finish=finish,
+        extra={"sums": list(k.accumulators), "count": k.count.name, "any_shape": f.any_shape},
     )
 
 
@@ -567,7 +502,8 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
                   "word": a.check == "seed"} for a in f.args],
         "flag": f.flag, "flag_default": repr(f.flag_default), "variants": variants,
         # (in float64, rounded once: q = 1 - p must not round to 0 for p < 1)
-        "let": _wide_statements(list(f.let.items()), _param_wide_names(f.args)),
+        "let": print_coefficients([Assign(Local(str(k)), e) for k, e in f.let.items()],
+                                  _param_wide_names(f.args)),
         "mask": None,
         "stream": m is None and all(_streamable(v) for v in f.variants.values()),
     }
@@ -582,7 +518,7 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
             # keep in (0, 1]. The loop compares 32-bit words, converts nothing to float
             # (AVX2 converts no 64-bit integers) and keeps everything for keep = 1.
             t = sp.Symbol("_threshold", integer=True, nonnegative=True)
-            # (from the float64 values of the let statements: see _wide_statements)
+            # (from the float64 values of the let statements: see print_coefficients)
             wide_let = {sym: sp.Symbol(f"_w{sym}") for sym in f.let}
             key[t.name] = Low32(sp.ceiling(keep.xreplace(wide_let) / scale) - 1)
             uniform, keep_test = word, sp.LessThan(u, t)

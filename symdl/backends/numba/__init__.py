@@ -1,0 +1,17 @@
+"""The Numba backend: a printer, a choice of functions and a mapping onto loops.
+
+As in SymForce's ``codegen/backends/<lang>/``, a backend is three small modules and
+structure-only templates (``templates/numba/``):
+    printer.py     IR blocks -> Python source statements (``symdl.printers.NumbaPrinter``
+                   prints each expression);
+    functions.py   which implementation each function gets (``select_functions``);
+    loops.py       how an iteration space becomes loops (serial, parallel, streaming).
+``symdl.lowering`` drives it: formula -> IR (``symdl.ir``) -> this backend -> templates.
+"""
+
+from .functions import select_functions
+from .loops import pointwise_cores, streamable
+from .printer import Statement, element_target, print_block
+
+__all__ = ["Statement", "element_target", "pointwise_cores", "print_block",
+           "select_functions", "streamable"]
