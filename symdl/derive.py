@@ -29,6 +29,7 @@ from .formula import (
     Window,
     WindowGradient,
 )
+from .formula_axis import AxisReduction
 from .guard import TimeUp, within
 
 
@@ -525,6 +526,10 @@ def expand_formulas(formulas: list) -> list:
             out += contraction_backward_formulas(f)
         elif isinstance(f, Window) and f.backward:
             out.append(window_backward_formula(f))
+        elif isinstance(f, AxisReduction) and f.backward:
+            from .derive_axis import axis_backward_formula
+
+            out.append(axis_backward_formula(f))
     return out
 
 

@@ -1174,3 +1174,8 @@ class BatchMap(Formula):
 
     def argument_names(self) -> list[str]:
         return [s.name for s in self.inputs]
+
+
+# (defined in its own module, imported here so that formula files find every kind in
+# symdl.formula; at the end, as formula_axis builds on the classes above)
+from .formula_axis import AxisReduction  # noqa: E402, F401

@@ -27,6 +27,7 @@ PREFIXES = ("a", "p", "o", "f", "e", "s", "r", "flat")
 
 #: Names a template uses beside the user's, by template; numbered families as regexes.
 RESERVED: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
+    "axis": ["T", "axis", "i", "n", "range"],
     "batch": ["C", "T", "b", "blk", "c", "c0", "c1", "dtype", "err", "i", "m", "min", "nb",
               "range", "rows", "t", "tile", "tot", "w"],
     "batch_map": ["T", "abs", "dtype", "i", "range"],

@@ -47,7 +47,9 @@ from .formula import (
     Window,
     WindowGradient,
 )
+from .formula_axis import AxisReduction
 from .ir import Assign, Element, Local, build, schedule
+from .lowering_axis import plan_axis_reduction
 from .printers import IndexPrinter, numba_code, scalar_code, word_code
 from .stable import stabilize
 from .vecmath import ALGORITHMS, FORMATS
@@ -1096,7 +1098,20 @@ def plan_correlation_gradient(g: CorrelationGradient) -> KernelPlan:
         outputs=["d" + fwd.input, "d" + fwd.weight, "d" + fwd.bias_arg], extra=extra)
 
 
+def plan_axis(f: AxisReduction) -> KernelPlan:
+    """Front-end ``symdl.ir.axis``, lowering ``symdl.lowering_axis``."""
+    data = plan_axis_reduction(f)
+    return KernelPlan(
+        name=f.name, kind=f.kind, template="numba/axis.py.j2",
+        doc=_docstring(f, "Along one axis (the keyword argument axis: any axis of the inputs,"
+                          " or None for all their elements), with n its length:"),
+        hash=f.content_hash(), arrays=f.argument_names()[:-len(f.params) or None],
+        params=list(f.params), outputs=list(f.outputs), domains=dict(f.domains),
+        pre=data["pre"], extra=data["extra"])
+
+
 PLANNERS = {"network": plan_network, "network_gradient": plan_network_gradient,
+            "axis reduction": plan_axis,
             "elementwise": plan_elementwise, "reduction": plan_reduction,
             "contraction": plan_contraction, "scalar": plan_scalar, "masked": plan_masked,
             "batch": plan_batch, "batch_gradient": plan_batch_gradient,

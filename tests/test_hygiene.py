@@ -12,9 +12,10 @@ import sympy as sp
 from symdl import hygiene
 from symdl.codegen import FormulaModule, builtin_modules, render
 from symdl.errors import FormulaError
-from symdl.formula import RESERVED_NAMES, Batch, Elementwise, Param, Reduction
+from symdl.formula import RESERVED_NAMES, AxisReduction, Batch, Elementwise, Param, Reduction
 
 x, y, g, b2 = sp.symbols("x y g b2", real=True)
+mx, sq, k = sp.symbols("mx sq k", real=True)
 
 
 def _samples() -> list:
@@ -28,6 +29,11 @@ def _samples() -> list:
         Reduction("agree", "S", "Agree", ".", inputs=[u, v],
                   sums={"both": u * v, "one": u}, outputs={"ratio": sp.Symbol("both", real=True)
                                                           / sp.Symbol("one", real=True)}),
+        AxisReduction("normed", "S", "Normed", ".", inputs=[u], weights=[v],
+                      params=[Param("k", 2.0)],
+                      stats={"mx": ("max", u), "sq": ("sum", sp.exp(u - mx))},
+                      outputs={"z": v * sp.exp(u - mx) / sq, "r": (sp.log(sq) + mx) * k},
+                      backward=True),
     ]
 
 
@@ -86,10 +92,10 @@ def test_a_parameter_named_C_is_refused_not_a_compile_error():
         _generate(f)
 
 
-@pytest.mark.parametrize("kind", ["elementwise", "batch", "reduction"])
+@pytest.mark.parametrize("kind", ["elementwise", "batch", "reduction", "axis"])
 def test_each_reserved_name_as_an_input_is_refused_in_one_line(kind):
     """Every reserved name of the kind, used as the user's input name."""
-    key = {"elementwise": "elementwise", "batch": "batch", "reduction": "reduction"}[kind]
+    key = kind
     for name in sorted(hygiene.RESERVED[key] - RESERVED_NAMES):
         s = sp.Symbol(name, real=True)
         other = sp.Symbol("q", real=True)
@@ -99,9 +105,13 @@ def test_each_reserved_name_as_an_input_is_refused_in_one_line(kind):
             elif kind == "batch":
                 f = Batch("k1", "S", "K", ".", inputs=[s], features=[other], stats={"mu": s},
                           outputs={"z": other * (s - sp.Symbol("mu", real=True))})
-            else:
+            elif kind == "reduction":
                 f = Reduction("k1", "S", "K", ".", inputs=[s, other], sums={"t1": s * other},
                               outputs={"z": sp.Symbol("t1", real=True)})
+            else:
+                f = AxisReduction("k1", "S", "K", ".", inputs=[s, other],
+                                  stats={"t1": ("sum", s * other)},
+                                  outputs={"z": s * sp.Symbol("t1", real=True)})
             _generate(f)
         assert repr(name) in str(err.value), err.value
         assert "\n" not in str(err.value)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ...ir.nodes import Assign, Block, Element, Local
+from ...ir.nodes import Assign, Block, Element
 from ...printers import numba_code, wide_code
 
 
@@ -31,13 +31,12 @@ def element_target(array: str) -> str:
     return f"a_{array}[i]"
 
 
-def _target(t: Local | Element) -> str:
-    return element_target(t.array) if isinstance(t, Element) else t.name
-
-
-def print_assign(a: Assign) -> Statement:
-    return Statement(_target(a.target), numba_code(a.value),
-                     a.target.array if isinstance(a.target, Element) else "", a.op)
+def print_assign(a: Assign, element=element_target) -> Statement:
+    """One assignment; ``element`` prints an output element's target (by default
+    ``element_target``; a kernel over rows indexes its row's view)."""
+    if isinstance(a.target, Element):
+        return Statement(element(a.target.array), numba_code(a.value), a.target.array, a.op)
+    return Statement(a.target.name, numba_code(a.value), "", a.op)
 
 
 def print_coefficients(assigns: list[Assign], wide: dict[sp.Symbol, sp.Symbol]
@@ -59,11 +58,11 @@ def print_coefficients(assigns: list[Assign], wide: dict[sp.Symbol, sp.Symbol]
     return statements + [Statement(a.target.name, f"T(_w{a.target.name})") for a in assigns]
 
 
-def print_block(block: Block, wide: dict[sp.Symbol, sp.Symbol] | None = None
-                ) -> tuple[list[list[Statement]], list[Statement]]:
+def print_block(block: Block, wide: dict[sp.Symbol, sp.Symbol] | None = None,
+                element=element_target) -> tuple[list[list[Statement]], list[Statement]]:
     """(statements per level, per-point statements); with ``wide``, level 0 is printed
     as float64 coefficients (``print_coefficients``)."""
-    levels = [[print_assign(a) for a in level] for level in block.levels]
+    levels = [[print_assign(a, element) for a in level] for level in block.levels]
     if wide is not None and levels:
         levels[0] = print_coefficients(block.levels[0], wide)
-    return levels, [print_assign(a) for a in block.body]
+    return levels, [print_assign(a, element) for a in block.body]

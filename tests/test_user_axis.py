@@ -1,0 +1,183 @@
+"""Reductions along any axis that a user writes (AxisReduction): softmax, log-softmax,
+softmax cross-entropy, LayerNorm, RMSNorm and a Huber mean, with their SymPy-derived
+backward kernels, generated through the CLI and checked against PyTorch autograd.
+
+Tolerance: errors are measured in units of the dtype's epsilon times the largest
+magnitude of the reference in the same row (the rounding of a sum of the row's
+terms scales with that); a row here has at most 9 terms, and the worst case of a
+naive sum of 9 terms plus an exp and a division is about 12 such units, so 16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import generate_user_module
+
+FORMULAS = '''"""Axis reductions a user writes."""
+import sympy as sp
+from symdl.formula import AxisReduction, Param
+
+x, t = sp.symbols("x t", real=True)
+gamma, beta = sp.symbols("gamma beta", real=True)
+m, s, mu, var, tx, ms, h, st = sp.symbols("m s mu var tx ms h st", real=True)
+eps = Param("eps", 1e-5, "positive", "added to the variance")
+delta = Param("delta", 1.0, "positive", "Huber threshold")
+S = "Axis"
+softmax = AxisReduction("softmax", S, "Softmax", "exp(x) normalized along the axis.",
+    inputs=(x,), stats={"m": ("max", x), "s": ("sum", sp.exp(x - m))},
+    outputs={"y": sp.exp(x - m) / s}, backward=True)
+log_softmax = AxisReduction("log_softmax", S, "Log-softmax", "log of softmax.",
+    inputs=(x,), stats={"m": ("max", x), "s": ("sum", sp.exp(x - m))},
+    outputs={"y": x - m - sp.log(s)}, backward=True)
+cross_entropy = AxisReduction("softmax_cross_entropy", S, "Softmax cross-entropy",
+    "Cross-entropy of target probabilities t and the softmax of logits x.",
+    inputs=(x, t),
+    stats={"m": ("max", x), "s": ("sum", sp.exp(x - m)), "tx": ("sum", t * x), "st": ("sum", t)},
+    outputs={"loss": (sp.log(s) + m) * st - tx}, backward=True)
+layer_norm = AxisReduction("layer_norm", S, "LayerNorm", "Normalized along the axis.",
+    inputs=(x,), weights=(gamma, beta), params=(eps,),
+    stats={"mu": ("mean", x), "var": ("mean", (x - mu) ** 2)},
+    outputs={"y": (x - mu) / sp.sqrt(var + eps.symbol) * gamma + beta}, backward=True)
+rms_norm = AxisReduction("rms_norm", S, "RMSNorm", "Scaled by the root mean square.",
+    inputs=(x,), weights=(gamma,), params=(eps,), stats={"ms": ("mean", x ** 2)},
+    outputs={"y": x / sp.sqrt(ms + eps.symbol) * gamma}, backward=True)
+r = x - t
+huber = sp.Piecewise((r ** 2 / 2, sp.Abs(r) <= delta.symbol),
+                     (delta.symbol * (sp.Abs(r) - delta.symbol / 2), True))
+huber_mean = AxisReduction("huber_mean", S, "Huber loss, mean", "Mean Huber loss.",
+    inputs=(x, t), params=(delta,), stats={"h": ("mean", huber)}, outputs={"loss": h},
+    backward=True)
+FORMULAS = [softmax, log_softmax, cross_entropy, layer_norm, rms_norm, huber_mean]
+'''
+
+
+@pytest.fixture(scope="module")
+def K(tmp_path_factory):
+    return generate_user_module(tmp_path_factory.mktemp("axis"), "user_axis.py", FORMULAS)
+
+
+def _t(a):
+    return torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+
+
+def close(ours, ref, dtype, axis=-1, terms=None) -> None:
+    """``terms``: for a gradient, an array as large as the terms it sums (dy * y for
+    softmax's dx = y (dy - sum dy y)): where they cancel, the error is relative to them,
+    as in any implementation (PyTorch's included)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    ours = np.asarray(ours)
+    assert ours.dtype == dtype and ours.shape == ref.shape
+    big = np.abs(ref) if terms is None else np.maximum(np.abs(ref), np.abs(np.asarray(
+        terms, dtype=np.float64)))
+    if ref.ndim:
+        scale = np.maximum(np.max(big, axis=axis, keepdims=True), big)
+    else:
+        scale = big
+    units = np.abs(ours - ref) / (np.finfo(dtype).eps * np.maximum(scale, np.finfo(dtype).tiny))
+    assert np.max(units) <= 16, np.max(units)
+
+
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_forward_and_backward(K, name, axis, dtype) -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(5, 7, 9)) * 3).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    xt = _t(x)
+    y = getattr(torch, name)(xt, axis)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    close(getattr(K, name)(x, axis=axis), y.detach(), dtype, axis)
+    close(getattr(K, name + "_backward")(x, dy, axis=axis), xt.grad, dtype, axis,
+          terms=dy * (y.detach().numpy() if name == "softmax" else 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_and_its_gradients(K, dtype) -> None:
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(6, 9)) * 4).astype(dtype)
+    t = rng.random((6, 9)).astype(dtype)
+    t /= t.sum(-1, keepdims=True)
+    dl = rng.normal(size=6).astype(dtype)
+    xt, tt = _t(x), _t(t)
+    loss = -(tt * torch.log_softmax(xt, -1)).sum(-1)
+    loss.backward(torch.tensor(dl, dtype=torch.float64))
+    close(K.softmax_cross_entropy(x, t), loss.detach(), dtype, 0)
+    dx, dt = K.softmax_cross_entropy_backward(x, t, dl)
+    close(dx, xt.grad, dtype, terms=dl[:, None] * np.ones_like(x))
+    close(dt, tt.grad, dtype, terms=dl[:, None] * x)
+
+
+def test_cross_entropy_with_logits_spread_over_1e4(K) -> None:
+    """The max shift keeps exp in range: no inf, no NaN, the exact loss."""
+    x = np.array([[1000.0, 0.0, -1000.0], [1e4, 1e4 - 1, 0.0]])
+    t = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
+    ref = -(torch.tensor(t) * torch.log_softmax(torch.tensor(x), -1)).sum(-1)
+    close(K.softmax_cross_entropy(x, t), ref, np.float64, 0)
+    dx, _ = K.softmax_cross_entropy_backward(x, t, np.ones(2))
+    assert np.all(np.isfinite(dx))
+    close(K.softmax(x.astype(np.float32)), torch.softmax(torch.tensor(x), -1), np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_and_rms_norm(K, dtype) -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(4, 3, 9)) * 2 + 1).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    g, b = rng.normal(size=9).astype(dtype), rng.normal(size=9).astype(dtype)
+    xt, gt, bt = _t(x), _t(g), _t(b)
+    y = torch.nn.functional.layer_norm(xt, (9,), gt, bt, 1e-5)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    close(K.layer_norm(x, g, b), y.detach(), dtype)
+    dx, dg, db = K.layer_norm_backward(x, dy, g, b)
+    # dx: dy gamma / sigma minus its mean and its projection on x-hat (the row's terms).
+    sigma = np.std(x.astype(np.float64), axis=-1, keepdims=True)
+    close(dx, xt.grad, dtype, terms=dy * g / sigma)
+    close(dg, gt.grad, dtype, 0, terms=dy * (x - x.mean(-1, keepdims=True)) / sigma)
+    close(db, bt.grad, dtype, 0, terms=dy)
+    xt, gt = _t(x), _t(g)
+    y = torch.nn.functional.rms_norm(xt, (9,), gt, 1e-5)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    close(K.rms_norm(x, g), y.detach(), dtype)
+    dx, dg = K.rms_norm_backward(x, dy, g)
+    rms = np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True))
+    close(dx, xt.grad, dtype, terms=dy * g / rms)
+    close(dg, gt.grad, dtype, 0, terms=dy * x / rms)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huber_mean_over_all_elements(K, dtype) -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(5, 8)) * 2).astype(dtype)
+    t = (rng.normal(size=(5, 8)) * 2).astype(dtype)
+    x[0, 0], t[0, 0] = 1.0, 0.0  # |x - t| = delta: the kink, with PyTorch's branch
+    xt, tt = _t(x), _t(t)
+    loss = torch.nn.functional.huber_loss(xt, tt, delta=1.0)
+    loss.backward()
+    close(K.huber_mean(x, t, axis=None), loss.detach(), dtype)
+    dx, dt = K.huber_mean_backward(x, t, np.array(1.0), axis=None)
+    close(dx, xt.grad, dtype, None)
+    close(dt, tt.grad, dtype, None)
+
+
+def test_bad_arguments_name_the_argument(K) -> None:
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="'axis'"):
+        K.softmax(x, axis=2)
+    with pytest.raises(TypeError, match="'axis'"):
+        K.softmax(x, axis=1.0)
+    with pytest.raises(ValueError, match="'gamma'"):
+        K.layer_norm(x, np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="length 0"):
+        K.softmax(np.zeros((3, 0)))
+    with pytest.raises(ValueError, match="'t'"):
+        K.softmax_cross_entropy(x, np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="'dloss'"):
+        K.softmax_cross_entropy_backward(x, x, np.ones(4))
+    with pytest.raises(ValueError, match="'eps'"):
+        K.layer_norm(x, np.ones(4), np.ones(4), eps=-1.0)
