@@ -214,7 +214,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     failed = 0
     todo = [m for m in modules
             if not args.names or any(f.name in args.names for f in m.formulas)]
-    print(f"{'kernel':<28} {'dtype':<8} {'max error':>12} {'tolerance':>10}  result")
+    width = max([28] + [len(f.name) for m in todo for f in m.formulas])
+    print(f"{'kernel':<{width}} {'dtype':<8} {'max error':>12} {'tolerance':>10}  result")
     for step, m in enumerate(todo, 1):
         _progress(f"symdl verify [{step}/{len(todo)}]: {m.name} (compiling kernels, "
                   f"evaluating in mpmath) ...")
@@ -223,7 +224,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             status = "ok" if r.ok else "FAIL"
             failed += not r.ok
             unit = "ULP" if r.tolerance != 1.0 else "x bound"
-            print(f"{r.name:<28} {r.dtype:<8} {r.max_ulp:>8.2f} {unit:<3} {r.tolerance:>10}  "
+            print(f"{r.name:<{width}} {r.dtype:<8} {r.max_ulp:>8.2f} {unit:<3} {r.tolerance:>10}  "
                   f"{status}")
     return 1 if failed else 0
 

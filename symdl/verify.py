@@ -18,6 +18,7 @@ import sympy as sp
 from .derive import least_count
 from .errors import FormulaError
 from .formula import (
+    AxisReduction,
     Batch,
     BatchGradient,
     BatchMap,
@@ -1039,4 +1040,8 @@ def verify(formulas: list[Formula], module: ModuleType, dtypes=(np.float64, np.f
                 results.append(verify_window(f, kernel, by_name, dtype, rng))
             elif isinstance(f, Network | NetworkGradient):
                 results.append(verify_network(f, kernel, dtype, rng))
+            elif isinstance(f, AxisReduction):
+                from .verify_axis import verify_axis
+
+                results.append(verify_axis(f, kernel, by_name, dtype, rng))
     return results

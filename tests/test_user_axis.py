@@ -181,3 +181,62 @@ def test_bad_arguments_name_the_argument(K) -> None:
         K.softmax_cross_entropy_backward(x, x, np.ones(4))
     with pytest.raises(ValueError, match="'eps'"):
         K.layer_norm(x, np.ones(4), np.ones(4), eps=-1.0)
+
+
+def test_symdl_verify_checks_every_axis_kernel_as_a_user_runs_it(K) -> None:
+    """`symdl verify` on the user's file: every kernel and derived gradient within its
+    tolerance, in both dtypes, each gradient also checked against a central difference
+    of the forward formula in mpmath."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    directory = Path(K.__file__).parent.parent.parent
+    r = subprocess.run([sys.executable, "-m", "symdl.cli", "verify", "--formulas",
+                        "user_axis.py", "--out", "out"], cwd=directory, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if " ULP " in line]
+    assert len(rows) == 24 and all(row[-1] == "ok" for row in rows), r.stdout
+
+
+def test_verify_fails_a_wrong_kernel_and_a_wrong_derivation(K) -> None:
+    """The checks can fail: a kernel off by 1e-12 (relative) and a backward formula
+    whose gradient is off by a term are both caught."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import sympy as sp
+
+    from symdl.derive_axis import axis_backward_formula
+    from symdl.verify import verify
+    from symdl.verify_axis import check_derivation
+
+    path = Path(K.__file__).parent.parent.parent / "user_axis.py"
+    spec = importlib.util.spec_from_file_location("user_axis_formulas", path)
+    user = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = user
+    spec.loader.exec_module(user)
+
+    class Off:
+        softmax = staticmethod(lambda x, axis=-1: K.softmax(x, axis=axis) * (1 + 1e-12))
+
+    (bad,) = [r for r in verify([user.softmax], Off, dtypes=(np.float64,))]
+    assert not bad.ok
+    good = axis_backward_formula(user.rms_norm)
+    x = sp.Symbol("x", real=True)
+    wrong = type(good)(**{**{f: getattr(good, f) for f in (
+        "name", "section", "title", "doc")}, "inputs": good.inputs, "weights": good.weights,
+        "params": good.params, "stats": good.stats, "summed": good.summed,
+        "derived_from": good.derived_from,
+        "outputs": {**good.outputs, "dx": good.outputs["dx"] + x / 1000}})
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.standard_normal((2, 5)), "dy": rng.standard_normal((2, 5)),
+              "gamma": rng.standard_normal(5)}
+    import mpmath
+
+    params = {"eps": mpmath.mpf(1e-5)}
+    assert check_derivation(good, user.rms_norm, arrays, params, 0, rng) < 1e-30
+    assert check_derivation(wrong, user.rms_norm, arrays, params, 0, rng) > 1e-6
