@@ -863,13 +863,14 @@ def _window_wrapper(fwd: Window) -> dict:
 
 
 _FT = sp.Symbol("_fT")  # the window size as a float of the kernel's dtype
+_TOTAL = sp.Symbol("_tot", real=True)  # a window's reduction, in a backward kernel
 
 
 def plan_window(f: Window) -> KernelPlan:
     """Forward pooling: per (n, c) plane and output position, fold the window."""
     acc = sp.Symbol("acc", real=True)
     finalize = f.expr.xreplace({f.node(): acc, f.size: _FT})
-    extra = {**_window_wrapper(f), **_window_fold(f), "backward": False}
+    extra = {**_window_wrapper(f), **_window_fold(f), "backward": False, "total": False}
     return KernelPlan(
         name=f.name, kind="window", template="numba/window.py.j2",
         doc=_docstring(f, "Per (n, c) plane, over f x f windows:"), hash=f.content_hash(),
@@ -905,11 +906,19 @@ def plan_window_gradient(g: WindowGradient) -> KernelPlan:
     local = g.local.xreplace({fwd.size: _FT})
     route = bool(local.atoms(sp.Heaviside))
     coef = local.replace(sp.Heaviside, lambda *args: sp.S.One) if route else local
-    if g.rest in coef.free_symbols:
+    total = False
+    if g.rest in coef.free_symbols and not route:
+        # The others' reduction is the window's total less this element's term (a sum:
+        # L2 pooling's v/sqrt(rho + v**2) is v/sqrt(_tot)); the backward folds each
+        # window once for its total, then spreads the gradient.
+        h = fwd.node().function.xreplace({fwd.element(): g.value})
+        coef = sp.simplify(coef.xreplace({g.rest: _TOTAL - h}))
+        total = isinstance(fwd.node(), sp.Sum)
+    if g.rest in coef.free_symbols or (_TOTAL in coef.free_symbols and not total):
         raise FormulaError(f"{g.name}: the derivative {g.local} depends on the other "
                            "elements of the window; this lowering cannot compute it")
     (pre,), body = _leveled_statements({"_t": dyv * coef}, lambda n: n, [{_FT}], prefix="_g")
-    extra |= {"route": route, "grad": "d" + fwd.output.base.name,
+    extra |= {"route": route, "grad": "d" + fwd.output.base.name, "total": total,
               "grad_out": "d" + fwd.element().base.name, "uses_v": g.value in coef.free_symbols,
               "tiles": _tiles_at_stride_f(fwd)}
     return KernelPlan(

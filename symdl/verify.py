@@ -512,6 +512,8 @@ def _window_reference(f: Window, local, x: np.ndarray, dy, size: int, stride: in
     op = {sp.Add: mpmath.fsum, sp.Max: max}[reduction_op(f.node())]
     r = sp.Symbol("_r")
     finalize = _mp(f.expr.xreplace({f.node(): r}), [r, f.size])
+    v = sp.Symbol("v", real=True)  # each element's term (x for pooling, x**2 for L2 pooling)
+    element_term = _mp(f.node().function.xreplace({f.element(): v}), [v])
     n_, c_, h, w = x.shape
     ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
     y = np.empty((n_, c_, ho, wo), dtype=object)
@@ -521,11 +523,12 @@ def _window_reference(f: Window, local, x: np.ndarray, dy, size: int, stride: in
         cells = [(n, c, stride * i + a, stride * j + b) for a in range(size)
                  for b in range(size)]
         vals = [mpmath.mpf(float(x[p])) for p in cells]
-        y[n, c, i, j] = finalize(op(vals), size)
+        terms = [element_term(val) for val in vals]
+        y[n, c, i, j] = finalize(op(terms), size)
         if dy is None:
             continue
         for k, p in enumerate(cells):
-            rest = vals[:k] + vals[k + 1:]
+            rest = terms[:k] + terms[k + 1:]
             rho = op(rest) if rest else (0 if op is mpmath.fsum else -mpmath.inf)
             term = mpmath.mpf(float(dy[n, c, i, j])) * local(vals[k], rho, size)
             dx[p] += term
