@@ -240,3 +240,20 @@ def test_verify_fails_a_wrong_kernel_and_a_wrong_derivation(K) -> None:
     params = {"eps": mpmath.mpf(1e-5)}
     assert check_derivation(good, user.rms_norm, arrays, params, 0, rng) < 1e-30
     assert check_derivation(wrong, user.rms_norm, arrays, params, 0, rng) > 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_rows_as_pytorch(K, dtype) -> None:
+    """A NaN in a row makes that row's softmax NaN, and only that row (as PyTorch); rows
+    longer than the max's 16 lanes, with the NaN in the lanes and in the tail."""
+    x = np.random.default_rng(5).normal(size=(4, 37)).astype(dtype)
+    x[0, 3] = np.nan
+    x[1, 36] = np.nan
+    x[2, 5] = np.inf
+    ref = torch.softmax(torch.tensor(x.astype(np.float64)), -1).numpy()
+    ours = K.softmax(x)
+    assert np.array_equal(np.isnan(ours), np.isnan(ref))
+    close(ours[3:], ref[3:], dtype)
+    # A row of -inf: 0/0 in every element, NaN, as PyTorch gives.
+    assert np.isnan(torch.softmax(torch.full((1, 20), -torch.inf), -1)).all()
+    assert np.isnan(K.softmax(np.full((1, 20), -np.inf, dtype))).all()
