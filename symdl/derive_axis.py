@@ -10,11 +10,12 @@ and an input x receives, element by element,
 Each sum over j that depends on the element is one more statistic of the backward
 kernel, so the backward kernel is itself an ``AxisReduction``.
 
-A max (or min) passes its adjoint to the element where it is attained; when it only
-shifts the others (softmax's max), its adjoint is zero, and SymPy proves that here:
+A max (or min) shares its adjoint evenly among the elements where it is attained
+(PyTorch's amax); when it only shifts the others (softmax's max), its adjoint is
+zero, and SymPy proves that here, so that no such sum is computed:
 the sums it depends on are rewritten through the statistics they equal
 (sum_j -exp(x_j - m) = -s), and the row's terms collected into one sum that simplifies
-to 0. A max whose adjoint SymPy cannot prove zero is refused in one line.
+to 0.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def axis_backward_formula(fwd: AxisReduction) -> AxisReduction:
     row = _Row(fwd, per_element, taken)
     stats = list(zip(fwd.stat_symbols(), fwd.stats.values(), strict=True))
     adjoint: dict[sp.Symbol, sp.Expr] = {}
+    selected: dict[sp.Symbol, sp.Expr] = {}  # a max's share of its gradient, per element
     for k in reversed(range(len(stats))):
         s, (op, _) = stats[k]
         total = row.total(sum((grads[o] * local_derivative(fwd.outputs[o], s) for o in elem),
@@ -121,20 +123,24 @@ def axis_backward_formula(fwd: AxisReduction) -> AxisReduction:
                                    f"{s.name!r}; a {op_m} of a statistic is not supported")
             total += adjoint[sm] * row.total(dm) / (fwd.count if op_m == "mean" else 1)
         if op in ("max", "min"):
-            if not row.vanishes(total):
-                raise FormulaError(
-                    f"{fwd.name}: backward: the gradient through the {op} {s.name!r} does not "
-                    f"vanish (SymPy could not prove it); only a {op} that shifts the other "
-                    "terms, as softmax's, is supported")
-            total = sp.S.Zero
+            if row.vanishes(total):
+                total = sp.S.Zero
+            else:
+                # PyTorch's amax/amin: the gradient is shared evenly by the elements
+                # where the extremum is attained.
+                term = stats[k][1][1]
+                hit = sp.Piecewise((1, sp.Eq(term, s)), (0, True))
+                ties = sp.Symbol(_unique("ties", taken), real=True)
+                row.sums[ties] = hit
+                selected[s] = hit / ties
         adjoint[s] = total
     outputs: dict[str, sp.Expr] = {}
     for x in (*fwd.inputs, *fwd.weights):
         g = sum((grads[o] * local_derivative(fwd.outputs[o], x) for o in elem), sp.S.Zero)
         for s, (op, term) in stats:
             if adjoint[s] != 0:
-                g += adjoint[s] * local_derivative(term, x) / (
-                    fwd.count if op == "mean" else 1)
+                share = selected.get(s, 1 / fwd.count if op == "mean" else 1)
+                g += adjoint[s] * share * local_derivative(term, x)
         outputs[f"d{x.name}"] = g
     # Only the sums an output still uses (a vanished max's sums are dropped).
     used = set().union(*(e.free_symbols for e in outputs.values()))

@@ -46,7 +46,10 @@ def row_values(f: AxisReduction, elems: dict, weights: dict, rows: dict, params:
     for k, (op, term) in f.stats.items():
         per = [*f.inputs, *f.weights]
         syms = per + [sp.Symbol(s, real=True) for s in scalars]
-        fn = _fn(_magnitude(term, mags) if magnitudes else term, syms)
+        # (a max or min is itself in either mode: the element where it is attained
+        # matters, for ties; a sum's magnitude is the sum of its terms' magnitudes)
+        fn = _fn(_magnitude(term, mags) if magnitudes and op in ("sum", "mean") else term,
+                 syms)
         vals = [fn(*[elems[s.name][j] if s in f.inputs else weights[s.name][j] for s in per],
                    *scalars.values()) for j in range(n)]
         if op in ("sum", "mean"):
@@ -54,8 +57,6 @@ def row_values(f: AxisReduction, elems: dict, weights: dict, rows: dict, params:
             scalars[k] = v / n if op == "mean" else v
         else:
             scalars[k] = (max if op == "max" else min)(vals)
-            if magnitudes:
-                scalars[k] = abs(scalars[k])
         if magnitudes:
             mags[sp.Symbol(k, real=True)] = sp.Symbol(k, real=True)
     out = {}

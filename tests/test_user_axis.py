@@ -49,7 +49,9 @@ huber = sp.Piecewise((r ** 2 / 2, sp.Abs(r) <= delta.symbol),
 huber_mean = AxisReduction("huber_mean", S, "Huber loss, mean", "Mean Huber loss.",
     inputs=(x, t), params=(delta,), stats={"h": ("mean", huber)}, outputs={"loss": h},
     backward=True)
-FORMULAS = [softmax, log_softmax, cross_entropy, layer_norm, rms_norm, huber_mean]
+rowmax = AxisReduction("rowmax", S, "Row max", "The largest element along the axis.",
+    inputs=(x,), stats={"m": ("max", x)}, outputs={"top": m}, backward=True)
+FORMULAS = [softmax, log_softmax, cross_entropy, layer_norm, rms_norm, huber_mean, rowmax]
 '''
 
 
@@ -197,7 +199,7 @@ def test_symdl_verify_checks_every_axis_kernel_as_a_user_runs_it(K) -> None:
                        text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = [line.split() for line in r.stdout.splitlines() if " ULP " in line]
-    assert len(rows) == 24 and all(row[-1] == "ok" for row in rows), r.stdout
+    assert len(rows) == 28 and all(row[-1] == "ok" for row in rows), r.stdout
 
 
 def test_verify_fails_a_wrong_kernel_and_a_wrong_derivation(K) -> None:
@@ -257,3 +259,50 @@ def test_nan_and_inf_rows_as_pytorch(K, dtype) -> None:
     # A row of -inf: 0/0 in every element, NaN, as PyTorch gives.
     assert np.isnan(torch.softmax(torch.full((1, 20), -torch.inf), -1)).all()
     assert np.isnan(K.softmax(np.full((1, 20), -np.inf, dtype))).all()
+
+
+REFUSED = {
+    "a max of a statistic, with a gradient": (
+        'f = AxisReduction("spread", "S", "Spread", ".", inputs=[x], backward=True, '
+        'stats={"s": ("mean", x), "m": ("max", x - s)}, outputs={"top": m})',
+        "spread", "a max of a statistic is not supported"),
+    "an unknown operation": (
+        'f = AxisReduction("bad", "S", "Bad", ".", inputs=[x], '
+        'stats={"m": ("median", x)}, outputs={"y": x - m})', "'m'", "op one of"),
+    "an undeclared symbol": (
+        'f = AxisReduction("bad", "S", "Bad", ".", inputs=[x], '
+        'stats={"s": ("sum", x * q)}, outputs={"y": x / s})', "'s'", "q"),
+    "a name used twice": (
+        'f = AxisReduction("bad", "S", "Bad", ".", inputs=[x], '
+        'stats={"x": ("sum", x)}, outputs={"y": x})', "bad", "used twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_formula_symdl_cannot_do_is_refused_in_one_line(tmp_path, case) -> None:
+    import subprocess
+    import sys
+
+    body, where, why = REFUSED[case]
+    (tmp_path / "refused.py").write_text(
+        "import sympy as sp\nfrom symdl.formula import AxisReduction\n"
+        'x, m, s, q = sp.symbols("x m s q", real=True)\n' + body + "\nFORMULAS = [f]\n")
+    r = subprocess.run([sys.executable, "-m", "symdl.cli", "generate", "--formulas",
+                        "refused.py", "--out", "out"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "deriving and printing" not in line]
+    assert len(lines) == 1 and where in lines[0] and why in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_max_output_shares_its_gradient_among_ties_as_pytorch_amax(K, dtype) -> None:
+    x = np.random.default_rng(6).normal(size=(3, 4, 21)).astype(dtype)
+    x[0, 0, [2, 7, 19]] = 9.0  # a three-way tie, in the lanes and in the tail
+    dtop = np.random.default_rng(7).normal(size=(3, 4)).astype(dtype)
+    xt = _t(x)
+    top = torch.amax(xt, -1)
+    top.backward(torch.tensor(dtop, dtype=torch.float64))
+    close(K.rowmax(x), top.detach(), dtype, 0)
+    close(K.rowmax_backward(x, dtop), xt.grad, dtype)
+    assert K.rowmax_backward(x, dtop)[0, 0, 2] == dtype(dtop[0, 0] / 3)
