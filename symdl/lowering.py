@@ -230,6 +230,9 @@ def _doc_expr(e: sp.Expr) -> str:
     # other code has imported it, and a formula file without a network imports nothing)
     if isinstance(e, ElementwiseApplyFunction):
         return f"{sp.sstr(e.function(sp.Symbol(sp.sstr(e.expr))))}, element by element"
+    if isinstance(e, sp.HadamardProduct) and e.has(ElementwiseApplyFunction):
+        # (a delta with a derivative applied to each element: G1*relu'(Z1) as its formula)
+        return f"{sp.sstr(_element(e))}, element by element"
     return sp.sstr(e)
 
 
