@@ -213,3 +213,17 @@ def test_activation_with_parameters_is_refused_in_one_line():
     with pytest.raises(FormulaError, match="has parameters") as err:
         Layer("W", leaky)
     assert "\n" not in str(err.value)
+
+
+def test_a_bias_named_like_a_builtin_the_kernel_calls_is_refused():
+    """ReLU prints as max(T(0), Z1 + b1) in the loop that loads the bias under its own
+    name: a bias named max would shadow the builtin (hygiene, issue 18)."""
+    from symdl.codegen import FormulaModule, render
+    from symdl.formula import Elementwise, FormulaError, Layer, Network
+
+    x = sp.Symbol("x", real=True)
+    relu = Elementwise("relu", "A", "relu", "d", inputs=[x], outputs={"y": sp.Max(0, x)})
+    net = Network("net", "S", "T", "d", layers=(Layer("W1", relu, bias="max"),))
+    with pytest.raises(FormulaError, match=r"'max' is a local of the generated code") as err:
+        render([FormulaModule("user", "S", "user.py", [net])])
+    assert "\n" not in str(err.value)
