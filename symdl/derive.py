@@ -8,6 +8,7 @@ derivative is written by hand anywhere in the project.
 
 from __future__ import annotations
 
+import functools
 import random
 
 import sympy as sp
@@ -618,14 +619,34 @@ def hadamard_form(expr: sp.Expr, y: sp.Symbol, A: sp.MatrixExpr) -> sp.MatrixExp
     raise DerivationError(f"cannot write {expr} elementwise in {A}")
 
 
+def activation_local(expr: sp.Expr, x: sp.Symbol, y: sp.Symbol) -> tuple[bool, sp.Expr]:
+    """A network activation's derivative (``local_derivative``: relu'(0) = 0): (True,
+    it in terms of the output y) where ``in_terms_of_output`` proves that form within
+    its time budget (sigmoid: y (1 - y), tanh: 1 - y**2), else (False, it in terms of
+    the input x) (ReLU, GELU): the backward then needs the pre-activation."""
+    return _activation_local(expr, x, y)
+
+
+@functools.lru_cache(maxsize=64)
+def _activation_local(expr: sp.Expr, x: sp.Symbol, y: sp.Symbol) -> tuple[bool, sp.Expr]:
+    # (Cached: the forward kernel's plan asks too, to know what to keep for the backward.)
+    d = local_derivative(expr, x)
+    try:
+        with within(OUTPUT_REWRITE_SECONDS):
+            return True, in_terms_of_output(d, x, expr, y)
+    except (DerivationError, TimeUp, NotImplementedError):
+        return False, d
+
+
 def network_backward_formula(fwd: Network) -> NetworkGradient:
     """Reverse mode through a ``Network``, every derivative taken by SymPy.
 
     Per sample, with L = df * f: SymPy's matrix calculus differentiates the readout
-    and each linear layer (d tr(delta^T W a) / dW = delta a^T, / da = W^T delta). Each
-    activation's derivative is differentiated from its scalar formula and rewritten in
-    terms of its output (``in_terms_of_output``), then applied elementwise:
-    delta_l = G_l o act'(A_l), where G_l = dL/dA_l.
+    and each linear layer (d tr(delta^T (W a + b)) / dW = delta a^T, / da = W^T delta,
+    / db = delta). Each activation's derivative is differentiated from its scalar
+    formula (``activation_local``) and applied elementwise: delta_l = G_l o act'(A_l)
+    in terms of the output where proven, else delta_l = G_l o act'(Z_l), where
+    G_l = dL/dA_l.
     """
     s = fwd.symbols()
     df = sp.Symbol("df", real=True)
@@ -640,29 +661,43 @@ def network_backward_formula(fwd: Network) -> NetworkGradient:
         layer = fwd.layers[k - 1]
         (x,) = layer.activation.inputs
         ((yname, expr),) = layer.activation.outputs.items()
-        y = sp.Symbol(yname, real=True)
-        local[f"A{k}"] = in_terms_of_output(sp.diff(expr, x), x, expr, y).subs(
-            y, sp.Symbol(f"A{k}", real=True))
+        output_form, d = activation_local(expr, x, sp.Symbol(yname, real=True))
         G = sp.MatrixSymbol(f"G{k}", n[k], 1)
-        A = s[f"A{k}"]
-        act = hadamard_form(local[f"A{k}"], sp.Symbol(f"A{k}", real=True), A)
+        if output_form:
+            a = sp.Symbol(f"A{k}", real=True)
+            local[f"A{k}"] = d.subs(sp.Symbol(yname, real=True), a)
+            try:
+                act = hadamard_form(local[f"A{k}"], a, s[f"A{k}"])
+            except DerivationError:  # (not a polynomial in A: applied element by element)
+                act = s[f"A{k}"].applyfunc(sp.Lambda(a, local[f"A{k}"]))
+        else:
+            z = sp.Symbol(f"Z{k}", real=True)
+            local[f"Z{k}"] = d.subs(x, z)
+            act = s[f"Z{k}"].applyfunc(sp.Lambda(z, local[f"Z{k}"]))
         factors = act.args if isinstance(act, sp.HadamardProduct) else (act,)
         steps[f"delta{k}"] = sp.HadamardProduct(G, *factors)
         delta = sp.MatrixSymbol(f"delta{k}", n[k], 1)
         prev = s[f"A{k - 1}"] if k > 1 else s[fwd.sample]
-        linear = sp.Trace(delta.T * s[layer.weight] * prev)
+        z_value = s[layer.weight] * prev
+        if layer.bias is not None:
+            z_value = z_value + s[layer.bias]
+        linear = sp.Trace(delta.T * z_value)
         steps["d" + layer.weight] = linear.diff(s[layer.weight])
+        if layer.bias is not None:
+            steps["d" + layer.bias] = linear.diff(s[layer.bias])
         steps[f"G{k - 1}" if k > 1 else "d" + fwd.input] = linear.diff(prev)
+    params = [n_ for ly in fwd.layers for n_ in (ly.weight, ly.bias) if n_ is not None]
     return NetworkGradient(
         name=backward_name(fwd.name),
         section=fwd.section,
         title=f"{fwd.title}: backward",
         doc=f"Gradients of sum(df * {fwd.output}) over the batch with respect to the input, "
-            "the weights and the readout, derived by SymPy (reverse mode).",
+            + ("the weights, the biases" if len(params) > depth else "the weights")
+            + " and the readout, derived by SymPy (reverse mode).",
         network=fwd,
         steps=steps,
         local=local,
-        shared=tuple("d" + n_ for n_ in [*(ly.weight for ly in fwd.layers), fwd.readout]),
-        results=("d" + fwd.input, *("d" + ly.weight for ly in fwd.layers), "d" + fwd.readout),
+        shared=tuple("d" + n_ for n_ in [*params, fwd.readout]),
+        results=("d" + fwd.input, *("d" + n_ for n_ in params), "d" + fwd.readout),
         derived_from=fwd.name,
     )

@@ -921,35 +921,45 @@ class CorrelationGradient(Formula):
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer of a ``Network``: Z = weight @ A_prev, A = activation(Z), no bias.
+    """One layer of a ``Network``: Z = weight @ A_prev (+ bias), A = activation(Z).
 
-    ``activation`` is a one-input, one-output ``Elementwise`` formula from the library
-    (sigmoid, tanh): its SymPy expression is applied to each element of Z, and its
-    derivative is derived from that expression (``symdl.derive``).
+    ``activation`` is a one-input, one-output ``Elementwise`` formula without
+    parameters, from the library (sigmoid, tanh) or a user's own (ReLU, GELU): its
+    SymPy expression is applied to each element of Z, and its derivative is derived
+    from that expression (``symdl.derive``). ``bias`` names an optional bias vector
+    (n_l,), added to the product.
     """
 
     weight: str
     activation: Elementwise
+    bias: str | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.weight, "weight")
+        if self.bias is not None:
+            check_identifier(self.bias, "bias")
         act = self.activation
         if not isinstance(act, Elementwise) or len(act.inputs) != 1 or len(act.outputs) != 1 \
-                or act.params or act.steps:
+                or act.steps:
             raise FormulaError(f"layer {self.weight!r}: the activation must be a one-input, "
-                               "one-output Elementwise formula (sigmoid, tanh)")
+                               "one-output Elementwise formula (sigmoid, tanh, ReLU, GELU)")
+        if act.params:
+            raise FormulaError(f"layer {self.weight!r}: activation {act.name!r} has parameters "
+                               f"({', '.join(q.name for q in act.params)}); a network layer "
+                               "takes activations without parameters (write the value in)")
 
 
 @dataclass(frozen=True)
 class Network(Formula):
-    """A fully connected network without biases, applied to each row of a batch:
+    """A fully connected network, applied to each row of a batch:
 
-        Z_1 = W_1 x, A_1 = act_1(Z_1), ..., Z_L = W_L A_{L-1}, A_L = act_L(Z_L),
-        f = w^T A_L
+        Z_1 = W_1 x (+ b_1), A_1 = act_1(Z_1), ..., Z_L = W_L A_{L-1} (+ b_L),
+        A_L = act_L(Z_L), f = w^T A_L
 
-    ``layers`` fix the depth and each layer's weight name and activation; the widths
-    stay symbolic (n_0, ..., n_L) and are read from the arrays at run time. The kernel
-    takes the batch ``input`` (m, n_0), the weights (n_l, n_{l-1}) and the ``readout``
+    ``layers`` fix the depth and each layer's weight name, optional bias name and
+    activation; the widths stay symbolic (n_0, ..., n_L) and are read from the arrays
+    at run time. The kernel takes the batch ``input`` (m, n_0), then per layer its
+    weight (n_l, n_{l-1}) and its bias (n_l,) if it has one, then the ``readout``
     vector (n_L,), and returns f (m,). The sheet writes one sample as the column
     vector ``sample``. The backward kernel ``<name>_backward`` is derived by SymPy
     (``symdl.derive.network_backward_formula``).
@@ -968,17 +978,18 @@ class Network(Formula):
         if not self.layers:
             raise FormulaError(f"{self.name}: a network needs at least one layer")
         names = [self.input, self.sample, self.readout, self.output,
-                 *[ly.weight for ly in self.layers]]
+                 *[n for ly in self.layers for n in (ly.weight, ly.bias) if n is not None]]
         for n in names:
             check_identifier(n, "network name")
         if len(set(names)) != len(names):
-            raise FormulaError(f"{self.name}: input, weight, readout and output names must "
-                               "be distinct")
-        # The derivation names its per-sample intermediates Z<k>, A<k>, G<k>, delta<k>,
-        # the seed df and the gradients d<name>: a user name must not shadow them.
+            raise FormulaError(f"{self.name}: input, weight, bias, readout and output names "
+                               "must be distinct")
+        # The derivation names its per-sample intermediates Z<k>, A<k>, G<k>, delta<k>
+        # (and the lowering a layer's product without its bias Z<k>_lin), the seed df and
+        # the gradients d<name>: a user name must not shadow them.
         for n in names:
             if n == "df" or n.startswith("d") and n[1:] in names or re.fullmatch(
-                    r"(Z|A|G|delta)\d+", n):
+                    r"(Z|A|G|delta)\d+|Z\d+_lin", n):
                 raise FormulaError(f"{self.name}: name {n!r} is reserved for the derivation")
 
     def widths(self) -> list[sp.Symbol]:
@@ -987,11 +998,13 @@ class Network(Formula):
                 for k in range(len(self.layers) + 1)]
 
     def symbols(self) -> dict[str, sp.MatrixSymbol]:
-        """The per-sample matrix symbols: x, W_l, Z_l, A_l (columns), the readout w."""
+        """The per-sample matrix symbols: x, W_l, b_l, Z_l, A_l (columns), the readout w."""
         n = self.widths()
         out = {self.sample: sp.MatrixSymbol(self.sample, n[0], 1)}
         for k, ly in enumerate(self.layers, start=1):
             out[ly.weight] = sp.MatrixSymbol(ly.weight, n[k], n[k - 1])
+            if ly.bias is not None:
+                out[ly.bias] = sp.MatrixSymbol(ly.bias, n[k], 1)
             out[f"Z{k}"] = sp.MatrixSymbol(f"Z{k}", n[k], 1)
             out[f"A{k}"] = sp.MatrixSymbol(f"A{k}", n[k], 1)
         out[self.readout] = sp.MatrixSymbol(self.readout, n[-1], 1)
@@ -1006,6 +1019,8 @@ class Network(Formula):
             (x,) = ly.activation.inputs
             (expr,) = ly.activation.outputs.values()
             out[f"Z{k}"] = s[ly.weight] * prev
+            if ly.bias is not None:
+                out[f"Z{k}"] = out[f"Z{k}"] + s[ly.bias]
             out[f"A{k}"] = s[f"Z{k}"].applyfunc(sp.Lambda(x, expr))
             prev = s[f"A{k}"]
         out[self.output] = s[self.readout].T * prev
@@ -1015,7 +1030,9 @@ class Network(Formula):
         return dict(self.steps())
 
     def argument_names(self) -> list[str]:
-        return [self.input, *[ly.weight for ly in self.layers], self.readout]
+        """input, then per layer its weight and its bias (if any), then the readout."""
+        return [self.input, *[n for ly in self.layers for n in (ly.weight, ly.bias)
+                              if n is not None], self.readout]
 
 
 @dataclass(frozen=True)
@@ -1025,8 +1042,11 @@ class NetworkGradient(Formula):
     ``steps`` are per-sample matrix expressions in reverse order: the adjoints
     G_l = df/dA_l, the layer deltas delta_l = df/dZ_l, and the gradients. The gradients
     of the shared parameters (``shared``: weights, readout) are summed over the batch,
-    each sample weighted by its incoming gradient ``seed`` (df). ``local`` holds each
-    layer's activation derivative in terms of its output (sigmoid: A (1 - A)).
+    each sample weighted by its incoming gradient ``seed`` (df); a bias's gradient is
+    the sum of its layer's deltas. ``local`` holds each layer's activation derivative,
+    keyed by the symbol it is written in: its output A_l where SymPy proves that form
+    (sigmoid: A (1 - A)), else its pre-activation Z_l (ReLU, GELU), which the forward
+    kernel then keeps for the backward one.
     """
 
     network: Network | None = None

@@ -48,8 +48,9 @@ RESERVED: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "masked": ["T", "TypeError", "U", "ValueError", "bool", "dtype", "float", "i",
                "inverted", "isinstance", "mask", "min", "n", "out", "range", "shape",
                "streamed"],
-    "network": ["T", "abs", "c", "dtype", "i", "len", "range", "saved", "sizes", "spare",
-                "spare_copies"],
+    # (max, min: the builtins an activation prints as, ReLU's max(T(0), Z1))
+    "network": ["T", "abs", "c", "dtype", "i", "len", "max", "min", "range", "saved", "sizes",
+                "spare", "spare_copies"],
     "reduction": ["T", "b", "block", "float", "i", "m", "min", "n", "partials", "range",
                   "totals", "v"],
     "scalar": ["ValueError", "advice", "diagnosis", "BiasVarianceResult"],
@@ -97,6 +98,10 @@ def user_names(formula: object) -> set[str]:
                     visit(getattr(v, f.name))
             if hasattr(v, "name") and isinstance(v.name, str) and hasattr(v, "default"):
                 names.add(v.name)  # a Param
+            if hasattr(v, "layers") and hasattr(v, "argument_names"):
+                # A Network names its arrays with strings; its kernels load the biases
+                # and the read-out under those names.
+                names.update(v.argument_names())
 
     visit(formula)
     return names

@@ -24,7 +24,7 @@ from .backends.numba import (
 )
 from .backends.numba.printer import print_coefficients
 from .bitops import Low32
-from .derive import least_count, signed_zero_safe
+from .derive import activation_local, least_count, signed_zero_safe
 from .formula import (
     ARG_CHECKS,
     Batch,
@@ -156,6 +156,9 @@ def _doc_expr(e: sp.Expr) -> str:
     # other code has imported it, and a formula file without a network imports nothing)
     if isinstance(e, ElementwiseApplyFunction):
         return f"{sp.sstr(e.function(sp.Symbol(sp.sstr(e.expr))))}, element by element"
+    if isinstance(e, sp.HadamardProduct) and e.has(ElementwiseApplyFunction):
+        # (a delta with a derivative applied to each element: G1*relu'(Z1) as its formula)
+        return f"{sp.sstr(_element(e))}, element by element"
     return sp.sstr(e)
 
 
@@ -619,7 +622,24 @@ def _network_roles(net: Network) -> dict[str, _Role]:
              net.output: _Role(f"a_{net.output}", True, 0)}
     for ly in net.layers:
         roles[ly.weight] = _Role(f"a_{ly.weight}", False, 2)
+        if ly.bias is not None:
+            roles[ly.bias] = _Role(f"a_{ly.bias}", False, 1)
     return roles
+
+
+def _split_products(steps: dict[str, sp.MatrixExpr]) -> dict[str, sp.MatrixExpr]:
+    """A step W a + b becomes the product Z<k>_lin = W a (a BLAS call) and the step
+    Z<k>_lin + b (elementwise: substituted into its users, the activation's loop)."""
+    out: dict[str, sp.MatrixExpr] = {}
+    for n, e in steps.items():
+        products = [a for a in e.args if isinstance(a, sp.MatMul)
+                    and sum(f.is_Matrix for f in a.args) == 2] if isinstance(e, sp.MatAdd) else []
+        if len(products) == 1:
+            lin = sp.MatrixSymbol(f"{n}_lin", *e.shape)
+            out[lin.name] = products[0]
+            e = sp.MatAdd(lin, *[a for a in e.args if a is not products[0]])
+        out[n] = e
+    return out
 
 
 def _element(e: sp.Basic) -> sp.Expr:
@@ -677,14 +697,18 @@ def _dot(name: str, e: sp.MatrixExpr, roles: dict[str, _Role], shared: bool) -> 
 
 def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
                  shared: set[str], outputs: list[str], scratch: frozenset[str] = frozenset(),
-                 given: dict[str, tuple] | None = None) -> tuple[list[dict], list[Statement]]:
+                 given: dict[str, tuple] | None = None, keep: frozenset[str] = frozenset()
+                 ) -> tuple[list[dict], list[Statement]]:
     """Per-sample steps -> kernel ops: "dot" (a BLAS product, the structure) or "map"
     (an elementwise loop whose statements are printed from SymPy). An elementwise
     step used only by elementwise steps is substituted into them (never stored); a
     map writes over an input buffer that is dead after it. ``scratch`` names steps
     whose core arrays (given in ``roles``) the kernel owns: a product is stored into
     them, and a map may write over them once they are dead. ``given``: steps computed
-    before the kernel (name -> shape), passed in as arrays."""
+    before the kernel (name -> shape), passed in as arrays. ``keep``: scratch steps
+    whose buffers no later map may write over (pre-activations the memo keeps). A
+    shared step that is a per-sample column alone (a bias's delta) is a "sum" op: the
+    sum over the batch's rows."""
     given = given or {}
 
     def is_map(n, e):
@@ -714,6 +738,10 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
         if n not in roles:
             roles[n] = _Role(f"a_{n}" if out else f"_t_{n}", n not in shared,
                              0 if e.shape == (1, 1) else 1 if e.shape[1] == 1 else 2)
+        if n in shared and isinstance(e, sp.MatrixSymbol) and roles[e.name].batch:
+            ops.append({"kind": "sum", "target": roles[n].array,
+                        "source": roles[e.name].array})
+            continue
         if not is_map(n, e):
             left, right = _dot(n, e, roles, n in shared)
             ops.append({"kind": "dot", "target": roles[n].array, "left": left,
@@ -734,8 +762,8 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
             loads.append(Statement(name, f"{r.array}{index}"))
         reuse = [m for m in names if n not in outputs and m in last_use and last_use[m] == j and (
                  m in scratch or not roles[m].array.startswith("a_"))
-                 and shape[m] == e.shape]
-        alloc = n not in outputs and not reuse
+                 and shape[m] == e.shape and m not in keep]
+        alloc = n not in outputs and n not in scratch and not reuse
         if reuse:
             roles[n] = _Role(roles[reuse[0]].array, True, 1)
         target = f"{roles[n].array}_v[c]"
@@ -751,12 +779,21 @@ def _network_ops(steps: dict[str, sp.MatrixExpr], roles: dict[str, _Role],
     return ops, statements
 
 
-def _network_plan(f: Formula, net: Network, ops: list[dict], body: list[Statement],
-                  args: list[str], outputs: dict[str, list[str]], note: str) -> KernelPlan:
+def _network_dims(net: Network) -> dict[str, list[str]]:
+    """Each array argument's dims, in the sizes' names (m, n0, ..., nL)."""
     widths = [w.name for w in net.widths()]
     dims = {net.input: ["m", widths[0]], net.readout: [widths[-1]], "df": ["m"]}
     for k, ly in enumerate(net.layers, start=1):
         dims[ly.weight] = [widths[k], widths[k - 1]]
+        if ly.bias is not None:
+            dims[ly.bias] = [widths[k]]
+    return dims
+
+
+def _network_plan(f: Formula, net: Network, ops: list[dict], body: list[Statement],
+                  args: list[str], outputs: dict[str, list[str]], note: str) -> KernelPlan:
+    widths = [w.name for w in net.widths()]
+    dims = _network_dims(net)
     bind = {"m": (net.input, 0), widths[0]: (net.input, 1)}
     bind |= {widths[k]: (ly.weight, 0) for k, ly in enumerate(net.layers, start=1)}
     return KernelPlan(
@@ -768,22 +805,52 @@ def _network_plan(f: Formula, net: Network, ops: list[dict], body: list[Statemen
     )
 
 
+def _pre_activations(net: Network) -> dict[int, str]:
+    """Layer k -> the step its backward needs besides the activations: the layers
+    whose activation derivative is not proven to be a function of the output (ReLU,
+    GELU; ``symdl.derive.activation_local``) keep their product W a (Z<k>, or Z<k>_lin
+    when a bias is added to it: the backward adds the bias again, one addition per
+    element, rather than the forward spending a pass storing Z)."""
+    out = {}
+    for k, ly in enumerate(net.layers, start=1):
+        (x,) = ly.activation.inputs
+        ((yname, expr),) = ly.activation.outputs.items()
+        if not activation_local(expr, x, sp.Symbol(yname, real=True))[0]:
+            out[k] = f"Z{k}_lin" if ly.bias is not None else f"Z{k}"
+    return out
+
+
 def _saved_activations(net: Network) -> dict[str, list[str]]:
-    """The activations A_l the forward kernel keeps for the backward one (the memo in
-    templates/numba/memo.py.j2): name -> (batch, width) dims."""
+    """The arrays the forward kernel keeps for the backward one (the memo in
+    templates/numba/memo.py.j2): the activations A_l, then the products the backward
+    needs (``_pre_activations``): name -> (batch, width) dims."""
     widths = [w.name for w in net.widths()]
-    return {f"A{k}": ["m", widths[k]] for k in range(1, len(net.layers) + 1)}
+    saved = {f"A{k}": ["m", widths[k]] for k in range(1, len(net.layers) + 1)}
+    return saved | {z: ["m", widths[k]] for k, z in _pre_activations(net).items()}
 
 
 def plan_network(f: Network) -> KernelPlan:
-    """The forward pass, batched over the rows of the input. Each product Z_l is
-    stored into the buffer of its activation A_l, which the activation then overwrites:
-    the wrapper keeps the activations for the backward kernel."""
+    """The forward pass, batched over the rows of the input. Each product Z_l (W a,
+    before any bias) is stored into the buffer of its activation A_l, which the
+    activation then overwrites: the wrapper keeps the activations for the backward
+    kernel. A product that the backward needs (``_pre_activations``) is kept in a
+    buffer of its own instead."""
     roles = _network_roles(f)
     saved = _saved_activations(f)
-    roles |= {"Z" + a[1:]: _Role(f"s_{a}", True, 1) for a in saved}
-    ops, body = _network_ops(f.steps(), roles, set(), [f.output],
-                             frozenset("Z" + a[1:] for a in saved))
+    pre = _pre_activations(f)
+    steps = _split_products(f.steps())
+    scratch = set()
+    for k, ly in enumerate(f.layers, start=1):
+        product = f"Z{k}_lin" if ly.bias is not None else f"Z{k}"
+        if k in pre:
+            roles |= {product: _Role(f"s_{product}", True, 1),
+                      f"A{k}": _Role(f"s_A{k}", True, 1)}
+            scratch |= {product, f"A{k}"}
+        else:
+            roles[product] = _Role(f"s_A{k}", True, 1)
+            scratch.add(product)
+    ops, body = _network_ops(steps, roles, set(), [f.output], frozenset(scratch),
+                             keep=frozenset(pre.values()))
     plan_ = _network_plan(f, f, ops, body, f.argument_names(), {f.output: ["m"]},
                           "Per sample x (a row of the input, as a column vector):")
     plan_.extra |= {"saved": saved, "memo": f.name}
@@ -792,23 +859,24 @@ def plan_network(f: Network) -> KernelPlan:
 
 def plan_network_gradient(f: NetworkGradient) -> KernelPlan:
     """The forward pass again (the activations), then the derived backward steps; and a
-    second core that starts from the activations the forward kernel kept (``resume``)."""
+    second core that starts from the arrays the forward kernel kept (``resume``)."""
     net = f.network
     roles = _network_roles(net)
-    fwd = {k: e for k, e in net.steps().items() if k != net.output}
+    fwd = {k: e for k, e in _split_products(net.steps()).items() if k != net.output}
     ops, body = _network_ops({**fwd, **f.steps}, roles, set(f.shared), list(f.results))
     saved = _saved_activations(net)
     kept = {**roles, **{a: _Role(f"s_{a}", True, 1) for a in saved}}
     shapes = {a: e.shape for a, e in fwd.items() if a in saved}
-    # The resume core takes the activations as given (s_A<l>, not a_: it owns their
-    # buffers, which the memo hands over once, so the deltas may overwrite them).
-    resume, _ = _network_ops(dict(f.steps), kept, set(f.shared), list(f.results),
+    # The resume core takes the kept arrays as given (s_A<l>, not a_: it owns their
+    # buffers, which the memo hands over once, so the deltas may overwrite them); a
+    # bias is added again to a kept product (Z<k> = Z<k>_lin + b, substituted into
+    # the delta's loop).
+    again = {f"Z{k}": fwd[f"Z{k}"] for k, z in _pre_activations(net).items() if z != f"Z{k}"}
+    resume, _ = _network_ops({**again, **f.steps}, kept, set(f.shared), list(f.results),
                              given=shapes)
-    widths = [w.name for w in net.widths()]
-    out_dims = {f.results[0]: ["m", widths[0]]}
-    for k, ly in enumerate(net.layers, start=1):
-        out_dims["d" + ly.weight] = [widths[k], widths[k - 1]]
-    out_dims["d" + net.readout] = [widths[-1]]
+    dims = _network_dims(net)
+    out_dims = {r: dims[r[1:]] for r in f.results[1:]}
+    out_dims = {f.results[0]: dims[net.input], **out_dims}
     plan_ = _network_plan(f, net, ops, body, f.argument_names(), out_dims,
                           "Derived by SymPy (reverse mode), per sample x:")
     plan_.extra |= {"saved": saved, "memo": net.name, "resume": resume,

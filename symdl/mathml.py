@@ -13,7 +13,7 @@ import re
 import sympy as sp
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-from .printers import SheetLatexPrinter
+from .printers import SheetLatexPrinter, _named_elementwise
 from .window import MaxOver
 
 
@@ -42,6 +42,11 @@ class SheetMathMLPrinter(MathMLPresentationPrinter):
         for c in children:
             node.appendChild(c)
         return node
+
+    def _print_ElementwiseApplyFunction(self, expr: sp.Expr):
+        # As in SheetLatexPrinter: a named function applied to each element, f(Z1).
+        named = _named_elementwise(expr)
+        return self._print(named) if named is not None else self._print_Basic(expr)
 
     def _print_Symbol(self, sym: sp.Symbol, style: str = "plain"):
         name = sym.name

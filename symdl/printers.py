@@ -10,6 +10,7 @@ import re
 import unicodedata
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -205,6 +206,16 @@ def tex_escape(text: str) -> str:
     return "".join(out)
 
 
+def _named_elementwise(expr: sp.Basic) -> sp.Expr | None:
+    """f(Z) for f applied to each element of a matrix Z, where f is a named function
+    (the sheet's relu' for a network's activation derivative); else None."""
+    f = expr.function
+    if isinstance(f, sp.Lambda) and isinstance(f.expr, AppliedUndef) and \
+            f.expr.args == f.variables:
+        return f.expr.func(expr.expr)
+    return None
+
+
 class SheetLatexPrinter(LatexPrinter):
     """LaTeX for the formula sheet: SymPy's printer, with code names made readable.
 
@@ -285,6 +296,13 @@ class SheetLatexPrinter(LatexPrinter):
 
     def _print_Heaviside(self, expr: sp.Expr, exp: str | None = None) -> str:
         return self._named_function("H", expr, exp)
+
+    def _print_ElementwiseApplyFunction(self, expr: sp.Expr) -> str:
+        # A named function applied to each element of a matrix (the sheet's relu'(Z1)
+        # for a network's activation derivative) prints as f(Z1); a Lambda as SymPy does.
+        named = _named_elementwise(expr)
+        return self._print(named) if named is not None else \
+            super()._print_ElementwiseApplyFunction(expr)
 
     def _named_function(self, name: str, expr: sp.Expr, exp: str | None) -> str:
         tex = rf"\operatorname{{{name}}}\left({self._print(expr.args[0])}\right)"

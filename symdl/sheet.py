@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .derive import least_count
 from .errors import FormulaError
@@ -461,7 +462,10 @@ def _network_entry(f: Network, e: Entry, derived: list[Formula]) -> Entry:
             lhs, math = partial("A" + k[1:]), (wrt("A" + k[1:]),)
         elif k.startswith("delta"):
             lhs, math = f"{sym(k)} = {partial('Z' + k[5:])}", (mat(k), wrt("Z" + k[5:]))
-            v = v.xreplace(adjoints)
+            v, label = _named_derivative(v.xreplace(adjoints), f.layers[int(k[5:]) - 1], tex)
+            e.derived.append(Equation(lhs, tex(v), math=(*math, v), label=label[0],
+                                      label_parts=label[1]))
+            continue
         else:
             lhs, math = partial(k[1:]), (wrt(k[1:]),)
         e.derived.append(Equation(lhs, tex(v), math=(*math, v)))
@@ -552,3 +556,19 @@ def build_pdf(tex_path: Path, quiet: bool = True) -> Path:
         tail = "\n".join(run.stdout.splitlines()[-25:])
         raise RuntimeError(f"latexmk failed on {tex_path}:\n{tail}")
     return build / (tex_path.stem + ".pdf")
+
+
+def _named_derivative(v: sp.MatrixExpr, layer, tex) -> tuple[sp.MatrixExpr, tuple]:
+    """A delta whose activation derivative is applied to each element as a formula
+    (ReLU's, GELU's: not a polynomial in A) shows it by name, relu'(Z1), defined in the
+    label as relu'(z) = ...; returns (the delta, (LaTeX label, label parts))."""
+    nodes = [a for a in sp.preorder_traversal(v) if isinstance(a, ElementwiseApplyFunction)]
+    if not nodes:
+        return v, ("", ())
+    prime = sp.Function(f"{layer.activation.name}'")
+    z = sp.Symbol("z", real=True)
+    rule = sp.Eq(prime(z), nodes[0].function(z), evaluate=False)
+    v = v.replace(lambda a: isinstance(a, ElementwiseApplyFunction),
+                  lambda a: a.expr.applyfunc(prime))
+    return v, (f"elementwise, with ${tex(rule.lhs)} = {tex(rule.rhs)}$",
+               ("elementwise, with ", rule))

@@ -14,6 +14,7 @@ from types import ModuleType
 import mpmath
 import numpy as np
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .derive import least_count
 from .errors import FormulaError
@@ -940,7 +941,11 @@ def network_reference(net: Network, arrays: dict[str, np.ndarray], df: np.ndarra
         params[name] = list(m)
     for name, e in net.steps().items():
         target = syms.get(name, sp.MatrixSymbol(name, 1, 1))
-        explicit[target] = sp.ImmutableMatrix(e.xreplace(explicit).doit())
+        if isinstance(e, ElementwiseApplyFunction):  # (SymPy would apply the function to
+            # a 1x1 matrix as a whole: erf(Matrix([[z]])))
+            explicit[target] = explicit[e.expr].applyfunc(e.function)
+        else:
+            explicit[target] = sp.ImmutableMatrix(e.xreplace(explicit).doit())
     f = explicit[sp.MatrixSymbol(net.output, 1, 1)][0, 0]
     order = [s for n in args for s in params[n]]
     outs = {net.output: [f]} | {"d" + (net.input if n == net.sample else n):
@@ -989,6 +994,8 @@ def verify_network(f: Network | NetworkGradient, kernel, dtype, rng) -> Result:
         arrays = {net.input: rng.standard_normal((m, sizes[0]))}
         for k, ly in enumerate(net.layers, start=1):
             arrays[ly.weight] = rng.standard_normal((sizes[k], sizes[k - 1]))
+            if ly.bias is not None:
+                arrays[ly.bias] = rng.standard_normal(sizes[k])
         arrays[net.readout] = rng.standard_normal(sizes[-1])
         arrays = {n: a.astype(dtype) for n, a in arrays.items()}
         df = rng.standard_normal(m).astype(dtype)
