@@ -434,57 +434,6 @@ def _combine(partials):
     return float(np.sum(values))
 
 
-# ---- the blocked element loop's helpers (templates/numba/element_loop.py.j2) -------
-# Elementwise cores run over blocks of _BLOCK_BYTES, with unsigned indices, and
-# ask for the cache lines _AHEAD_BYTES past each block's start. Why: Numba links
-# a parallel loop into its caller and optimizes the linked copy again, and its on-disk
-# cache keeps that copy; with a plain loop issue 19 measured that copy up to 1.9x
-# slower than the freshly compiled code on Intel Xeon (sigmoid float64, 15 vs 7 ms),
-# and found both equally fast in blocks with the prefetches. Unsigned indices spare
-# the negative-index wraparound, which LLVM turned into masked gathers/scatters
-# (uint64 never meets int64 here: Numba would make that float64).
-_BLOCK_BYTES = 2048
-_AHEAD_BYTES = 1024
-_LINE_BYTES = 64
-_U64 = np.uint64
-_U1 = np.uint64(1)
-
-if numba.config.DISABLE_JIT:
-
-    def _prefetch(a, index):
-        pass
-
-else:
-
-    @numba.extending.intrinsic
-    def _prefetch(typingctx, a, index):
-        """Prefetch the cache lines of one block of a (C-contiguous) that starts
-        _AHEAD_BYTES after element index: a hint, which never faults (it may
-        point past the end)."""
-        if not isinstance(a, numba.types.Array):
-            return None
-
-        def codegen(context, builder, signature, args):
-            import llvmlite.ir as ir
-
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fetch = builder.module.declare_intrinsic(
-                "llvm.prefetch.p0", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            start = builder.bitcast(builder.gep(data, [args[1]]), i8p)
-            for offset in range(_AHEAD_BYTES,
-                                _AHEAD_BYTES + _BLOCK_BYTES, _LINE_BYTES):
-                # read, keep in all cache levels (3), data cache (1)
-                builder.call(fetch, [builder.gep(start, [ir.IntType(64)(offset)]),
-                                     i32(0), i32(3), i32(1)])
-            return context.get_dummy_value()
-
-        return numba.types.none(a, index), codegen
-
-_CORES.__dict__.update(_prefetch=_prefetch, _U64=_U64, _U1=_U1,
-                       _BLOCK_BYTES=_BLOCK_BYTES)
-
-
 # ---- vectorizable elementary functions (symdl/vecmath.py) ------------------
 # Bodies printed from SymPy; only the bit casts are structure, as Numba intrinsics
 # (or numpy views when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python).
@@ -784,33 +733,21 @@ _CORES.__dict__.update(_stream_store=_stream_store, _store_fence=_store_fence,
 @_jit(parallel=False)
 def _sigmoid_ser(a_x, a_y):
     T = a_y.dtype.type
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            _c0 = _vexp(-abs(x))
-            _c1 = (T(1)/(_c0 + T(1)))
-            a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
+    for i in range(a_x.size):
+        x = a_x[i]
+        _c0 = _vexp(-abs(x))
+        _c1 = (T(1)/(_c0 + T(1)))
+        a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
 
 
 @_jit(parallel=True)
 def _sigmoid_par(a_x, a_y):
     T = a_y.dtype.type
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            _c0 = _vexp(-abs(x))
-            _c1 = (T(1)/(_c0 + T(1)))
-            a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
+    for i in numba.prange(a_x.size):
+        x = a_x[i]
+        _c0 = _vexp(-abs(x))
+        _c1 = (T(1)/(_c0 + T(1)))
+        a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
 
 
 def sigmoid(x, out=None):
@@ -834,33 +771,19 @@ def sigmoid(x, out=None):
 @_jit(parallel=False)
 def _sigmoid_backward_ser(a_y, a_dy, a_dx):
     T = a_dx.dtype.type
-    _n = _U64(a_y.size)
-    _blk = _U64(_BLOCK_BYTES // a_y.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_y, _lo)
-        _prefetch(a_dy, _lo)
-        for i in range(_lo, _hi):
-            y = a_y[i]
-            dy = a_dy[i]
-            a_dx[i] = dy*y*(T(1) - y)
+    for i in range(a_y.size):
+        y = a_y[i]
+        dy = a_dy[i]
+        a_dx[i] = dy*y*(T(1) - y)
 
 
 @_jit(parallel=True)
 def _sigmoid_backward_par(a_y, a_dy, a_dx):
     T = a_dx.dtype.type
-    _n = _U64(a_y.size)
-    _blk = _U64(_BLOCK_BYTES // a_y.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_y, _lo)
-        _prefetch(a_dy, _lo)
-        for i in range(_lo, _hi):
-            y = a_y[i]
-            dy = a_dy[i]
-            a_dx[i] = dy*y*(T(1) - y)
+    for i in numba.prange(a_y.size):
+        y = a_y[i]
+        dy = a_dy[i]
+        a_dx[i] = dy*y*(T(1) - y)
 
 
 @_jit(parallel=True)
@@ -899,29 +822,17 @@ def sigmoid_backward(y, dy, out=None):
 @_jit(parallel=False)
 def _tanh_ser(a_x, a_y):
     T = a_y.dtype.type
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            a_y[i] = _vtanh(x)
+    for i in range(a_x.size):
+        x = a_x[i]
+        a_y[i] = _vtanh(x)
 
 
 @_jit(parallel=True)
 def _tanh_par(a_x, a_y):
     T = a_y.dtype.type
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            a_y[i] = _vtanh(x)
+    for i in numba.prange(a_x.size):
+        x = a_x[i]
+        a_y[i] = _vtanh(x)
 
 
 def tanh(x, out=None):
@@ -945,33 +856,19 @@ def tanh(x, out=None):
 @_jit(parallel=False)
 def _tanh_backward_ser(a_y, a_dy, a_dx):
     T = a_dx.dtype.type
-    _n = _U64(a_y.size)
-    _blk = _U64(_BLOCK_BYTES // a_y.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_y, _lo)
-        _prefetch(a_dy, _lo)
-        for i in range(_lo, _hi):
-            y = a_y[i]
-            dy = a_dy[i]
-            a_dx[i] = dy*(T(1) - y)*(y + T(1))
+    for i in range(a_y.size):
+        y = a_y[i]
+        dy = a_dy[i]
+        a_dx[i] = dy*(T(1) - y)*(y + T(1))
 
 
 @_jit(parallel=True)
 def _tanh_backward_par(a_y, a_dy, a_dx):
     T = a_dx.dtype.type
-    _n = _U64(a_y.size)
-    _blk = _U64(_BLOCK_BYTES // a_y.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_y, _lo)
-        _prefetch(a_dy, _lo)
-        for i in range(_lo, _hi):
-            y = a_y[i]
-            dy = a_dy[i]
-            a_dx[i] = dy*(T(1) - y)*(y + T(1))
+    for i in numba.prange(a_y.size):
+        y = a_y[i]
+        dy = a_dy[i]
+        a_dx[i] = dy*(T(1) - y)*(y + T(1))
 
 
 @_jit(parallel=True)

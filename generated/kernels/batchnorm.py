@@ -434,57 +434,6 @@ def _combine(partials):
     return float(np.sum(values))
 
 
-# ---- the blocked element loop's helpers (templates/numba/element_loop.py.j2) -------
-# Elementwise cores run over blocks of _BLOCK_BYTES, with unsigned indices, and
-# ask for the cache lines _AHEAD_BYTES past each block's start. Why: Numba links
-# a parallel loop into its caller and optimizes the linked copy again, and its on-disk
-# cache keeps that copy; with a plain loop issue 19 measured that copy up to 1.9x
-# slower than the freshly compiled code on Intel Xeon (sigmoid float64, 15 vs 7 ms),
-# and found both equally fast in blocks with the prefetches. Unsigned indices spare
-# the negative-index wraparound, which LLVM turned into masked gathers/scatters
-# (uint64 never meets int64 here: Numba would make that float64).
-_BLOCK_BYTES = 2048
-_AHEAD_BYTES = 1024
-_LINE_BYTES = 64
-_U64 = np.uint64
-_U1 = np.uint64(1)
-
-if numba.config.DISABLE_JIT:
-
-    def _prefetch(a, index):
-        pass
-
-else:
-
-    @numba.extending.intrinsic
-    def _prefetch(typingctx, a, index):
-        """Prefetch the cache lines of one block of a (C-contiguous) that starts
-        _AHEAD_BYTES after element index: a hint, which never faults (it may
-        point past the end)."""
-        if not isinstance(a, numba.types.Array):
-            return None
-
-        def codegen(context, builder, signature, args):
-            import llvmlite.ir as ir
-
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fetch = builder.module.declare_intrinsic(
-                "llvm.prefetch.p0", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            start = builder.bitcast(builder.gep(data, [args[1]]), i8p)
-            for offset in range(_AHEAD_BYTES,
-                                _AHEAD_BYTES + _BLOCK_BYTES, _LINE_BYTES):
-                # read, keep in all cache levels (3), data cache (1)
-                builder.call(fetch, [builder.gep(start, [ir.IntType(64)(offset)]),
-                                     i32(0), i32(3), i32(1)])
-            return context.get_dummy_value()
-
-        return numba.types.none(a, index), codegen
-
-_CORES.__dict__.update(_prefetch=_prefetch, _U64=_U64, _U1=_U1,
-                       _BLOCK_BYTES=_BLOCK_BYTES)
-
-
 # ---- batchnorm_forward (batch) --------------------------------------
 @_jit(parallel=False)
 def _batchnorm_forward_ser(a_x, a_gamma, a_beta, p_eps, a_out, a_mean, a_var, tile, rows):
@@ -1171,22 +1120,13 @@ def _batchnorm_update_running_ser(a_running_mean, a_running_var, a_mean, a_var, 
     _w_cp1 = p_m*p_momentum/(p_m - np.float64(1))
     _cp0 = T(_w_cp0)
     _cp1 = T(_w_cp1)
-    _n = _U64(a_running_mean.size)
-    _blk = _U64(_BLOCK_BYTES // a_running_mean.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_running_mean, _lo)
-        _prefetch(a_running_var, _lo)
-        _prefetch(a_mean, _lo)
-        _prefetch(a_var, _lo)
-        for i in range(_lo, _hi):
-            running_mean = a_running_mean[i]
-            running_var = a_running_var[i]
-            mean = a_mean[i]
-            var = a_var[i]
-            a_running_mean[i] = _cp0*running_mean + mean*momentum
-            a_running_var[i] = _cp0*running_var + _cp1*var
+    for i in range(a_running_mean.size):
+        running_mean = a_running_mean[i]
+        running_var = a_running_var[i]
+        mean = a_mean[i]
+        var = a_var[i]
+        a_running_mean[i] = _cp0*running_mean + mean*momentum
+        a_running_var[i] = _cp0*running_var + _cp1*var
 
 
 @_jit(parallel=True)
@@ -1198,22 +1138,13 @@ def _batchnorm_update_running_par(a_running_mean, a_running_var, a_mean, a_var, 
     _w_cp1 = p_m*p_momentum/(p_m - np.float64(1))
     _cp0 = T(_w_cp0)
     _cp1 = T(_w_cp1)
-    _n = _U64(a_running_mean.size)
-    _blk = _U64(_BLOCK_BYTES // a_running_mean.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_running_mean, _lo)
-        _prefetch(a_running_var, _lo)
-        _prefetch(a_mean, _lo)
-        _prefetch(a_var, _lo)
-        for i in range(_lo, _hi):
-            running_mean = a_running_mean[i]
-            running_var = a_running_var[i]
-            mean = a_mean[i]
-            var = a_var[i]
-            a_running_mean[i] = _cp0*running_mean + mean*momentum
-            a_running_var[i] = _cp0*running_var + _cp1*var
+    for i in numba.prange(a_running_mean.size):
+        running_mean = a_running_mean[i]
+        running_var = a_running_var[i]
+        mean = a_mean[i]
+        var = a_var[i]
+        a_running_mean[i] = _cp0*running_mean + mean*momentum
+        a_running_var[i] = _cp0*running_var + _cp1*var
 
 
 def batchnorm_update_running(running_mean, running_var, mean, var, m, momentum=0.1):

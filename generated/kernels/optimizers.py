@@ -432,57 +432,6 @@ def _combine(partials):
     return float(np.sum(values))
 
 
-# ---- the blocked element loop's helpers (templates/numba/element_loop.py.j2) -------
-# Elementwise cores run over blocks of _BLOCK_BYTES, with unsigned indices, and
-# ask for the cache lines _AHEAD_BYTES past each block's start. Why: Numba links
-# a parallel loop into its caller and optimizes the linked copy again, and its on-disk
-# cache keeps that copy; with a plain loop issue 19 measured that copy up to 1.9x
-# slower than the freshly compiled code on Intel Xeon (sigmoid float64, 15 vs 7 ms),
-# and found both equally fast in blocks with the prefetches. Unsigned indices spare
-# the negative-index wraparound, which LLVM turned into masked gathers/scatters
-# (uint64 never meets int64 here: Numba would make that float64).
-_BLOCK_BYTES = 2048
-_AHEAD_BYTES = 1024
-_LINE_BYTES = 64
-_U64 = np.uint64
-_U1 = np.uint64(1)
-
-if numba.config.DISABLE_JIT:
-
-    def _prefetch(a, index):
-        pass
-
-else:
-
-    @numba.extending.intrinsic
-    def _prefetch(typingctx, a, index):
-        """Prefetch the cache lines of one block of a (C-contiguous) that starts
-        _AHEAD_BYTES after element index: a hint, which never faults (it may
-        point past the end)."""
-        if not isinstance(a, numba.types.Array):
-            return None
-
-        def codegen(context, builder, signature, args):
-            import llvmlite.ir as ir
-
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fetch = builder.module.declare_intrinsic(
-                "llvm.prefetch.p0", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            start = builder.bitcast(builder.gep(data, [args[1]]), i8p)
-            for offset in range(_AHEAD_BYTES,
-                                _AHEAD_BYTES + _BLOCK_BYTES, _LINE_BYTES):
-                # read, keep in all cache levels (3), data cache (1)
-                builder.call(fetch, [builder.gep(start, [ir.IntType(64)(offset)]),
-                                     i32(0), i32(3), i32(1)])
-            return context.get_dummy_value()
-
-        return numba.types.none(a, index), codegen
-
-_CORES.__dict__.update(_prefetch=_prefetch, _U64=_U64, _U1=_U1,
-                       _BLOCK_BYTES=_BLOCK_BYTES)
-
-
 # ---- adam_step (update) ---------------------------------------------
 @_jit(parallel=False)
 def _adam_step_ser(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps):
@@ -500,25 +449,16 @@ def _adam_step_ser(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps
     _cp1 = T(_w_cp1)
     _cp2 = T(_w_cp2)
     _cp3 = T(_w_cp3)
-    _n = _U64(a_theta.size)
-    _blk = _U64(_BLOCK_BYTES // a_theta.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_theta, _lo)
-        _prefetch(a_grad, _lo)
-        _prefetch(a_m, _lo)
-        _prefetch(a_v, _lo)
-        for i in range(_lo, _hi):
-            theta = a_theta[i]
-            grad = a_grad[i]
-            m = a_m[i]
-            v = a_v[i]
-            _c0 = _cp3*grad + beta1*m
-            _c1 = _cp2*grad*grad + beta2*v
-            a_theta[i] = _c0*_cp0/(eps + math.sqrt(-_c1*_cp1)) + theta
-            a_m[i] = _c0
-            a_v[i] = _c1
+    for i in range(a_theta.size):
+        theta = a_theta[i]
+        grad = a_grad[i]
+        m = a_m[i]
+        v = a_v[i]
+        _c0 = _cp3*grad + beta1*m
+        _c1 = _cp2*grad*grad + beta2*v
+        a_theta[i] = _c0*_cp0/(eps + math.sqrt(-_c1*_cp1)) + theta
+        a_m[i] = _c0
+        a_v[i] = _c1
 
 
 @_jit(parallel=True)
@@ -537,25 +477,16 @@ def _adam_step_par(a_theta, a_grad, a_m, a_v, p_t, p_lr, p_beta1, p_beta2, p_eps
     _cp1 = T(_w_cp1)
     _cp2 = T(_w_cp2)
     _cp3 = T(_w_cp3)
-    _n = _U64(a_theta.size)
-    _blk = _U64(_BLOCK_BYTES // a_theta.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_theta, _lo)
-        _prefetch(a_grad, _lo)
-        _prefetch(a_m, _lo)
-        _prefetch(a_v, _lo)
-        for i in range(_lo, _hi):
-            theta = a_theta[i]
-            grad = a_grad[i]
-            m = a_m[i]
-            v = a_v[i]
-            _c0 = _cp3*grad + beta1*m
-            _c1 = _cp2*grad*grad + beta2*v
-            a_theta[i] = _c0*_cp0/(eps + math.sqrt(-_c1*_cp1)) + theta
-            a_m[i] = _c0
-            a_v[i] = _c1
+    for i in numba.prange(a_theta.size):
+        theta = a_theta[i]
+        grad = a_grad[i]
+        m = a_m[i]
+        v = a_v[i]
+        _c0 = _cp3*grad + beta1*m
+        _c1 = _cp2*grad*grad + beta2*v
+        a_theta[i] = _c0*_cp0/(eps + math.sqrt(-_c1*_cp1)) + theta
+        a_m[i] = _c0
+        a_v[i] = _c1
 
 
 def adam_step(theta, grad, m, v, t, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08):
@@ -601,25 +532,16 @@ def _rmsprop_step_ser(a_theta, a_grad, a_square_avg, a_momentum_buf, p_lr, p_alp
     momentum = T(p_momentum)
     _w_cp0 = np.float64(1) - p_alpha
     _cp0 = T(_w_cp0)
-    _n = _U64(a_theta.size)
-    _blk = _U64(_BLOCK_BYTES // a_theta.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_theta, _lo)
-        _prefetch(a_grad, _lo)
-        _prefetch(a_square_avg, _lo)
-        _prefetch(a_momentum_buf, _lo)
-        for i in range(_lo, _hi):
-            theta = a_theta[i]
-            grad = a_grad[i]
-            square_avg = a_square_avg[i]
-            momentum_buf = a_momentum_buf[i]
-            _c0 = _cp0*grad*grad + alpha*square_avg
-            _c1 = grad/(math.sqrt(_c0) + eps) + momentum*momentum_buf
-            a_theta[i] = -_c1*lr + theta
-            a_square_avg[i] = _c0
-            a_momentum_buf[i] = _c1
+    for i in range(a_theta.size):
+        theta = a_theta[i]
+        grad = a_grad[i]
+        square_avg = a_square_avg[i]
+        momentum_buf = a_momentum_buf[i]
+        _c0 = _cp0*grad*grad + alpha*square_avg
+        _c1 = grad/(math.sqrt(_c0) + eps) + momentum*momentum_buf
+        a_theta[i] = -_c1*lr + theta
+        a_square_avg[i] = _c0
+        a_momentum_buf[i] = _c1
 
 
 @_jit(parallel=True)
@@ -631,25 +553,16 @@ def _rmsprop_step_par(a_theta, a_grad, a_square_avg, a_momentum_buf, p_lr, p_alp
     momentum = T(p_momentum)
     _w_cp0 = np.float64(1) - p_alpha
     _cp0 = T(_w_cp0)
-    _n = _U64(a_theta.size)
-    _blk = _U64(_BLOCK_BYTES // a_theta.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_theta, _lo)
-        _prefetch(a_grad, _lo)
-        _prefetch(a_square_avg, _lo)
-        _prefetch(a_momentum_buf, _lo)
-        for i in range(_lo, _hi):
-            theta = a_theta[i]
-            grad = a_grad[i]
-            square_avg = a_square_avg[i]
-            momentum_buf = a_momentum_buf[i]
-            _c0 = _cp0*grad*grad + alpha*square_avg
-            _c1 = grad/(math.sqrt(_c0) + eps) + momentum*momentum_buf
-            a_theta[i] = -_c1*lr + theta
-            a_square_avg[i] = _c0
-            a_momentum_buf[i] = _c1
+    for i in numba.prange(a_theta.size):
+        theta = a_theta[i]
+        grad = a_grad[i]
+        square_avg = a_square_avg[i]
+        momentum_buf = a_momentum_buf[i]
+        _c0 = _cp0*grad*grad + alpha*square_avg
+        _c1 = grad/(math.sqrt(_c0) + eps) + momentum*momentum_buf
+        a_theta[i] = -_c1*lr + theta
+        a_square_avg[i] = _c0
+        a_momentum_buf[i] = _c1
 
 
 @_jit(parallel=False)
@@ -661,23 +574,14 @@ def _rmsprop_step_momentum0_ser(a_theta, a_grad, a_square_avg, a_momentum_buf, p
     momentum = T(p_momentum)
     _w_cp0 = np.float64(1) - p_alpha
     _cp0 = T(_w_cp0)
-    _n = _U64(a_theta.size)
-    _blk = _U64(_BLOCK_BYTES // a_theta.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_theta, _lo)
-        _prefetch(a_grad, _lo)
-        _prefetch(a_square_avg, _lo)
-        _prefetch(a_momentum_buf, _lo)
-        for i in range(_lo, _hi):
-            theta = a_theta[i]
-            grad = a_grad[i]
-            square_avg = a_square_avg[i]
-            momentum_buf = a_momentum_buf[i]
-            _c0 = _cp0*grad*grad + alpha*square_avg
-            a_theta[i] = -grad*lr/(math.sqrt(_c0) + eps) + theta
-            a_square_avg[i] = _c0
+    for i in range(a_theta.size):
+        theta = a_theta[i]
+        grad = a_grad[i]
+        square_avg = a_square_avg[i]
+        momentum_buf = a_momentum_buf[i]
+        _c0 = _cp0*grad*grad + alpha*square_avg
+        a_theta[i] = -grad*lr/(math.sqrt(_c0) + eps) + theta
+        a_square_avg[i] = _c0
 
 
 @_jit(parallel=True)
@@ -689,23 +593,14 @@ def _rmsprop_step_momentum0_par(a_theta, a_grad, a_square_avg, a_momentum_buf, p
     momentum = T(p_momentum)
     _w_cp0 = np.float64(1) - p_alpha
     _cp0 = T(_w_cp0)
-    _n = _U64(a_theta.size)
-    _blk = _U64(_BLOCK_BYTES // a_theta.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_theta, _lo)
-        _prefetch(a_grad, _lo)
-        _prefetch(a_square_avg, _lo)
-        _prefetch(a_momentum_buf, _lo)
-        for i in range(_lo, _hi):
-            theta = a_theta[i]
-            grad = a_grad[i]
-            square_avg = a_square_avg[i]
-            momentum_buf = a_momentum_buf[i]
-            _c0 = _cp0*grad*grad + alpha*square_avg
-            a_theta[i] = -grad*lr/(math.sqrt(_c0) + eps) + theta
-            a_square_avg[i] = _c0
+    for i in numba.prange(a_theta.size):
+        theta = a_theta[i]
+        grad = a_grad[i]
+        square_avg = a_square_avg[i]
+        momentum_buf = a_momentum_buf[i]
+        _c0 = _cp0*grad*grad + alpha*square_avg
+        a_theta[i] = -grad*lr/(math.sqrt(_c0) + eps) + theta
+        a_square_avg[i] = _c0
 
 
 def rmsprop_step(theta, grad, square_avg, momentum_buf, lr=0.01, alpha=0.99, eps=1e-08, momentum=0.0):

@@ -432,57 +432,6 @@ def _combine(partials):
     return float(np.sum(values))
 
 
-# ---- the blocked element loop's helpers (templates/numba/element_loop.py.j2) -------
-# Elementwise cores run over blocks of _BLOCK_BYTES, with unsigned indices, and
-# ask for the cache lines _AHEAD_BYTES past each block's start. Why: Numba links
-# a parallel loop into its caller and optimizes the linked copy again, and its on-disk
-# cache keeps that copy; with a plain loop issue 19 measured that copy up to 1.9x
-# slower than the freshly compiled code on Intel Xeon (sigmoid float64, 15 vs 7 ms),
-# and found both equally fast in blocks with the prefetches. Unsigned indices spare
-# the negative-index wraparound, which LLVM turned into masked gathers/scatters
-# (uint64 never meets int64 here: Numba would make that float64).
-_BLOCK_BYTES = 2048
-_AHEAD_BYTES = 1024
-_LINE_BYTES = 64
-_U64 = np.uint64
-_U1 = np.uint64(1)
-
-if numba.config.DISABLE_JIT:
-
-    def _prefetch(a, index):
-        pass
-
-else:
-
-    @numba.extending.intrinsic
-    def _prefetch(typingctx, a, index):
-        """Prefetch the cache lines of one block of a (C-contiguous) that starts
-        _AHEAD_BYTES after element index: a hint, which never faults (it may
-        point past the end)."""
-        if not isinstance(a, numba.types.Array):
-            return None
-
-        def codegen(context, builder, signature, args):
-            import llvmlite.ir as ir
-
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fetch = builder.module.declare_intrinsic(
-                "llvm.prefetch.p0", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            start = builder.bitcast(builder.gep(data, [args[1]]), i8p)
-            for offset in range(_AHEAD_BYTES,
-                                _AHEAD_BYTES + _BLOCK_BYTES, _LINE_BYTES):
-                # read, keep in all cache levels (3), data cache (1)
-                builder.call(fetch, [builder.gep(start, [ir.IntType(64)(offset)]),
-                                     i32(0), i32(3), i32(1)])
-            return context.get_dummy_value()
-
-        return numba.types.none(a, index), codegen
-
-_CORES.__dict__.update(_prefetch=_prefetch, _U64=_U64, _U1=_U1,
-                       _BLOCK_BYTES=_BLOCK_BYTES)
-
-
 # ---- non-temporal stores for outputs larger than the last-level cache -------------
 # An ordinary store first reads the output's cache line from memory (write-allocate):
 # for y = f(x) that is a third of the traffic. A non-temporal store writes the line
@@ -668,71 +617,65 @@ def _dropout_true_ser(a_x, a_y, a_X, p_p, p_seed):
     key1 = _k1
     key2 = _xor32(_xor32(_k0, _k1), U(466688986))
     _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            index = U(i)
-            x0_0 = _add32(np.uint32(index), key0)
-            x1_0 = _add32(np.uint32((index >> U(32))), key1)
-            x0_1 = _add32(x0_0, x1_0)
-            x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
-            x0_2 = _add32(x0_1, x1_1)
-            x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
-            x0_3 = _add32(x0_2, x1_2)
-            x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
-            x0_4 = _add32(x0_3, x1_3)
-            x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
-            x0_4k = _add32(x0_4, key1)
-            x1_4k = _add32(_add32(x1_4, key2), U(1))
-            x0_5 = _add32(x0_4k, x1_4k)
-            x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
-            x0_6 = _add32(x0_5, x1_5)
-            x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
-            x0_7 = _add32(x0_6, x1_6)
-            x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
-            x0_8 = _add32(x0_7, x1_7)
-            x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
-            x0_8k = _add32(x0_8, key2)
-            x1_8k = _add32(_add32(x1_8, key0), U(2))
-            x0_9 = _add32(x0_8k, x1_8k)
-            x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
-            x0_10 = _add32(x0_9, x1_9)
-            x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
-            x0_11 = _add32(x0_10, x1_10)
-            x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
-            x0_12 = _add32(x0_11, x1_11)
-            x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
-            x0_12k = _add32(x0_12, key0)
-            x1_12k = _add32(_add32(x1_12, key1), U(3))
-            x0_13 = _add32(x0_12k, x1_12k)
-            x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
-            x0_14 = _add32(x0_13, x1_13)
-            x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
-            x0_15 = _add32(x0_14, x1_14)
-            x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
-            x0_16 = _add32(x0_15, x1_15)
-            x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
-            x0_16k = _add32(x0_16, key1)
-            x1_16k = _add32(_add32(x1_16, key2), U(4))
-            x0_17 = _add32(x0_16k, x1_16k)
-            x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
-            x0_18 = _add32(x0_17, x1_17)
-            x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
-            x0_19 = _add32(x0_18, x1_18)
-            x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
-            x0_20 = _add32(x0_19, x1_19)
-            x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
-            x0_20k = _add32(x0_20, key2)
-            x1_20k = _add32(_add32(x1_20, key0), U(5))
-            _u = x0_20k
-            X = (_u <= _threshold)
-            a_X[i] = X
-            a_y[i] = ((x/q) if X else (T(0)))
+    for i in range(a_x.size):
+        x = a_x[i]
+        index = U(i)
+        x0_0 = _add32(np.uint32(index), key0)
+        x1_0 = _add32(np.uint32((index >> U(32))), key1)
+        x0_1 = _add32(x0_0, x1_0)
+        x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
+        x0_2 = _add32(x0_1, x1_1)
+        x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
+        x0_3 = _add32(x0_2, x1_2)
+        x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
+        x0_4 = _add32(x0_3, x1_3)
+        x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
+        x0_4k = _add32(x0_4, key1)
+        x1_4k = _add32(_add32(x1_4, key2), U(1))
+        x0_5 = _add32(x0_4k, x1_4k)
+        x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
+        x0_6 = _add32(x0_5, x1_5)
+        x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
+        x0_7 = _add32(x0_6, x1_6)
+        x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
+        x0_8 = _add32(x0_7, x1_7)
+        x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
+        x0_8k = _add32(x0_8, key2)
+        x1_8k = _add32(_add32(x1_8, key0), U(2))
+        x0_9 = _add32(x0_8k, x1_8k)
+        x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
+        x0_10 = _add32(x0_9, x1_9)
+        x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
+        x0_11 = _add32(x0_10, x1_10)
+        x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
+        x0_12 = _add32(x0_11, x1_11)
+        x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
+        x0_12k = _add32(x0_12, key0)
+        x1_12k = _add32(_add32(x1_12, key1), U(3))
+        x0_13 = _add32(x0_12k, x1_12k)
+        x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
+        x0_14 = _add32(x0_13, x1_13)
+        x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
+        x0_15 = _add32(x0_14, x1_14)
+        x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
+        x0_16 = _add32(x0_15, x1_15)
+        x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
+        x0_16k = _add32(x0_16, key1)
+        x1_16k = _add32(_add32(x1_16, key2), U(4))
+        x0_17 = _add32(x0_16k, x1_16k)
+        x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
+        x0_18 = _add32(x0_17, x1_17)
+        x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
+        x0_19 = _add32(x0_18, x1_18)
+        x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
+        x0_20 = _add32(x0_19, x1_19)
+        x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
+        x0_20k = _add32(x0_20, key2)
+        x1_20k = _add32(_add32(x1_20, key0), U(5))
+        _u = x0_20k
+        X = (_u <= _threshold)
+        a_X[i] = X
+        a_y[i] = ((x/q) if X else (T(0)))
 
 
 @_jit(parallel=True)
@@ -750,71 +693,65 @@ def _dropout_true_par(a_x, a_y, a_X, p_p, p_seed):
     key1 = _k1
     key2 = _xor32(_xor32(_k0, _k1), U(466688986))
     _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            index = U(i)
-            x0_0 = _add32(np.uint32(index), key0)
-            x1_0 = _add32(np.uint32((index >> U(32))), key1)
-            x0_1 = _add32(x0_0, x1_0)
-            x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
-            x0_2 = _add32(x0_1, x1_1)
-            x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
-            x0_3 = _add32(x0_2, x1_2)
-            x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
-            x0_4 = _add32(x0_3, x1_3)
-            x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
-            x0_4k = _add32(x0_4, key1)
-            x1_4k = _add32(_add32(x1_4, key2), U(1))
-            x0_5 = _add32(x0_4k, x1_4k)
-            x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
-            x0_6 = _add32(x0_5, x1_5)
-            x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
-            x0_7 = _add32(x0_6, x1_6)
-            x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
-            x0_8 = _add32(x0_7, x1_7)
-            x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
-            x0_8k = _add32(x0_8, key2)
-            x1_8k = _add32(_add32(x1_8, key0), U(2))
-            x0_9 = _add32(x0_8k, x1_8k)
-            x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
-            x0_10 = _add32(x0_9, x1_9)
-            x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
-            x0_11 = _add32(x0_10, x1_10)
-            x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
-            x0_12 = _add32(x0_11, x1_11)
-            x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
-            x0_12k = _add32(x0_12, key0)
-            x1_12k = _add32(_add32(x1_12, key1), U(3))
-            x0_13 = _add32(x0_12k, x1_12k)
-            x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
-            x0_14 = _add32(x0_13, x1_13)
-            x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
-            x0_15 = _add32(x0_14, x1_14)
-            x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
-            x0_16 = _add32(x0_15, x1_15)
-            x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
-            x0_16k = _add32(x0_16, key1)
-            x1_16k = _add32(_add32(x1_16, key2), U(4))
-            x0_17 = _add32(x0_16k, x1_16k)
-            x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
-            x0_18 = _add32(x0_17, x1_17)
-            x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
-            x0_19 = _add32(x0_18, x1_18)
-            x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
-            x0_20 = _add32(x0_19, x1_19)
-            x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
-            x0_20k = _add32(x0_20, key2)
-            x1_20k = _add32(_add32(x1_20, key0), U(5))
-            _u = x0_20k
-            X = (_u <= _threshold)
-            a_X[i] = X
-            a_y[i] = ((x/q) if X else (T(0)))
+    for i in numba.prange(a_x.size):
+        x = a_x[i]
+        index = U(i)
+        x0_0 = _add32(np.uint32(index), key0)
+        x1_0 = _add32(np.uint32((index >> U(32))), key1)
+        x0_1 = _add32(x0_0, x1_0)
+        x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
+        x0_2 = _add32(x0_1, x1_1)
+        x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
+        x0_3 = _add32(x0_2, x1_2)
+        x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
+        x0_4 = _add32(x0_3, x1_3)
+        x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
+        x0_4k = _add32(x0_4, key1)
+        x1_4k = _add32(_add32(x1_4, key2), U(1))
+        x0_5 = _add32(x0_4k, x1_4k)
+        x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
+        x0_6 = _add32(x0_5, x1_5)
+        x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
+        x0_7 = _add32(x0_6, x1_6)
+        x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
+        x0_8 = _add32(x0_7, x1_7)
+        x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
+        x0_8k = _add32(x0_8, key2)
+        x1_8k = _add32(_add32(x1_8, key0), U(2))
+        x0_9 = _add32(x0_8k, x1_8k)
+        x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
+        x0_10 = _add32(x0_9, x1_9)
+        x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
+        x0_11 = _add32(x0_10, x1_10)
+        x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
+        x0_12 = _add32(x0_11, x1_11)
+        x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
+        x0_12k = _add32(x0_12, key0)
+        x1_12k = _add32(_add32(x1_12, key1), U(3))
+        x0_13 = _add32(x0_12k, x1_12k)
+        x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
+        x0_14 = _add32(x0_13, x1_13)
+        x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
+        x0_15 = _add32(x0_14, x1_14)
+        x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
+        x0_16 = _add32(x0_15, x1_15)
+        x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
+        x0_16k = _add32(x0_16, key1)
+        x1_16k = _add32(_add32(x1_16, key2), U(4))
+        x0_17 = _add32(x0_16k, x1_16k)
+        x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
+        x0_18 = _add32(x0_17, x1_17)
+        x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
+        x0_19 = _add32(x0_18, x1_18)
+        x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
+        x0_20 = _add32(x0_19, x1_19)
+        x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
+        x0_20k = _add32(x0_20, key2)
+        x1_20k = _add32(_add32(x1_20, key0), U(5))
+        _u = x0_20k
+        X = (_u <= _threshold)
+        a_X[i] = X
+        a_y[i] = ((x/q) if X else (T(0)))
 
 
 @_jit(parallel=False)
@@ -832,71 +769,65 @@ def _dropout_false_ser(a_x, a_y, a_X, p_p, p_seed):
     key1 = _k1
     key2 = _xor32(_xor32(_k0, _k1), U(466688986))
     _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            index = U(i)
-            x0_0 = _add32(np.uint32(index), key0)
-            x1_0 = _add32(np.uint32((index >> U(32))), key1)
-            x0_1 = _add32(x0_0, x1_0)
-            x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
-            x0_2 = _add32(x0_1, x1_1)
-            x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
-            x0_3 = _add32(x0_2, x1_2)
-            x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
-            x0_4 = _add32(x0_3, x1_3)
-            x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
-            x0_4k = _add32(x0_4, key1)
-            x1_4k = _add32(_add32(x1_4, key2), U(1))
-            x0_5 = _add32(x0_4k, x1_4k)
-            x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
-            x0_6 = _add32(x0_5, x1_5)
-            x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
-            x0_7 = _add32(x0_6, x1_6)
-            x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
-            x0_8 = _add32(x0_7, x1_7)
-            x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
-            x0_8k = _add32(x0_8, key2)
-            x1_8k = _add32(_add32(x1_8, key0), U(2))
-            x0_9 = _add32(x0_8k, x1_8k)
-            x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
-            x0_10 = _add32(x0_9, x1_9)
-            x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
-            x0_11 = _add32(x0_10, x1_10)
-            x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
-            x0_12 = _add32(x0_11, x1_11)
-            x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
-            x0_12k = _add32(x0_12, key0)
-            x1_12k = _add32(_add32(x1_12, key1), U(3))
-            x0_13 = _add32(x0_12k, x1_12k)
-            x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
-            x0_14 = _add32(x0_13, x1_13)
-            x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
-            x0_15 = _add32(x0_14, x1_14)
-            x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
-            x0_16 = _add32(x0_15, x1_15)
-            x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
-            x0_16k = _add32(x0_16, key1)
-            x1_16k = _add32(_add32(x1_16, key2), U(4))
-            x0_17 = _add32(x0_16k, x1_16k)
-            x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
-            x0_18 = _add32(x0_17, x1_17)
-            x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
-            x0_19 = _add32(x0_18, x1_18)
-            x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
-            x0_20 = _add32(x0_19, x1_19)
-            x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
-            x0_20k = _add32(x0_20, key2)
-            x1_20k = _add32(_add32(x1_20, key0), U(5))
-            _u = x0_20k
-            X = (_u <= _threshold)
-            a_X[i] = X
-            a_y[i] = ((x) if X else (T(0)))
+    for i in range(a_x.size):
+        x = a_x[i]
+        index = U(i)
+        x0_0 = _add32(np.uint32(index), key0)
+        x1_0 = _add32(np.uint32((index >> U(32))), key1)
+        x0_1 = _add32(x0_0, x1_0)
+        x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
+        x0_2 = _add32(x0_1, x1_1)
+        x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
+        x0_3 = _add32(x0_2, x1_2)
+        x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
+        x0_4 = _add32(x0_3, x1_3)
+        x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
+        x0_4k = _add32(x0_4, key1)
+        x1_4k = _add32(_add32(x1_4, key2), U(1))
+        x0_5 = _add32(x0_4k, x1_4k)
+        x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
+        x0_6 = _add32(x0_5, x1_5)
+        x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
+        x0_7 = _add32(x0_6, x1_6)
+        x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
+        x0_8 = _add32(x0_7, x1_7)
+        x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
+        x0_8k = _add32(x0_8, key2)
+        x1_8k = _add32(_add32(x1_8, key0), U(2))
+        x0_9 = _add32(x0_8k, x1_8k)
+        x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
+        x0_10 = _add32(x0_9, x1_9)
+        x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
+        x0_11 = _add32(x0_10, x1_10)
+        x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
+        x0_12 = _add32(x0_11, x1_11)
+        x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
+        x0_12k = _add32(x0_12, key0)
+        x1_12k = _add32(_add32(x1_12, key1), U(3))
+        x0_13 = _add32(x0_12k, x1_12k)
+        x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
+        x0_14 = _add32(x0_13, x1_13)
+        x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
+        x0_15 = _add32(x0_14, x1_14)
+        x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
+        x0_16 = _add32(x0_15, x1_15)
+        x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
+        x0_16k = _add32(x0_16, key1)
+        x1_16k = _add32(_add32(x1_16, key2), U(4))
+        x0_17 = _add32(x0_16k, x1_16k)
+        x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
+        x0_18 = _add32(x0_17, x1_17)
+        x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
+        x0_19 = _add32(x0_18, x1_18)
+        x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
+        x0_20 = _add32(x0_19, x1_19)
+        x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
+        x0_20k = _add32(x0_20, key2)
+        x1_20k = _add32(_add32(x1_20, key0), U(5))
+        _u = x0_20k
+        X = (_u <= _threshold)
+        a_X[i] = X
+        a_y[i] = ((x) if X else (T(0)))
 
 
 @_jit(parallel=True)
@@ -914,71 +845,65 @@ def _dropout_false_par(a_x, a_y, a_X, p_p, p_seed):
     key1 = _k1
     key2 = _xor32(_xor32(_k0, _k1), U(466688986))
     _threshold = np.uint32(U(math.ceil(U(4294967296)*_wq)) - U(1))
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            index = U(i)
-            x0_0 = _add32(np.uint32(index), key0)
-            x1_0 = _add32(np.uint32((index >> U(32))), key1)
-            x0_1 = _add32(x0_0, x1_0)
-            x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
-            x0_2 = _add32(x0_1, x1_1)
-            x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
-            x0_3 = _add32(x0_2, x1_2)
-            x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
-            x0_4 = _add32(x0_3, x1_3)
-            x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
-            x0_4k = _add32(x0_4, key1)
-            x1_4k = _add32(_add32(x1_4, key2), U(1))
-            x0_5 = _add32(x0_4k, x1_4k)
-            x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
-            x0_6 = _add32(x0_5, x1_5)
-            x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
-            x0_7 = _add32(x0_6, x1_6)
-            x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
-            x0_8 = _add32(x0_7, x1_7)
-            x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
-            x0_8k = _add32(x0_8, key2)
-            x1_8k = _add32(_add32(x1_8, key0), U(2))
-            x0_9 = _add32(x0_8k, x1_8k)
-            x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
-            x0_10 = _add32(x0_9, x1_9)
-            x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
-            x0_11 = _add32(x0_10, x1_10)
-            x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
-            x0_12 = _add32(x0_11, x1_11)
-            x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
-            x0_12k = _add32(x0_12, key0)
-            x1_12k = _add32(_add32(x1_12, key1), U(3))
-            x0_13 = _add32(x0_12k, x1_12k)
-            x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
-            x0_14 = _add32(x0_13, x1_13)
-            x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
-            x0_15 = _add32(x0_14, x1_14)
-            x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
-            x0_16 = _add32(x0_15, x1_15)
-            x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
-            x0_16k = _add32(x0_16, key1)
-            x1_16k = _add32(_add32(x1_16, key2), U(4))
-            x0_17 = _add32(x0_16k, x1_16k)
-            x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
-            x0_18 = _add32(x0_17, x1_17)
-            x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
-            x0_19 = _add32(x0_18, x1_18)
-            x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
-            x0_20 = _add32(x0_19, x1_19)
-            x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
-            x0_20k = _add32(x0_20, key2)
-            x1_20k = _add32(_add32(x1_20, key0), U(5))
-            _u = x0_20k
-            X = (_u <= _threshold)
-            a_X[i] = X
-            a_y[i] = ((x) if X else (T(0)))
+    for i in numba.prange(a_x.size):
+        x = a_x[i]
+        index = U(i)
+        x0_0 = _add32(np.uint32(index), key0)
+        x1_0 = _add32(np.uint32((index >> U(32))), key1)
+        x0_1 = _add32(x0_0, x1_0)
+        x1_1 = _xor32(_rotl32(x1_0, U(13)), x0_1)
+        x0_2 = _add32(x0_1, x1_1)
+        x1_2 = _xor32(_rotl32(x1_1, U(15)), x0_2)
+        x0_3 = _add32(x0_2, x1_2)
+        x1_3 = _xor32(_rotl32(x1_2, U(26)), x0_3)
+        x0_4 = _add32(x0_3, x1_3)
+        x1_4 = _xor32(_rotl32(x1_3, U(6)), x0_4)
+        x0_4k = _add32(x0_4, key1)
+        x1_4k = _add32(_add32(x1_4, key2), U(1))
+        x0_5 = _add32(x0_4k, x1_4k)
+        x1_5 = _xor32(_rotl32(x1_4k, U(17)), x0_5)
+        x0_6 = _add32(x0_5, x1_5)
+        x1_6 = _xor32(_rotl32(x1_5, U(29)), x0_6)
+        x0_7 = _add32(x0_6, x1_6)
+        x1_7 = _xor32(_rotl32(x1_6, U(16)), x0_7)
+        x0_8 = _add32(x0_7, x1_7)
+        x1_8 = _xor32(_rotl32(x1_7, U(24)), x0_8)
+        x0_8k = _add32(x0_8, key2)
+        x1_8k = _add32(_add32(x1_8, key0), U(2))
+        x0_9 = _add32(x0_8k, x1_8k)
+        x1_9 = _xor32(_rotl32(x1_8k, U(13)), x0_9)
+        x0_10 = _add32(x0_9, x1_9)
+        x1_10 = _xor32(_rotl32(x1_9, U(15)), x0_10)
+        x0_11 = _add32(x0_10, x1_10)
+        x1_11 = _xor32(_rotl32(x1_10, U(26)), x0_11)
+        x0_12 = _add32(x0_11, x1_11)
+        x1_12 = _xor32(_rotl32(x1_11, U(6)), x0_12)
+        x0_12k = _add32(x0_12, key0)
+        x1_12k = _add32(_add32(x1_12, key1), U(3))
+        x0_13 = _add32(x0_12k, x1_12k)
+        x1_13 = _xor32(_rotl32(x1_12k, U(17)), x0_13)
+        x0_14 = _add32(x0_13, x1_13)
+        x1_14 = _xor32(_rotl32(x1_13, U(29)), x0_14)
+        x0_15 = _add32(x0_14, x1_14)
+        x1_15 = _xor32(_rotl32(x1_14, U(16)), x0_15)
+        x0_16 = _add32(x0_15, x1_15)
+        x1_16 = _xor32(_rotl32(x1_15, U(24)), x0_16)
+        x0_16k = _add32(x0_16, key1)
+        x1_16k = _add32(_add32(x1_16, key2), U(4))
+        x0_17 = _add32(x0_16k, x1_16k)
+        x1_17 = _xor32(_rotl32(x1_16k, U(13)), x0_17)
+        x0_18 = _add32(x0_17, x1_17)
+        x1_18 = _xor32(_rotl32(x1_17, U(15)), x0_18)
+        x0_19 = _add32(x0_18, x1_18)
+        x1_19 = _xor32(_rotl32(x1_18, U(26)), x0_19)
+        x0_20 = _add32(x0_19, x1_19)
+        x1_20 = _xor32(_rotl32(x1_19, U(6)), x0_20)
+        x0_20k = _add32(x0_20, key2)
+        x1_20k = _add32(_add32(x1_20, key0), U(5))
+        _u = x0_20k
+        X = (_u <= _threshold)
+        a_X[i] = X
+        a_y[i] = ((x) if X else (T(0)))
 
 
 # The cores by (flag, parallel), looked up per call.
@@ -1029,15 +954,9 @@ def _dropout_inference_true_ser(a_x, a_y, p_p):
     p = T(p_p)
     _wq = np.float64(1) - p_p
     q = T(_wq)
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            a_y[i] = x
+    for i in range(a_x.size):
+        x = a_x[i]
+        a_y[i] = x
 
 
 @_jit(parallel=True)
@@ -1047,15 +966,9 @@ def _dropout_inference_true_par(a_x, a_y, p_p):
     p = T(p_p)
     _wq = np.float64(1) - p_p
     q = T(_wq)
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            a_y[i] = x
+    for i in numba.prange(a_x.size):
+        x = a_x[i]
+        a_y[i] = x
 
 
 @_jit(parallel=True)
@@ -1080,15 +993,9 @@ def _dropout_inference_false_ser(a_x, a_y, p_p):
     p = T(p_p)
     _wq = np.float64(1) - p_p
     q = T(_wq)
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in range((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            a_y[i] = q*x
+    for i in range(a_x.size):
+        x = a_x[i]
+        a_y[i] = q*x
 
 
 @_jit(parallel=True)
@@ -1098,15 +1005,9 @@ def _dropout_inference_false_par(a_x, a_y, p_p):
     p = T(p_p)
     _wq = np.float64(1) - p_p
     q = T(_wq)
-    _n = _U64(a_x.size)
-    _blk = _U64(_BLOCK_BYTES // a_x.itemsize)
-    for _b in numba.prange((_n + _blk - _U1) // _blk):
-        _lo = _b * _blk
-        _hi = min(_lo + _blk, _n)
-        _prefetch(a_x, _lo)
-        for i in range(_lo, _hi):
-            x = a_x[i]
-            a_y[i] = q*x
+    for i in numba.prange(a_x.size):
+        x = a_x[i]
+        a_y[i] = q*x
 
 
 @_jit(parallel=True)
