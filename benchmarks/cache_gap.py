@@ -81,8 +81,10 @@ _TIMER = textwrap.dedent("""
 
 
 def _process(n: int, names: list[str], dtypes: list[str], calls: int,
-             cache_dir: str | None) -> dict[str, float]:
-    env = dict(os.environ)
+             cache_dir: str | None, extra_env: dict[str, str] | None = None
+             ) -> dict[str, float]:
+    """Each kernel's median call in one fresh process: {"name dtype": seconds}."""
+    env = {**os.environ, **(extra_env or {})}
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     r = subprocess.run([sys.executable, "-c", _TIMER, json.dumps([n, names, dtypes, calls])],
