@@ -181,7 +181,7 @@ def _wide(res, n: int, rounds: int, opts: Options) -> None:
     _progress(f"256- vs 512-bit vectors (opt-in), {n:,} elements, fresh processes ...")
     try:
         res.wide = measure_wide(n, dtypes, 1 if opts.quick else 3, rounds, names,
-                                progress=_progress)
+                                progress=_progress, fill=not opts.quick)
     except (RuntimeError, OSError, ValueError) as err:
         res.notes.append(f"512-bit vectors not measured: {err}")
         return

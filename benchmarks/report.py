@@ -163,8 +163,8 @@ def terminal(res: Results) -> str:
                   f"fresh {_time(r.fresh_s):>10}  ratio {_cache_ratio(res, r)}"
                   for r in res.cache]
     if res.wide:
-        lines += ["", "512-bit vectors, an opt-in (README: Speed); fresh processes; above 1: "
-                  "512-bit faster:"]
+        lines += ["", "512-bit vectors, an opt-in (README, 'Using the kernels'); fresh "
+                  "processes; above 1: 512-bit faster:"]
         lines += [f"  {r.kernel:<28}{r.dtype:<8}{r.n:>12,}  default {_time(r.default_s):>10}  "
                   f"512-bit {_time(r.wide_s):>10}  ratio {_wide_ratio(res, r)}"
                   for r in res.wide]
@@ -329,9 +329,9 @@ def markdown(res: Results, chart: str | None) -> str:
     if res.wide:
         md += ["", "## 512-bit vectors (opt-in)", "",
                "LLVM uses 256-bit vectors on these CPUs by default. With "
-               "`NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit` (README: Speed) it uses "
-               "512-bit ones. Each side in fresh processes, alternating; median over the "
-               "processes of each one's median call.", "",
+               "`NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit` (README, 'Using the "
+               "kernels') it uses 512-bit ones. Each side in fresh processes, alternating; "
+               "median over the processes of each one's median call.", "",
                "| kernel | dtype | elements | default | 512-bit | default / 512-bit |",
                "| --- | --- | ---: | ---: | ---: | ---: |"]
         md += [f"| {r.kernel} | {r.dtype} | {r.n:,} | {_time(r.default_s)} | "

@@ -82,18 +82,20 @@ def wide_features() -> str | None:
 
 def measure_wide(n: int, dtypes: list[str], repeats: int, calls: int,
                  names: tuple[str, ...] = WIDE_KERNELS,
-                 progress: Callable[[str], None] | None = None) -> list[WideRow]:
+                 progress: Callable[[str], None] | None = None,
+                 fill: bool = True) -> list[WideRow]:
     """Each kernel with LLVM's default vector width and with 512-bit vectors, each side
     in fresh processes (the CPU features are process-wide and part of Numba's cache
     key), alternating, after one untimed process per side that fills its cache; the
-    median over the processes of each one's median call. Empty without AVX-512."""
+    median over the processes of each one's median call (without ``fill``, the timed
+    processes compile: a quick run's smoke test). Empty without AVX-512."""
     from .cache_gap import _process
 
     features = wide_features()
     if features is None:
         return []
     sides = {"default": {}, "wide": {"NUMBA_CPU_FEATURES": features}}
-    for env in sides.values():
+    for env in sides.values() if fill else ():
         _process(n, list(names), list(dtypes), 1, None, env)  # compiles or loads; untimed
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in sides}
     for i in range(repeats):

@@ -283,7 +283,8 @@ def test_wide_vectors_are_reported_as_an_opt_in():
     from symdl.benchmarks.simd import WideRow, wide_features
 
     rows = [WideRow("sigmoid", "float32", 10_000_000, 0.009, 0.006)]
-    full = report_module.Results(settings={"n": 10_000_000, "rounds": 11, "quick": False},
+    full = report_module.Results(settings={"n": 10_000_000, "rounds": 11, "quick": False,
+                                           "command": "symdl bench", "date": "today"},
                                  machine={}, wide=rows)
     quick = report_module.Results(settings={"n": 20_000, "rounds": 3, "quick": True},
                                   machine={}, wide=rows)
