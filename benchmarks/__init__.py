@@ -26,7 +26,8 @@ from .timing import SAMPLE_S
 
 SECTIONS = ("stream", "kernels", "cache", "simd", "small", "threshold", "latency", "torch")
 """What ``symdl bench --sections`` can choose (default: all). ``simd`` inspects the
-serial cores' machine code (slow: each core is compiled once more, uncached).
+serial cores' machine code (slow: each core is compiled once more, uncached), and
+times sigmoid and tanh with 512-bit vectors against the default (an opt-in, README).
 ``torch``: the symdl.torch path's overhead over the raw kernel, at 1,000 elements and
 the run's size. ``cache``: elementwise kernels loaded from Numba's on-disk cache
 against the same kernels freshly compiled, each in fresh processes."""
@@ -120,6 +121,7 @@ def run(opts: Options) -> int:
         for case in simd_cases:
             for dtype in simd_dtypes:
                 res.simd[f"{case.name} {dtype}"] = _simd(vectorized, case, dtype)
+        _wide(res, n, rounds, opts)
     # Quick: the small-input and threshold sections on the first few (elementwise) cases.
     few = cases[:QUICK_FEW] if opts.quick else cases
     if "small" in opts.sections:
@@ -168,6 +170,23 @@ def _cache_gap(res, n: int, rounds: int, opts: Options) -> None:
                             progress=_progress, fill=not opts.quick)
     except (RuntimeError, OSError, ValueError) as err:
         res.notes.append(f"cached vs fresh not measured: {err}")
+
+
+def _wide(res, n: int, rounds: int, opts: Options) -> None:
+    from .simd import WIDE_KERNELS, measure_wide
+
+    # Quick: one kernel, one dtype, one pair of processes.
+    names = WIDE_KERNELS[:1] if opts.quick else WIDE_KERNELS
+    dtypes = list(opts.dtypes[:1] if opts.quick else opts.dtypes)
+    _progress(f"256- vs 512-bit vectors (opt-in), {n:,} elements, fresh processes ...")
+    try:
+        res.wide = measure_wide(n, dtypes, 1 if opts.quick else 3, rounds, names,
+                                progress=_progress, fill=not opts.quick)
+    except (RuntimeError, OSError, ValueError) as err:
+        res.notes.append(f"512-bit vectors not measured: {err}")
+        return
+    if not res.wide:
+        res.notes.append("512-bit vectors not measured: this CPU has no AVX-512")
 
 
 def _torch_overhead(res, n: int, rounds: int, opts: Options) -> None:

@@ -21,8 +21,10 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
-KERNELS = ("sigmoid", "tanh", "sigmoid_backward", "tanh_backward")
-"""Elementwise kernels compared by default: transcendental and memory-bound ones."""
+KERNELS = ("sigmoid", "tanh", "sigmoid_backward", "tanh_backward", "adam_step",
+           "gan_g_loss_nonsaturating_logits", "gan_g_loss_nonsaturating_logits_grad")
+"""Kernels compared by default: transcendental and memory-bound elementwise ones, an
+optimizer step (in place) and a cost and its gradient (a reduction, a batch map)."""
 
 MAX_GAP = 1.05
 """Target of issue 19: a cached kernel is at most 5% slower than a fresh one."""
@@ -52,18 +54,26 @@ _TIMER = textwrap.dedent("""
     rng = np.random.default_rng(0)
     x, dy = rng.standard_normal(n) * 4, rng.standard_normal(n)
     y = rng.uniform(0.0, 1.0, n)
+    # Arguments by kernel; out= where the kernel has it (a single array result).
+    use = {"sigmoid_backward": "y dy", "tanh_backward": "y dy",
+           "adam_step": "theta grad m v"}
     out = {}
     for dtype in dtypes:
-        a = {"x": x.astype(dtype), "y": y.astype(dtype), "dy": dy.astype(dtype)}
+        a = {"x": x.astype(dtype), "y": y.astype(dtype), "dy": dy.astype(dtype),
+             "theta": x.astype(dtype), "grad": dy.astype(dtype),
+             "m": (dy * 0.1).astype(dtype), "v": (y * 0.01).astype(dtype)}
         buf = np.empty(n, dtype)
         for name in names:
             fn = getattr(k, name)
-            args = [a["y"], a["dy"]] if name.endswith("_backward") else [a["x"]]
-            fn(*args, out=buf)
+            args = [a[v] for v in use.get(name, "x").split()]
+            kw = {"t": 10} if name == "adam_step" else {}
+            if name in ("sigmoid", "tanh", "sigmoid_backward", "tanh_backward"):
+                kw["out"] = buf
+            fn(*args, **kw)
             times = []
             for _ in range(calls):
                 t = time.perf_counter()
-                fn(*args, out=buf)
+                fn(*args, **kw)
                 times.append(time.perf_counter() - t)
             out[name + " " + dtype] = sorted(times)[len(times) // 2]
     print(json.dumps(out))
@@ -71,8 +81,10 @@ _TIMER = textwrap.dedent("""
 
 
 def _process(n: int, names: list[str], dtypes: list[str], calls: int,
-             cache_dir: str | None) -> dict[str, float]:
-    env = dict(os.environ)
+             cache_dir: str | None, extra_env: dict[str, str] | None = None
+             ) -> dict[str, float]:
+    """Each kernel's median call in one fresh process: {"name dtype": seconds}."""
+    env = {**os.environ, **(extra_env or {})}
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     r = subprocess.run([sys.executable, "-c", _TIMER, json.dumps([n, names, dtypes, calls])],

@@ -16,6 +16,7 @@ from .cache_gap import MAX_GAP, CacheRow
 from .extras import SweepRow, crossover
 from .peers import PEERS
 from .runner import Row
+from .simd import WideRow
 from .stream import Stream
 
 # Targets of issue 3 (later issues add their own through the cases: torch_speedup).
@@ -46,6 +47,7 @@ class Results:
     simd: dict[str, str] = field(default_factory=dict)  # "kernel dtype" -> yes/no
     torch_overhead: list = field(default_factory=list)  # torch_overhead.OverheadRow
     cache: list[CacheRow] = field(default_factory=list)  # cached vs freshly compiled
+    wide: list[WideRow] = field(default_factory=list)  # 256- vs 512-bit vectors
     notes: list[str] = field(default_factory=list)
     bounds: dict[str, str] = field(default_factory=dict)  # kernel -> memory/compute/peer
     speedups: dict[str, float] = field(default_factory=dict)  # kernel -> x PyTorch's speed
@@ -111,6 +113,10 @@ def _cache_ratio(res: Results, r: CacheRow) -> str:
     return QUICK_NA if _quick(res) else f"{r.ratio:.2f}"
 
 
+def _wide_ratio(res: Results, r: WideRow) -> str:
+    return QUICK_NA if _quick(res) else f"{r.speedup:.2f}"
+
+
 def _status(row: Row | None) -> str:
     if row is None:
         return "-"
@@ -156,6 +162,12 @@ def terminal(res: Results) -> str:
         lines += [f"  {r.kernel:<28}{r.dtype:<8}{r.n:>12,}  cached {_time(r.cached_s):>10}  "
                   f"fresh {_time(r.fresh_s):>10}  ratio {_cache_ratio(res, r)}"
                   for r in res.cache]
+    if res.wide:
+        lines += ["", "512-bit vectors, an opt-in (README, 'Using the kernels'); fresh "
+                  "processes; above 1: 512-bit faster:"]
+        lines += [f"  {r.kernel:<28}{r.dtype:<8}{r.n:>12,}  default {_time(r.default_s):>10}  "
+                  f"512-bit {_time(r.wide_s):>10}  ratio {_wide_ratio(res, r)}"
+                  for r in res.wide]
     if res.small:
         lines += ["", "small inputs (1,000 elements), per call:"]
         for (kernel, dtype, mode), peers in _groups(res.small).items():
@@ -314,6 +326,16 @@ def markdown(res: Results, chart: str | None) -> str:
                "| --- | --- | ---: | ---: | ---: | ---: |"]
         md += [f"| {r.kernel} | {r.dtype} | {r.n:,} | {_time(r.cached_s)} | "
                f"{_time(r.fresh_s)} | {_cache_ratio(res, r)} |" for r in res.cache]
+    if res.wide:
+        md += ["", "## 512-bit vectors (opt-in)", "",
+               "LLVM uses 256-bit vectors on these CPUs by default. With "
+               "`NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit` (README, 'Using the "
+               "kernels') it uses 512-bit ones. Each side in fresh processes, alternating; "
+               "median over the processes of each one's median call.", "",
+               "| kernel | dtype | elements | default | 512-bit | default / 512-bit |",
+               "| --- | --- | ---: | ---: | ---: | ---: |"]
+        md += [f"| {r.kernel} | {r.dtype} | {r.n:,} | {_time(r.default_s)} | "
+               f"{_time(r.wide_s)} | {_wide_ratio(res, r)} |" for r in res.wide]
     if res.small:
         md += ["", "## Small inputs (1,000 elements, per call)", ""]
         md += _results_table(res, res.small, pct=False)

@@ -212,17 +212,22 @@ def tanh_convergent(depth: int) -> tuple[sp.Expr, sp.Expr]:
 
 def tanh_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
     """tanh(x): a rational function near 0, exp-based beyond; both branches are
-    computed and one selected, so the loop vectorizes."""
+    computed and one selected, so the loop vectorizes. The numerator and denominator
+    are selected, then divided once: a division per element, not one per branch (the
+    divider bounded the vector loop), with the same quotient (1 - e >= 0, so
+    copysign(1 - e, x)/(1 + e) = copysign((1 - e)/(1 + e), x))."""
     x = sp.Symbol("x", real=True)
-    a, s, small, e, large, y = sp.symbols("a s small e large y", real=True)
+    a, s, num, den, e, y = sp.symbols("a s num den e y", real=True)
     p, q = tanh_convergent(fmt.tanh_depth)
+    near = a < TANH_CUT
     steps = [
         (a, sp.Abs(x), "float"),
         (s, x * x, "float"),
-        (small, x * sp.horner(p, wrt=s) / sp.horner(q, wrt=s), "float"),
         (e, VecExp(-2 * a), "float"),
-        (large, CopySign((1 - e) / (1 + e), x), "float"),
-        (y, sp.Piecewise((small, a < TANH_CUT), (large, True)), "float"),
+        (num, sp.Piecewise((x * sp.horner(p, wrt=s), near), (CopySign(1 - e, x), True)),
+         "float"),
+        (den, sp.Piecewise((sp.horner(q, wrt=s), near), (1 + e, True)), "float"),
+        (y, num / den, "float"),
     ]
     return steps, y
 

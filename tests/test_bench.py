@@ -220,7 +220,8 @@ def test_quick_bench_as_a_user_runs_it(tmp_path):
     assert r.returncode == 0, f"{elapsed:.0f} s\n{r.stderr[-3000:]}"
     progress = [line for line in r.stderr.splitlines() if line.startswith("symdl bench: [")]
     for section in ("STREAM", "elements ...", "cached vs fresh", "SIMD evidence",
-                    "small inputs", "parallel threshold", "latency", "symdl.torch"):
+                    "512-bit vectors", "small inputs", "parallel threshold", "latency",
+                    "symdl.torch"):
         assert any(section in line for line in progress), (section, r.stderr[-2000:])
     assert "machine limit (STREAM): n/a (quick)" in r.stdout
     assert "ratio n/a (quick)" in r.stdout  # cached / fresh at 20,000 elements
@@ -274,3 +275,25 @@ def test_jax_peer_of_optimizer_steps_is_checked():
     row = next(r for r in _run(dataclasses.replace(_case("adam_step"), jax=off_eps), ["jax"],
                                "float64"))
     assert row.status.startswith("WRONG") and row.seconds is None
+
+
+def test_wide_vectors_are_reported_as_an_opt_in():
+    """The 512-bit line of the simd section: a ratio in a full run, n/a at quick sizes;
+    the features it sets are the host's own, with only the 256-bit preference off."""
+    from symdl.benchmarks.simd import WideRow, wide_features
+
+    rows = [WideRow("sigmoid", "float32", 10_000_000, 0.009, 0.006)]
+    full = report_module.Results(settings={"n": 10_000_000, "rounds": 11, "quick": False,
+                                           "command": "symdl bench", "date": "today"},
+                                 machine={}, wide=rows)
+    quick = report_module.Results(settings={"n": 20_000, "rounds": 3, "quick": True},
+                                  machine={}, wide=rows)
+    assert "ratio 1.50" in report_module.terminal(full)
+    assert "| sigmoid | float32 | 10,000,000 | 9.00 ms | 6.00 ms | 1.50 |" in \
+        report_module.markdown(full, None)
+    assert "ratio n/a (quick)" in report_module.terminal(quick)
+    features = wide_features()
+    if features is not None:
+        import llvmlite.binding as llvm
+
+        assert features == llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"

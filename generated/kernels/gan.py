@@ -553,10 +553,10 @@ def _vtanh_f64(x):
     T = np.float64
     a = abs(x)
     s = x*x
-    small = x*(s*(s*(T(36)*s + T(6930)) + T(270270)) + T(2027025))/(s*(s*(s*(s + T(630)) + T(51975)) + T(945945)) + T(2027025))
     e = _vexp(-T(2)*a)
-    large = math.copysign((T(1) - e)/(e + T(1)), x)
-    y = ((small) if (a < T(0.625)) else (large))
+    num = ((x*(s*(s*(T(36)*s + T(6930)) + T(270270)) + T(2027025))) if (a < T(0.625)) else (math.copysign(T(1) - e, x)))
+    den = ((s*(s*(s*(s + T(630)) + T(51975)) + T(945945)) + T(2027025)) if (a < T(0.625)) else (e + T(1)))
+    y = num/den
     return y
 
 
@@ -565,10 +565,10 @@ def _vtanh_f32(x):
     T = np.float32
     a = abs(x)
     s = x*x
-    small = x*(s*((T(0.06666666666666667))*s + T(7)) + T(63))/(s*(s + T(28)) + T(63))
     e = _vexp(-T(2)*a)
-    large = math.copysign((T(1) - e)/(e + T(1)), x)
-    y = ((small) if (a < T(0.625)) else (large))
+    num = ((x*(s*((T(0.06666666666666667))*s + T(7)) + T(63))) if (a < T(0.625)) else (math.copysign(T(1) - e, x)))
+    den = ((s*(s + T(28)) + T(63)) if (a < T(0.625)) else (e + T(1)))
+    y = num/den
     return y
 
 
