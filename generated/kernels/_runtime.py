@@ -27,6 +27,37 @@ import numpy as np
 _CORES = types.SimpleNamespace(math=math, np=np, numba=numba)
 
 
+def _cores(name):
+    """The namespace of a kernel module's cores (a module named `name`, registered in
+    sys.modules), and the decorator that compiles a core with it as its globals.
+
+    Numba's on-disk cache pickles each core's globals by module name and re-imports
+    that name on load: a kernel module imported under two names (symdl.kernels.x, or x
+    from a path) would break the cache. So the cores get a namespace of their own under
+    one canonical name, which carries the content hash of the module's formulas and of
+    this runtime."""
+    cores = types.ModuleType(name)
+    cores.__dict__.update(vars(_CORES))
+    cores = sys.modules.setdefault(name, cores)
+
+    def jit(parallel, reassoc=False):
+        """Compile a core: cached on disk; "contract" (FMA) is the one fast-math flag
+        that keeps IEEE semantics for inf/nan; numpy's error model lets divisions
+        vectorize. reassoc (sums in index notation only) lets LLVM split a dot product
+        into vector lanes: still deterministic, as one thread computes each output
+        element."""
+
+        def decorate(fn):
+            fn = types.FunctionType(fn.__code__, cores.__dict__, fn.__name__)
+            flags = {"contract", "reassoc"} if reassoc else {"contract"}
+            return numba.njit(cache=True, nogil=True, parallel=parallel,
+                              error_model="numpy", fastmath=flags)(fn)
+
+        return decorate
+
+    return cores, jit
+
+
 def _with_globals(fn, namespace):
     """fn, reading its globals from namespace (a kernel module's)."""
     bound = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
@@ -484,7 +515,6 @@ def _memo_take(key, inputs):
 # on the thread count.
 # Measured in `symdl bench` on 2 cores, conv2d float32 (32, 16, 64, 64): forward 16.1 ->
 # 12.9 ms, forward + backward 45.4 -> 36.1 ms; float64: 28.7 -> 24.9, 86.7 -> 80.3 ms.
-import concurrent.futures  # noqa: E402
 import ctypes  # noqa: E402
 import glob  # noqa: E402
 import threading  # noqa: E402
@@ -593,6 +623,9 @@ def _run_parts(work, parts, *args):
         if parts == 1:
             work(0, 1, *args)
             return
+        # (imported on first use: it costs more than importing the rest of the runtime)
+        import concurrent.futures
+
         with _BLAS.lock:
             if _BLAS.pool is None:
                 _BLAS.pool = concurrent.futures.ThreadPoolExecutor(
