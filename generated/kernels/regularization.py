@@ -35,15 +35,15 @@ a fixed order, so a result is bit-identical for any thread count."""
 if __package__:
     from . import _runtime
 else:  # this file loaded alone, by its path: the _runtime.py beside it, once per process
-    import hashlib
-    import importlib.util
+    import hashlib as _hashlib
+    import importlib.util as _util
 
     _path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runtime.py")
-    _name = f"_symdl_runtime_ff22c1061aa1b846_{hashlib.sha256(_path.encode()).hexdigest()[:16]}"
+    _name = f"_symdl_runtime_ff22c1061aa1b846_{_hashlib.sha256(_path.encode()).hexdigest()[:16]}"
     _runtime = sys.modules.get(_name)
     if _runtime is None:
-        _spec = importlib.util.spec_from_file_location(_name, _path)
-        _runtime = importlib.util.module_from_spec(_spec)
+        _spec = _util.spec_from_file_location(_name, _path)
+        _runtime = _util.module_from_spec(_spec)
         _spec.loader.exec_module(_runtime)
         _runtime = sys.modules.setdefault(_name, _runtime)
 
