@@ -24,11 +24,11 @@ from pathlib import Path
 
 import jinja2
 
-from . import hygiene
+from . import hygiene, runtime
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .guard import formula_step
-from .lowering import KernelPlan, plan, vecmath_functions
+from .lowering import KernelPlan, plan
 from .sheet import section, sheet_files
 
 #: Named settings printed into each generated module (user-overridable at run time).
@@ -213,6 +213,9 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
     files = {}
     sections = []
     kernel_names = {f.name for m in modules for f in m.formulas}
+    rt = runtime.render(code, [m.source for m in modules])
+    _check_compiles(rt.text, runtime.PATH)
+    files[runtime.PATH] = rt.text
     for m in modules:
         if m.name in kernel_names:
             # symdl.kernels.<module> would shadow the kernel of the same name.
@@ -222,18 +225,17 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
             with formula_step(f"{m.source}: formula {f.name!r}", "lowering to a kernel"):
                 m.kernels.append(plan(f))
             hygiene.check(f, m.kernels[-1].template, f"{m.source}: formula {f.name!r}")
-        module_hash = hashlib.sha256("".join(k.hash for k in m.kernels).encode()).hexdigest()
+        # The runtime's hash too: the cores inline its intrinsics (see module.py.j2).
+        module_hash = hashlib.sha256(
+            ("".join(k.hash for k in m.kernels) + rt.hash).encode()).hexdigest()
         context = dict(title=m.title, source=m.source, kernels=m.kernels, module=m.name,
                        module_hash=module_hash[:16], parallel_threshold=PARALLEL_THRESHOLD,
-                       reduction_block=REDUCTION_BLOCK, batch_rows=BATCH_ROWS, vecmath=[],
-                       bitops32=False)
+                       reduction_block=REDUCTION_BLOCK, batch_rows=BATCH_ROWS,
+                       runtime_hash=rt.hash, runtime_names=[])
+        # Rendered twice: the imports from the runtime are the names the text uses.
+        context["runtime_names"] = rt.imports(
+            code.get_template("numba/module.py.j2").render(**context))
         text = code.get_template("numba/module.py.j2").render(**context)
-        if any(f"_v{n}(" in text for n in ("exp", "tanh", "log1p")):  # vectorizable functions
-            context["vecmath"] = vecmath_functions()
-            text = code.get_template("numba/module.py.j2").render(**context)
-        if any(f"_{op}32(" in text for op in ("mul", "xor", "shr")):  # 32-bit word intrinsics
-            context["bitops32"] = True
-            text = code.get_template("numba/module.py.j2").render(**context)
         _check_compiles(text, f"kernels/{m.name}.py")
         files[f"kernels/{m.name}.py"] = text
         derived = {}

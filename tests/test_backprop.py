@@ -410,9 +410,9 @@ def test_memo_buffers_are_reused_without_mixing_calls(kernels, cores):
             np.testing.assert_array_equal(g, e)
     # Reuse happens: after a backward call, the next forward call of the same shapes
     # keeps its activations in the arrays the backward call used.
-    mod = sys.modules[kernels.mlp_forward.__module__]
+    memo = sys.modules[kernels.mlp_forward.__module__]._runtime._MEMO  # (the package's)
     kernels.mlp_forward(*a[:4])
-    used = mod._MEMO.saved["mlp_forward"][1]
+    used = memo.saved["mlp_forward"][1]
     kernels.mlp_backward(*a)
     kernels.mlp_forward(*b[:4])
-    assert all(x is y for x, y in zip(mod._MEMO.saved["mlp_forward"][1], used, strict=True))
+    assert all(x is y for x, y in zip(memo.saved["mlp_forward"][1], used, strict=True))

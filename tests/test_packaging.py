@@ -22,7 +22,11 @@ def _reuse_packages_of_this_interpreter(venv_dir: Path) -> None:
     py = venv_dir / "bin" / "python"
     target = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
                              "['purelib'])"], capture_output=True, text=True, check=True)
-    dirs = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    # (and the site directories it reaches, as a venv made with --system-site-packages
+    # does: numpy may live there)
+    dirs = dict.fromkeys([sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+                         + [p for p in sys.path if p.endswith(("site-packages",
+                                                               "dist-packages"))])
     Path(target.stdout.strip(), "_symdl_test_parent.pth").write_text("\n".join(dirs) + "\n")
 
 
@@ -52,12 +56,15 @@ def _run(py, code, cwd, **env):
 
 def test_installed_package_imports_and_runs_from_site_packages(installed, tmp_path):
     code = ("import symdl.kernels as k, numpy as np;"
-            "print(k.__file__); print(k.sigmoid(np.zeros(3)).tolist())")
+            "print(k.__file__); print(k.sigmoid(np.zeros(3)).tolist());"
+            "import symdl.kernels.activations as a; print(a._runtime.__file__)")
     r = _run(installed, code, tmp_path)
     assert r.returncode == 0, r.stderr
-    path, values = r.stdout.splitlines()
+    path, values, runtime = r.stdout.splitlines()
     assert "site-packages" in path and str(ROOT) not in path
     assert values == "[0.5, 0.5, 0.5]"
+    # The kernel modules' shared runtime ships in the wheel, beside them.
+    assert Path(runtime) == Path(path).parent / "_runtime.py"
 
 
 def test_installed_cli_generates_into_a_directory(installed, tmp_path):
@@ -65,7 +72,8 @@ def test_installed_cli_generates_into_a_directory(installed, tmp_path):
     r = subprocess.run([str(symdl), "generate", "--out", str(tmp_path / "gen")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    for rel in ["kernels/activations.py", "kernels/__init__.py", "sheet/symdl.tex"]:
+    for rel in ["kernels/activations.py", "kernels/_runtime.py", "kernels/__init__.py",
+                "sheet/symdl.tex"]:
         assert (tmp_path / "gen" / rel).read_bytes() == (ROOT / "generated" / rel).read_bytes()
 
 
