@@ -24,7 +24,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import hygiene
+from . import hygiene, vecmath
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .guard import formula_step
@@ -228,8 +228,8 @@ def render(modules: list[FormulaModule], sheet_name: str = "symdl",
                        reduction_block=REDUCTION_BLOCK, batch_rows=BATCH_ROWS, vecmath=[],
                        bitops32=False)
         text = code.get_template("numba/module.py.j2").render(**context)
-        if any(f"_v{n}(" in text for n in ("exp", "tanh", "log1p")):  # vectorizable functions
-            context["vecmath"] = vecmath_functions()
+        if vecmath.used(text):  # vectorizable functions
+            context["vecmath"] = vecmath.select(vecmath_functions(), text)
             text = code.get_template("numba/module.py.j2").render(**context)
         if any(f"_{op}32(" in text for op in ("mul", "xor", "shr")):  # 32-bit word intrinsics
             context["bitops32"] = True
