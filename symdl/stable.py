@@ -238,10 +238,17 @@ class Vanishing(sp.Function):
     def _latex(self, printer) -> str:
         return printer._print(self.args[0] * self.args[1])
 
+    def _mpmathcode(self, printer) -> str:  # exact arithmetic: the product itself
+        return printer._print(self.args[0] * self.args[1])
+
+    def _pythoncode(self, printer) -> str:  # floats: as the kernels compute it
+        small, rest = (printer._print(a) for a in self.args)
+        return f"(0.0 if ({small}) == 0 else ({small})*({rest}))"
+
 
 def _vanishing(expr: sp.Expr) -> sp.Expr:
-    """A product of logistic factors and factors that grow with the input -> 0 where the
-    logistic part is 0.
+    """A product of logistic factors (or erfc, or a Gaussian) and factors that grow with
+    the input -> 0 where the logistic part is 0.
 
     The derivatives of tanh-GELU (x*(1 + 3a x**2)*sigmoid(2u)*sigmoid(-2u)), Mish and
     SiLU multiply a polynomial that overflows (x**3 beyond 1e13 in float32, 1e103 in
@@ -249,8 +256,13 @@ def _vanishing(expr: sp.Expr) -> sp.Expr:
     the limit is 0. A NaN input still gives NaN (NaN == 0 is false)."""
 
     def is_logistic(a: sp.Expr) -> bool:
-        return isinstance(a, _Sigmoid) or (a.is_Pow and isinstance(a.base, _Sigmoid)
-                                           and a.exp.is_positive)
+        if a.is_Pow and a.exp.is_positive:
+            return is_logistic(a.base)
+        if isinstance(a, sp.exp):  # a Gaussian, exp(-c*u**2)
+            c, rest = a.args[0].as_coeff_Mul()
+            return c.is_negative and rest.is_Pow and rest.exp == 2
+        # (erfc: GELU's x*erfc(-x/sqrt(2))/2 at x = -inf)
+        return isinstance(a, _Sigmoid | sp.erfc)
 
     def rewrite(e: sp.Expr) -> sp.Expr | None:
         if not e.is_Mul:
