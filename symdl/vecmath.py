@@ -397,10 +397,14 @@ def _erf_parts(fmt: FloatFormat, u: sp.Expr, ax: sp.Expr, q: sp.Rational
     pieces of u**2 however u itself was rounded."""
     a, s, r0, s1, pq, a2, t, num, den, zb, z, e1, e2, tail = sp.symbols(
         "a s r0 s1 pq a2 t num den zb z e1 e2 tail", real=True)
-    near = a < sp.Rational(20, 7)  # fdlibm's 1/0.35: the first set of R, S below it
-    pick = [sp.Piecewise((_const(c1), near), (_const(c2), True)) if c1 != c2 else _const(c1)
+    # fdlibm's 1/0.35: the first set of R, S below it. The set is picked by weights
+    # w, 1 - w in {0, 1}: c1*w + c2*(1 - w) is c1 or c2 exactly, and the function holds
+    # one select instead of 16 (many selects in a function inlined into a parallel loop
+    # trip Numba's SSA check with warnings).
+    w, v_ = sp.symbols("w v_", real=True)
+    pick = [_const(c1) * w + _const(c2) * v_ if c1 != c2 else _const(c1)
             for c1, c2 in zip(_RA, _RB + ["0"], strict=True)]
-    pick_s = [sp.Piecewise((_const(c1), near), (_const(c2), True)) if c1 != c2 else _const(c1)
+    pick_s = [_const(c1) * w + _const(c2) * v_ if c1 != c2 else _const(c1)
               for c1, c2 in zip(_SA, _SB + ["0"], strict=True)]
     low = _SPLIT_LOW[fmt.width]
     steps = [
@@ -414,6 +418,8 @@ def _erf_parts(fmt: FloatFormat, u: sp.Expr, ax: sp.Expr, q: sp.Rational
         # (1 below 1: keeps 1/a**2 finite where the tail is not used)
         (a2, sp.Piecewise((a, a > 1), (1, True)), "float"),
         (t, 1 / (a2 * a2), "float"),
+        (w, sp.Piecewise((1, a < sp.Rational(20, 7)), (0, True)), "float"),
+        (v_, 1 - w, "float"),
         (num, _horner(pick, t), "float"),
         (den, _horner(pick_s, t), "float"),
         (zb, ShiftLeft(ShiftRightArith(FloatBits(ax), low), low), "int"),
@@ -431,25 +437,27 @@ def _erf_parts(fmt: FloatFormat, u: sp.Expr, ax: sp.Expr, q: sp.Rational
 def erf_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
     """erf(x), fdlibm's method (see above) with every interval computed and one selected."""
     x = sp.Symbol("x", real=True)
-    y = sp.Symbol("y", real=True)
+    yf, y = sp.symbols("yf y", real=True)
     steps, v = _erf_parts(fmt, x, sp.Abs(x), sp.S.One)
     a = v["a"]
     erx = _const(_ERX)
-    steps.append((y, sp.Piecewise(
-        (x + v["small"], a < sp.Rational(27, 32)),
-        (CopySign(erx + v["mid"], x), a < sp.Rational(5, 4)),
-        (CopySign(1 - v["tail"], x), a < ERF_ONE),
-        # (on x, not a: SymPy would drop the NaN case after a < 6 as always true)
-        (CopySign(1, x), (x >= ERF_ONE) | (x <= -ERF_ONE)),
-        (x, True)), "float"))  # NaN
+    steps += [
+        # (a statement of its own: after a < 6, SymPy would drop the NaN case as never
+        # reached; one comparison a select, as in erfc)
+        (yf, sp.Piecewise((CopySign(1, x), a >= ERF_ONE), (x, True)), "float"),  # NaN
+        (y, sp.Piecewise(
+            (x + v["small"], a < sp.Rational(27, 32)),
+            (CopySign(erx + v["mid"], x), a < sp.Rational(5, 4)),
+            (CopySign(1 - v["tail"], x), a < ERF_ONE),
+            (yf, True)), "float")]
     return steps, y
 
 
 def _erfc_from(fmt: FloatFormat, x: sp.Symbol, u: sp.Expr, q: sp.Rational
                ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
     """erfc(u) for u = x (q = 1) or u = x/sqrt(2) (q = 1/2)."""
-    uu, sm, c1, um, hh, c2, c3, m, c4, y = sp.symbols("uu sm c1 um hh c2 c3 m c4 y",
-                                                     real=True)
+    uu, sm, c1, um, hh, c2, c3, m, c4, ys, ym, yt, yf, y = sp.symbols(
+        "uu sm c1 um hh c2 c3 m c4 ys ym yt yf y", real=True)
     steps = [(uu, u, "float")]
     parts, v = _erf_parts(fmt, uu, sp.Abs(x), q)
     steps += parts
@@ -466,16 +474,14 @@ def _erfc_from(fmt: FloatFormat, x: sp.Symbol, u: sp.Expr, q: sp.Rational
         (c3, one_minus_erx - v["mid"], "float"),
         (m, _const(_ERX) + v["mid"], "float"),
         (c4, 1 + m, "float"),
-        (y, sp.Piecewise(
-            (c1, (a < sp.Rational(27, 32)) & (uu < sp.Rational(1, 4))),
-            (c2, a < sp.Rational(27, 32)),
-            (c3, (a < sp.Rational(5, 4)) & (uu > 0)),
-            (c4, a < sp.Rational(5, 4)),
-            (v["tail"], (a < ERFC_ZERO) & (uu > 0)),
-            (2 - v["tail"], a < ERFC_ZERO),
-            (0, uu > 0),
-            (2, uu < 0),
-            (uu, True)), "float"),  # NaN
+        # Selects on one comparison each (no and/or: short-circuit blocks inside a
+        # parallel loop trip Numba's SSA check with warnings)
+        (ys, sp.Piecewise((c1, uu < sp.Rational(1, 4)), (c2, True)), "float"),
+        (ym, sp.Piecewise((c3, uu > 0), (c4, True)), "float"),
+        (yt, sp.Piecewise((v["tail"], uu > 0), (2 - v["tail"], True)), "float"),
+        (yf, sp.Piecewise((0, uu > 0), (2, uu < 0), (uu, True)), "float"),  # NaN: NaN
+        (y, sp.Piecewise((ys, a < sp.Rational(27, 32)), (ym, a < sp.Rational(5, 4)),
+                         (yt, a < ERFC_ZERO), (yf, True)), "float"),
     ]
     return steps, y
 
