@@ -201,7 +201,9 @@ def test_symdl_verify_checks_user_kernels_that_take_their_inputs(generated, tmp_
     mod, _ = generated
     names = ["relu_backward", "leaky_relu", "leaky_relu_backward", "elu_backward",
              "silu_backward", "hard_sigmoid_backward", "sigmoid_t", "sigmoid_t_backward",
-             "huber", "huber_backward"]
+             "huber", "huber_backward",
+             # (inf*0 = NaN at large |x| before the stable rewrites' vanishing products)
+             "gelu_tanh_backward", "mish_backward"]
     d = Path(mod.__file__).parent.parent.parent
     r = subprocess.run([sys.executable, "-m", "symdl.cli", "verify", "--formulas",
                         "user_acts.py", "--out", "out", *names], cwd=d, capture_output=True,
