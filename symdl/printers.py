@@ -128,6 +128,22 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_VecLog1p(self, expr: sp.Expr) -> str:
         return f"_vlog1p({self._print(expr.args[0])})"
 
+    def _print_VecErf(self, expr: sp.Expr) -> str:
+        return f"_verf({self._print(expr.args[0])})"
+
+    def _print_VecErfc(self, expr: sp.Expr) -> str:
+        return f"_verfc({self._print(expr.args[0])})"
+
+    def _print_VecErfcHalf(self, expr: sp.Expr) -> str:
+        return f"_verfc_half({self._print(expr.args[0])})"
+
+    def _print_VecGauss(self, expr: sp.Expr) -> str:
+        return f"_vgauss({self._print(expr.args[0])})"
+
+    def _print_Vanishing(self, expr: sp.Expr) -> str:  # symdl/stable.py
+        small, rest = (self._print(a) for a in expr.args)
+        return f"({self._T}(0) if {small} == {self._T}(0) else ({small})*({rest}))"
+
     def _print_IntToFloat(self, expr: sp.Expr) -> str:
         return f"{self._T}({IndexPrinter().doprint(expr.args[0])})"
 

@@ -228,6 +228,57 @@ def _one_plus_special(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: rewrite(e) is not None, rewrite)
 
 
+class Vanishing(sp.Function):
+    """l*p, but 0 where l (a product of logistic factors) is 0, whatever p (inf: the
+    limit is 0, the product NaN). A function, not a Piecewise: SymPy would call a
+    product of positive factors never 0, where in floating point it underflows."""
+
+    nargs = 2
+
+    def _latex(self, printer) -> str:
+        return printer._print(self.args[0] * self.args[1])
+
+    def _mpmathcode(self, printer) -> str:  # exact arithmetic: the product itself
+        return printer._print(self.args[0] * self.args[1])
+
+    def _pythoncode(self, printer) -> str:  # floats: as the kernels compute it
+        small, rest = (printer._print(a) for a in self.args)
+        return f"(0.0 if ({small}) == 0 else ({small})*({rest}))"
+
+
+def _vanishing(expr: sp.Expr) -> sp.Expr:
+    """A product of logistic factors (or erfc, or a Gaussian) and factors that grow with
+    the input -> 0 where the logistic part is 0.
+
+    The derivatives of tanh-GELU (x*(1 + 3a x**2)*sigmoid(2u)*sigmoid(-2u)), Mish and
+    SiLU multiply a polynomial that overflows (x**3 beyond 1e13 in float32, 1e103 in
+    float64) by logistic factors that underflow to 0 much earlier: inf*0 = NaN, where
+    the limit is 0. A NaN input still gives NaN (NaN == 0 is false)."""
+
+    def is_logistic(a: sp.Expr) -> bool:
+        if a.is_Pow and a.exp.is_positive:
+            return is_logistic(a.base)
+        if isinstance(a, sp.exp):  # a Gaussian, exp(-c*u**2)
+            c, rest = a.args[0].as_coeff_Mul()
+            return c.is_negative and rest.is_Pow and rest.exp == 2
+        # (erfc: GELU's x*erfc(-x/sqrt(2))/2 at x = -inf)
+        return isinstance(a, _Sigmoid | sp.erfc)
+
+    def rewrite(e: sp.Expr) -> sp.Expr | None:
+        if not e.is_Mul:
+            return None
+        logistic = [a for a in e.args if is_logistic(a)]
+        rest = [a for a in e.args if not is_logistic(a)]
+        # (a factor that can grow: a denominator such as a batch size 1/m cannot, and
+        # the product keeps its division there)
+        if not logistic or not any(a.free_symbols and not (a.is_Pow and a.exp.is_negative)
+                                   for a in rest):
+            return None
+        return Vanishing(sp.Mul(*logistic), sp.Mul(*rest))
+
+    return expr.replace(lambda e: rewrite(e) is not None, rewrite)
+
+
 def _log_of_power(expr: sp.Expr) -> sp.Expr:
     """log(b**e) -> e*log(b) for a positive base: log(sigmoid(l)) -> -log(1 + exp(-l)),
     which ``_softplus`` then recognizes (the identity holds because b > 0)."""
@@ -308,6 +359,7 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
     # After SymPy's optimizations, which would restructure a product holding log(b).
     expr = _one_minus_power(expr)
     expr = _logistic(expr)
+    expr = _vanishing(expr)
     expr = expr.replace(lambda e: isinstance(e, _Sigmoid),
                         lambda e: _overflow_free_logistic(-e.args[0]))
     return expr

@@ -57,6 +57,45 @@ class VecLog1p(sp.Function):
         return printer._print(sp.log(1 + self.args[0]))
 
 
+class VecErf(sp.Function):
+    """erf(x), computed by the vectorizable algorithm of the kernel's dtype."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.erf(self.args[0]))
+
+
+class VecErfc(sp.Function):
+    """erfc(x), computed by the vectorizable algorithm of the kernel's dtype."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.erfc(self.args[0]))
+
+
+class VecErfcHalf(sp.Function):
+    """erfc(x/sqrt(2)) (the normal distribution's tail: GELU's), with exp(-x**2/2)
+    computed from x itself: erfc of a rounded x/sqrt(2) is off by 2*u**2 rounding
+    errors, 1,300 ulp at x = -36."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.erfc(self.args[0] / sp.sqrt(2)))
+
+
+class VecGauss(sp.Function):
+    """exp(-x**2/2) with x**2 split exactly (a rounded x*x costs x**2/2 rounding errors
+    of the result, 300 ulp at x = 36)."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.exp(-self.args[0] ** 2 / 2))
+
+
 class IntToFloat(sp.Function):
     """A signed integer converted to the kernel's float type."""
 
@@ -159,7 +198,15 @@ def estrin(coeffs: list[sp.Expr], r: sp.Symbol) -> tuple[list[tuple[sp.Symbol, s
 
 def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
     """exp(x) as statements (symbol, expression, 'float' or 'int') and the result symbol."""
-    x = sp.Symbol("x", real=True)
+    return exp_steps(fmt, sp.Symbol("x", real=True))
+
+
+def exp_steps(fmt: FloatFormat, x: sp.Expr, small: sp.Expr | None = None, prefix: str = ""
+              ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """exp(x + small), small a correction below 1 in magnitude that is added to the
+    reduced argument, not to x (erfc's exp(-x**2 + ...), whose x**2 is split in two:
+    their sum would round to x's ulp, 500 ulps of the result at x = 27). ``prefix``
+    names the statements apart from the caller's."""
     ln2 = sp.log(2)
     # The clamp keeps k within the two-step scaling's reach; beyond it the result is
     # 0 or inf anyway. NaN fails both comparisons and passes through unchanged.
@@ -169,22 +216,28 @@ def exp_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]
     scale = 2**fmt.ln2_hi_bits
     ln2_hi = sp.Rational(int(mpmath.nint(mpmath.log(2) * scale)), scale)
     ln2_lo = sp.Float(sp.N(ln2 - ln2_hi, 40), 17)
-    xc, t, k, r1, r, p, ki, k1, s1, s2, y = sp.symbols("xc t k r1 r p ki k1 s1 s2 y",
-                                                       real=True)
+    names = "xc xs t k r1 r0 r p ki k1 s1 s2 y".split()
+    xc, xs, t, k, r1, r0, r, p, ki, k1, s1, s2, y = sp.symbols(
+        [prefix + n for n in names], real=True)
     # 1 + r*(1 + r*tail): the tail (1/2 + r/6 + ...) in Estrin's scheme, the last two
     # steps Horner's, so that the result's rounding stays that of 1 + r*(...) (all
     # Estrin: max error 1.1 -> 1.6 ulp float32, 1.1 -> 2.1 ulp float64, measured).
     tail = [sp.Rational(1, sp.factorial(j)) for j in range(2, fmt.degree + 1)]
     powers, poly = estrin(tail, r)
     poly = 1 + r * (1 + r * poly)
+    inv_ln2 = sp.Float(sp.N(1 / ln2, 40), 17)
+    if small is None:
+        reduce = [(t, xc * inv_ln2 + shifter, "float"), (k, t - shifter, "float"),
+                  (r1, xc - k * ln2_hi, "float"), (r, r1 - k * ln2_lo, "float")]
+    else:  # k from x + small; the reduced argument stays within ln2/2 (+ rounding)
+        reduce = [(xs, xc + small, "float"), (t, xs * inv_ln2 + shifter, "float"),
+                  (k, t - shifter, "float"), (r1, xc - k * ln2_hi, "float"),
+                  (r0, r1 - k * ln2_lo, "float"), (r, r0 + small, "float")]
     steps = [
         (xc, sp.Piecewise((hi, x > hi), (lo, x < lo), (x, True)), "float"),
-        (t, xc * sp.Float(sp.N(1 / ln2, 40), 17) + shifter, "float"),
-        (k, t - shifter, "float"),
-        # Two statements, so that SymPy cannot merge ln2_hi and ln2_lo: x - k*ln2_hi is
-        # exact (k*ln2_hi has few bits), the small correction comes second.
-        (r1, xc - k * ln2_hi, "float"),
-        (r, r1 - k * ln2_lo, "float"),
+        # Separate statements, so that SymPy cannot merge ln2_hi and ln2_lo: x - k*ln2_hi
+        # is exact (k*ln2_hi has few bits), the small correction comes second.
+        *reduce,
         *[(sym, value, "float") for sym, value in powers],
         (p, poly, "float"),
         (ki, FloatBits(t) - _float_bits(float(shifter), fmt.width), "int"),
@@ -274,14 +327,240 @@ def log1p_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, st
     return steps, yy
 
 
+# ---- erf and erfc ----------------------------------------------------------------
+# Rational approximations published in Sun's fdlibm s_erf.c (1993, "Permission to
+# use, copy, modify, and distribute this software is freely granted"; as in FreeBSD
+# lib/msun/src/s_erf.c): the coefficients below are its constants, typed as published.
+# fdlibm's float version (s_erff.c) uses the same constants rounded to float, as
+# T(c) does here. Its method, by interval of |u|:
+#   [0, 0.84375):    erf(u) = u + u*P0(u**2)/Q0(u**2)
+#   [0.84375, 1.25): erf(u) = sign(u)*(erx + P1(s)/Q1(s)), s = |u| - 1
+#   [1.25, 28):      erfc(|u|) = exp(-z**2 - 0.5625)*exp((z - |u|)*(z + |u|) + R/S)/|u|,
+#                    R, S polynomials in 1/u**2 (two sets, split at 1/0.35), z = |u|
+#                    with the low half of its mantissa cleared, so that z**2 and
+#                    z**2 + 0.5625 are exact
+# Here every interval is computed and one selected (no branch: the loop vectorizes),
+# the second set of R, S by selecting coefficients, and exp is the vectorizable one.
+_ERX = "8.45062911510467529297e-01"  # erf(1) rounded to 24 bits
+_PP = ["1.28379167095512558561e-01", "-3.25042107247001499370e-01",
+       "-2.84817495755985104766e-02", "-5.77027029648944159157e-03",
+       "-2.37630166566501626084e-05"]
+_QQ = ["1", "3.97917223959155352819e-01", "6.50222499887672944485e-02",
+       "5.08130628187576562776e-03", "1.32494738004321644526e-04",
+       "-3.96022827877536812320e-06"]
+_PA = ["-2.36211856075265944077e-03", "4.14856118683748331666e-01",
+       "-3.72207876035701323847e-01", "3.18346619901161753674e-01",
+       "-1.10894694282396677476e-01", "3.54783043256182359371e-02",
+       "-2.16637559486879084300e-03"]
+_QA = ["1", "1.06420880400844228286e-01", "5.40397917702171048937e-01",
+       "7.18286544141962662868e-02", "1.26171219808761642112e-01",
+       "1.36370839120290507362e-02", "1.19844998467991074170e-02"]
+_RA = ["-9.86494403484714822705e-03", "-6.93858572707181764372e-01",
+       "-1.05586262253232909814e+01", "-6.23753324503260060396e+01",
+       "-1.62396669462573470355e+02", "-1.84605092906711035994e+02",
+       "-8.12874355063065934246e+01", "-9.81432934416914548592e+00"]
+_SA = ["1", "1.96512716674392571292e+01", "1.37657754143519042600e+02",
+       "4.34565877475229228821e+02", "6.45387271733267880336e+02",
+       "4.29008140027567833386e+02", "1.08635005541779435134e+02",
+       "6.57024977031928170135e+00", "-6.04244152148580987438e-02"]
+_RB = ["-9.86494292470009928597e-03", "-7.99283237680523006574e-01",
+       "-1.77579549177547519889e+01", "-1.60636384855821916062e+02",
+       "-6.37566443368389627722e+02", "-1.02509513161107724954e+03",
+       "-4.83519191608651397019e+02"]
+_SB = ["1", "3.03380607434824582924e+01", "3.25792512996573918826e+02",
+       "1.53672958608443695994e+03", "3.19985821950859553908e+03",
+       "2.55305040643316442583e+03", "4.74528541206955367215e+02",
+       "-2.24409524465858183362e+01"]
+#: Beyond these |u| erf is +-1 and erfc 0 (or 2) in both formats (fdlibm's cuts).
+ERF_ONE, ERFC_ZERO = 6, 28
+#: Mantissa bits that z = trunc(|x|) clears: the low word of a double (fdlibm's),
+#: 13 of a float (glibc's 0xffffe000: fdlibm's 0xfffff000 leaves z**2 + 9/16 25 bits
+#: at x = 7.97, an error of 47 ulp measured): z keeps 21 (11) bits, so that z**2 and
+#: q*z**2 + 9/16, for |x| < 40 and q = 1 or 1/2, are exact.
+_SPLIT_LOW = {64: 32, 32: 13}
+
+
+def _const(text: str) -> sp.Float:
+    """A published constant: the double nearest the decimal, exactly (printed T(c))."""
+    return sp.Float(float(text), 17)
+
+
+def _horner(coeffs: list[sp.Expr], s: sp.Symbol) -> sp.Expr:
+    """c0 + s*(c1 + s*(c2 + ...)), in that order (SymPy keeps a two-term sum whole)."""
+    poly = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        poly = c + s * poly
+    return poly
+
+
+def _erf_parts(fmt: FloatFormat, u: sp.Expr, ax: sp.Expr, q: sp.Rational
+               ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], dict[str, sp.Symbol]]:
+    """The three intervals' values for the argument u (statements computing it from x
+    come first): 'small' erf(u) - u, 'mid' P1/Q1, 'tail' erfc(|u|) (valid only in its
+    interval). The tail's u**2 is q*ax**2, q a power of two, ax = |x| (x itself when
+    u = x, or u = x/sqrt(2) with q = 1/2): z**2 and (ax - z)*(ax + z) are then exact
+    pieces of u**2 however u itself was rounded."""
+    a, s, r0, s1, pq, a2, t, num, den, zb, z, e1, e2, tail = sp.symbols(
+        "a s r0 s1 pq a2 t num den zb z e1 e2 tail", real=True)
+    # fdlibm's 1/0.35: the first set of R, S below it. The set is picked by weights
+    # w, 1 - w in {0, 1}: c1*w + c2*(1 - w) is c1 or c2 exactly, and the function holds
+    # one select instead of 16 (many selects in a function inlined into a parallel loop
+    # trip Numba's SSA check with warnings).
+    w, v_ = sp.symbols("w v_", real=True)
+    pick = [_const(c1) * w + _const(c2) * v_ if c1 != c2 else _const(c1)
+            for c1, c2 in zip(_RA, _RB + ["0"], strict=True)]
+    pick_s = [_const(c1) * w + _const(c2) * v_ if c1 != c2 else _const(c1)
+              for c1, c2 in zip(_SA, _SB + ["0"], strict=True)]
+    low = _SPLIT_LOW[fmt.width]
+    steps = [
+        (a, sp.Abs(u), "float"),
+        (s, u * u, "float"),
+        (r0, u * _horner([_const(c) for c in _PP], s) / _horner([_const(c) for c in _QQ], s),
+         "float"),
+        (s1, a - 1, "float"),
+        (pq, _horner([_const(c) for c in _PA], s1) / _horner([_const(c) for c in _QA], s1),
+         "float"),
+        # (1 below 1: keeps 1/a**2 finite where the tail is not used)
+        (a2, sp.Piecewise((a, a > 1), (1, True)), "float"),
+        (t, 1 / (a2 * a2), "float"),
+        (w, sp.Piecewise((1, a < sp.Rational(20, 7)), (0, True)), "float"),
+        (v_, 1 - w, "float"),
+        (num, _horner(pick, t), "float"),
+        (den, _horner(pick_s, t), "float"),
+        (zb, ShiftLeft(ShiftRightArith(FloatBits(ax), low), low), "int"),
+        (z, BitsFloat(zb, fmt.width), "float"),
+        (e1, -q * (z * z) - sp.Rational(9, 16), "float"),
+        (e2, num / den - q * ((ax - z) * (ax + z)), "float"),
+    ]
+    # exp(e1 + e2) as one exp of a split argument (no second call: two inlined calls
+    # of _vexp in one function trip Numba's SSA check with a warning)
+    ex, ey = exp_steps(fmt, e1, e2, "x_")
+    steps += [*ex, (tail, ey / a2, "float")]
+    return steps, {"a": a, "small": r0, "mid": pq, "tail": tail}
+
+
+def erf_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """erf(x), fdlibm's method (see above) with every interval computed and one selected."""
+    x = sp.Symbol("x", real=True)
+    yf, y = sp.symbols("yf y", real=True)
+    steps, v = _erf_parts(fmt, x, sp.Abs(x), sp.S.One)
+    a = v["a"]
+    erx = _const(_ERX)
+    steps += [
+        # (a statement of its own: after a < 6, SymPy would drop the NaN case as never
+        # reached; one comparison a select, as in erfc)
+        (yf, sp.Piecewise((CopySign(1, x), a >= ERF_ONE), (x, True)), "float"),  # NaN
+        (y, sp.Piecewise(
+            (x + v["small"], a < sp.Rational(27, 32)),
+            (CopySign(erx + v["mid"], x), a < sp.Rational(5, 4)),
+            (CopySign(1 - v["tail"], x), a < ERF_ONE),
+            (yf, True)), "float")]
+    return steps, y
+
+
+def _erfc_from(fmt: FloatFormat, x: sp.Symbol, u: sp.Expr, q: sp.Rational
+               ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """erfc(u) for u = x (q = 1) or u = x/sqrt(2) (q = 1/2)."""
+    uu, sm, c1, um, hh, c2, c3, m, c4, ys, ym, yt, yf, y = sp.symbols(
+        "uu sm c1 um hh c2 c3 m c4 ys ym yt yf y", real=True)
+    steps = [(uu, u, "float")]
+    parts, v = _erf_parts(fmt, uu, sp.Abs(x), q)
+    steps += parts
+    a = v["a"]
+    one_minus_erx = sp.Float(1 - float(_ERX), 17)  # exact: erx has 24 bits
+    # One operation a statement where fdlibm's order matters (SymPy would merge 1 + erx
+    # into one constant, inexact in float32, and reorder sums).
+    steps += [
+        (sm, uu + v["small"], "float"),
+        (c1, 1 - sm, "float"),  # u < 1/4
+        (um, uu - sp.S.Half, "float"),
+        (hh, v["small"] + um, "float"),
+        (c2, sp.S.Half - hh, "float"),  # 1/4 <= u < 0.84375
+        (c3, one_minus_erx - v["mid"], "float"),
+        (m, _const(_ERX) + v["mid"], "float"),
+        (c4, 1 + m, "float"),
+        # Selects on one comparison each (no and/or: short-circuit blocks inside a
+        # parallel loop trip Numba's SSA check with warnings)
+        (ys, sp.Piecewise((c1, uu < sp.Rational(1, 4)), (c2, True)), "float"),
+        (ym, sp.Piecewise((c3, uu > 0), (c4, True)), "float"),
+        (yt, sp.Piecewise((v["tail"], uu > 0), (2 - v["tail"], True)), "float"),
+        (yf, sp.Piecewise((0, uu > 0), (2, uu < 0), (uu, True)), "float"),  # NaN: NaN
+        (y, sp.Piecewise((ys, a < sp.Rational(27, 32)), (ym, a < sp.Rational(5, 4)),
+                         (yt, a < ERFC_ZERO), (yf, True)), "float"),
+    ]
+    return steps, y
+
+
+def erfc_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """erfc(x), fdlibm's method (see above) with every interval computed and one selected."""
+    x = sp.Symbol("x", real=True)
+    return _erfc_from(fmt, x, x, sp.S.One)
+
+
+def erfc_half_algorithm(fmt: FloatFormat
+                        ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """erfc(x/sqrt(2)): x/sqrt(2) rounded only where erfc is well conditioned; the
+    tail's exp(-x**2/2) from x's exact pieces."""
+    x = sp.Symbol("x", real=True)
+    return _erfc_from(fmt, x, x * sp.Float(sp.N(1 / sp.sqrt(2), 40), 17), sp.S.Half)
+
+
+def gauss_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """exp(-x**2/2) = exp(-z**2/2)*exp(-(x - z)*(x + z)/2) with z = x with the low half of
+    its mantissa cleared: z**2/2 is exact, the second factor's argument small."""
+    x = sp.Symbol("x", real=True)
+    ax, zb, z = sp.symbols("ax zb z", real=True)
+    low = _SPLIT_LOW[fmt.width]
+    steps = [
+        # (clamped: inf - inf would be NaN; exp(-64**2/2) is 0 in both formats)
+        (ax, sp.Piecewise((64, sp.Abs(x) > 64), (sp.Abs(x), True)), "float"),
+        (zb, ShiftLeft(ShiftRightArith(FloatBits(ax), low), low), "int"),
+        (z, BitsFloat(zb, fmt.width), "float"),
+    ]
+    ex, y = exp_steps(fmt, -(z * z) / 2, -((ax - z) * (ax + z)) / 2, "x_")
+    return steps + ex, y
+
+
 #: The vectorizable functions: SymPy function -> (node, printed name, algorithm).
 ALGORITHMS = {sp.exp: (VecExp, "vexp", exp_algorithm),
               sp.tanh: (VecTanh, "vtanh", tanh_algorithm),
-              log1p: (VecLog1p, "vlog1p", log1p_algorithm)}
+              log1p: (VecLog1p, "vlog1p", log1p_algorithm),
+              sp.erf: (VecErf, "verf", erf_algorithm),
+              sp.erfc: (VecErfc, "verfc", erfc_algorithm),
+              VecErfcHalf: (VecErfcHalf, "verfc_half", erfc_half_algorithm),
+              VecGauss: (VecGauss, "vgauss", gauss_algorithm)}
+
+
+def _special(expr: sp.Expr) -> sp.Expr:
+    """erfc(c*x) with c = +-1/sqrt(2) -> VecErfcHalf(+-x); exp(-x**2/2) -> VecGauss(x):
+    the forms whose argument's rounding costs ~x**2 ulps (GELU's, the normal density's)."""
+    half = 1 / sp.sqrt(2)
+
+    def erfc_half(e: sp.Expr) -> sp.Expr | None:
+        if not isinstance(e, sp.erfc):
+            return None
+        c, rest = e.args[0].as_independent(*e.args[0].free_symbols, as_Add=False)
+        if rest != 1 and c in (half, -half):
+            return VecErfcHalf(rest if c == half else -rest)
+        return None
+
+    def gauss(e: sp.Expr) -> sp.Expr | None:
+        if not isinstance(e, sp.exp):
+            return None
+        c, rest = e.args[0].as_independent(*e.args[0].free_symbols, as_Add=False)
+        if c == -sp.S.Half and rest.is_Pow and rest.exp == 2:
+            return VecGauss(rest.base)
+        return None
+
+    expr = expr.replace(lambda e: erfc_half(e) is not None, erfc_half)
+    return expr.replace(lambda e: gauss(e) is not None, gauss)
 
 
 def vectorize(expr: sp.Expr) -> sp.Expr:
-    """Replace exp, tanh and log1p by their vectorizable forms (printed _vexp, ...)."""
+    """Replace exp, tanh, log1p, erf and erfc by their vectorizable forms (printed
+    _vexp, ...)."""
+    expr = _special(expr)
     for func, (node, _, _) in ALGORITHMS.items():
-        expr = expr.replace(func, node)
+        if func is not node:
+            expr = expr.replace(func, node)
     return expr

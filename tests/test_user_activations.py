@@ -201,7 +201,9 @@ def test_symdl_verify_checks_user_kernels_that_take_their_inputs(generated, tmp_
     mod, _ = generated
     names = ["relu_backward", "leaky_relu", "leaky_relu_backward", "elu_backward",
              "silu_backward", "hard_sigmoid_backward", "sigmoid_t", "sigmoid_t_backward",
-             "huber", "huber_backward"]
+             "huber", "huber_backward",
+             # (inf*0 = NaN at large |x| before the stable rewrites' vanishing products)
+             "gelu_tanh_backward", "mish_backward"]
     d = Path(mod.__file__).parent.parent.parent
     r = subprocess.run([sys.executable, "-m", "symdl.cli", "verify", "--formulas",
                         "user_acts.py", "--out", "out", *names], cwd=d, capture_output=True,
@@ -213,3 +215,25 @@ def test_symdl_verify_checks_user_kernels_that_take_their_inputs(generated, tmp_
     assert r.returncode == 0
     dpred, dtarget = mod.huber_backward(np.array([np.nan, 1.0]), np.zeros(2), np.ones(2))
     assert np.isnan(dpred[0]) and np.isnan(dtarget[0]) and dpred[1] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_far_tails_are_the_limits_not_nan(generated, dtype):
+    """Issue 18: the derived gradients of tanh-GELU and Mish multiplied a polynomial
+    that overflows (x**3: beyond 1e13 in float32) by logistic factors that underflow to
+    0: inf*0 = NaN from |x| = 1e20 (float32) or 1e200 (float64). The exact values there
+    round to the limits, 1 (x -> +inf) and 0 (x -> -inf), for the gradients and for
+    y/x; the gradients at +-inf themselves too (erfc, the Gaussian and logistic factors
+    vanish). The outputs at -inf are left out: Mish's x*tanh(softplus(x)) is
+    -inf*0 = NaN there, as PyTorch's is."""
+    mod, _ = generated
+    big = [1e10, 1e20, 1e30, float(np.finfo(dtype).max), np.inf]
+    big += [1e200] if dtype == np.float64 else []
+    x = np.array(big + [-b for b in big], dtype=dtype)
+    positive = x > 0
+    for name in ("silu", "gelu", "gelu_tanh", "mish"):
+        y = getattr(mod, name)(x)
+        dx = getattr(mod, name + "_backward")(x, np.ones_like(x))
+        assert np.array_equal(dx, np.where(positive, 1.0, 0.0)), (name, x, dx)
+        finite = ~np.isneginf(x)
+        assert np.array_equal(y[finite], np.where(positive, x, 0.0)[finite]), (name, x, y)

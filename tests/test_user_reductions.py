@@ -79,3 +79,30 @@ def test_sums_that_share_subexpressions(mod):
         tp = np.sum(yt * yp)
         assert f1 == pytest.approx(2 * tp / (yt.sum() + yp.sum()), rel=1e-15)
         assert acc == pytest.approx(np.mean(yt == yp), rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("far", [1e3, 1e5])
+def test_bce_with_logits_far_beyond_exp_overflow_against_mpmath(mod, dtype, far):
+    """Issue 18: the derived gradient printed as exp(z)/(1 + exp(z)) was NaN beyond
+    |z| = 710 (float64) and 89 (float32). At |z| = 1e3 and 1e5, of both labels, it is
+    sigmoid(z) - t over m to within the roundings of sigmoid (4 ulp) and the division
+    (one more) of the exact value; the loss, softplus(z) - t*z averaged, to 8 ulp."""
+    import mpmath
+
+    z = np.array([-far, far, -far, far, 0.5], dtype=dtype)
+    t = np.array([1, 1, 0, 0, 1], dtype=dtype)
+    J = mod.bce_logits(z, t)
+    grad_z, grad_t = mod.bce_logits_grad(z, t)
+    eps, sub = float(np.finfo(dtype).eps), float(np.finfo(dtype).smallest_subnormal)
+    with mpmath.workdps(50):
+        zs = [mpmath.mpf(float(v)) for v in z]
+        m = len(zs)
+        exact_g = [(1 / (1 + mpmath.exp(-v)) - float(tv)) / m
+                   for v, tv in zip(zs, t.tolist(), strict=True)]
+        exact_j = sum(mpmath.log1p(mpmath.exp(v)) - float(tv) * v
+                      for v, tv in zip(zs, t.tolist(), strict=True)) / m
+    assert np.all(np.isfinite(grad_z)) and np.all(np.isfinite(grad_t))
+    for got, want in zip(grad_z.tolist(), exact_g, strict=True):
+        assert abs(got - want) <= 5 * eps * abs(want) + sub, (got, want)
+    assert abs(float(J) - exact_j) <= 8 * eps * abs(exact_j)
