@@ -142,7 +142,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import sympy as sp
 
-    from .lowering import plan
+    from .backends.numba.lowering import plan
     from .stable import stabilize
 
     _check_formula_file(args.formulas)

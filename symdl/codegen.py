@@ -1,7 +1,7 @@
 """Generation: formula modules -> files (kernel modules and the sheet), written atomically.
 
 Pipeline: load formulas (``symdl/library`` or a user file) -> derive (``derive``) ->
-lower to kernel plans (``lowering``) -> render Jinja templates (``templates/``) ->
+lower to kernel plans (``backends.numba.lowering``) -> render Jinja templates (``templates/``) ->
 compare with what is on disk, write only what changed.
 """
 
@@ -25,10 +25,10 @@ from pathlib import Path
 import jinja2
 
 from . import hygiene, runtime
+from .backends.numba.lowering import KernelPlan, plan
 from .derive import expand_formulas
 from .formula import Formula, FormulaError, check_identifier
 from .guard import formula_step
-from .lowering import KernelPlan, plan
 from .sheet import section, sheet_files
 
 #: Named settings printed into each generated module (user-overridable at run time).

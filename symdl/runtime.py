@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import jinja2
 
+from .backends.numba.lowering import vecmath_functions
 from .errors import FormulaError
-from .lowering import vecmath_functions
 
 #: Where the runtime goes, relative to the output directory.
 PATH = "kernels/_runtime.py"

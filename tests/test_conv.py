@@ -101,9 +101,9 @@ def test_direct_lowering_does_not_depend_on_the_parts(kernels, monkeypatch, dtyp
 def test_direct_lowering_is_chosen_from_the_index_expressions():
     # The planner reads the subscripts: unit steps along the filter and, at stride 1,
     # along the output. A formula reading x at 2*a (a dilated filter) gets no direct path.
+    from symdl.backends.numba.lowering import plan
     from symdl.formula import Correlation
     from symdl.library import conv
-    from symdl.lowering import plan
 
     assert plan(conv.conv2d).extra["direct"]
     s, p, a, b = conv.stride, conv.padding, conv.a, conv.b
@@ -147,9 +147,9 @@ def test_lowering_refuses_a_summand_it_does_not_compute():
     # name, not printed as a kernel that ignores it. A scaled Sum prints its forward
     # (2 * Sum + bias, from the formula), but its gradients carry the 2, which the
     # BLAS backward would lose: refused too.
+    from symdl.backends.numba.lowering import plan
     from symdl.derive import correlation_backward_formula
     from symdl.formula import FormulaError
-    from symdl.lowering import plan
 
     with pytest.raises(FormulaError, match="conv2d_squared: the summand must be"):
         plan(_conv_variant("conv2d_squared", lambda w, x: w * x**2))

@@ -219,10 +219,10 @@ def test_direct_backward_only_for_windows_that_tile():
     SymPy checks the subscripts, so a dilated window keeps the zero-and-add path."""
     import sympy as sp
 
+    from symdl.backends.numba.lowering import plan_window_gradient
     from symdl.derive import window_backward_formula
     from symdl.formula import Window
     from symdl.library import pooling as P
-    from symdl.lowering import plan_window_gradient
 
     assert plan_window_gradient(window_backward_formula(P.avgpool2d)).extra["tiles"]
     dilated = Window(

@@ -85,9 +85,9 @@ def test_defaults_and_integer_domains_follow_the_formula():
     # and the sheet, the wrapper's check and verify's samples follow.
     import sympy as sp
 
+    from symdl.backends.numba.lowering import plan
     from symdl.derive import least_count
     from symdl.formula import Elementwise, Param
-    from symdl.lowering import plan
     from symdl.sheet import entry
 
     x, k, m = sp.symbols("x k m", real=True)

@@ -11,7 +11,7 @@ import pytest
 import sympy as sp
 from conftest import sizes
 
-from symdl.lowering import numba_code
+from symdl.backends.numba.lowering import numba_code
 from symdl.stable import stabilize
 
 

@@ -64,7 +64,7 @@ def _matvec_ser(a_A, a_x, a_y):
     T = a_y.dtype.type
     m = a_A.shape[0]
     n = a_A.shape[1]
-    # Blocks of 8 values of i (JAM_ROWS in symdl/lowering.py): their sums
+    # Blocks of 8 values of i (JAM_ROWS in symdl/backends/numba/lowering.py): their sums
     # share each inner loop, which loads what they all read once.
     for _block in range((m) // (8)):
         i = 8*_block
@@ -106,7 +106,7 @@ def _matvec_par(a_A, a_x, a_y):
     T = a_y.dtype.type
     m = a_A.shape[0]
     n = a_A.shape[1]
-    # Blocks of 8 values of i (JAM_ROWS in symdl/lowering.py): their sums
+    # Blocks of 8 values of i (JAM_ROWS in symdl/backends/numba/lowering.py): their sums
     # share each inner loop, which loads what they all read once.
     for _block in numba.prange((m) // (8)):
         i = 8*_block

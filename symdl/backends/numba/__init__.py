@@ -6,7 +6,8 @@ structure-only templates (``templates/numba/``):
                    prints each expression);
     functions.py   which implementation each function gets (``select_functions``);
     loops.py       how an iteration space becomes loops (serial, parallel, streaming).
-``symdl.lowering`` drives it: formula -> IR (``symdl.ir``) -> this backend -> templates.
+``lowering.py`` (and ``lowering_axis.py``) drive it: formula -> IR (``symdl.ir``) -> the
+printer, functions and loops here -> the template data.
 """
 
 from .functions import select_functions

@@ -13,19 +13,10 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from . import ir
-from .backends.numba import (
-    Statement,
-    element_target,
-    pointwise_cores,
-    print_block,
-    select_functions,
-    streamable,
-)
-from .backends.numba.printer import print_coefficients
-from .bitops import Low32
-from .derive import activation_local, least_count, signed_zero_safe
-from .formula import (
+from ... import ir
+from ...bitops import Low32
+from ...derive import activation_local, least_count, signed_zero_safe
+from ...formula import (
     ARG_CHECKS,
     Batch,
     BatchGradient,
@@ -47,12 +38,21 @@ from .formula import (
     Window,
     WindowGradient,
 )
-from .formula_axis import AxisReduction
-from .ir import Assign, Element, Local, build, schedule
+from ...formula_axis import AxisReduction
+from ...ir import Assign, Element, Local, build, schedule
+from ...printers import IndexPrinter, numba_code, scalar_code, word_code
+from ...stable import stabilize
+from ...vecmath import ALGORITHMS, FORMATS
+from . import (
+    Statement,
+    element_target,
+    pointwise_cores,
+    print_block,
+    select_functions,
+    streamable,
+)
 from .lowering_axis import plan_axis_reduction
-from .printers import IndexPrinter, numba_code, scalar_code, word_code
-from .stable import stabilize
-from .vecmath import ALGORITHMS, FORMATS
+from .printer import print_coefficients
 
 # The element store and the streaming decision are the Numba backend's (loops.py).
 _element_store = element_target
@@ -892,7 +892,7 @@ def _window_fold(fwd: Window) -> dict:
     printed as a selection: acc = e when e > acc, so that the first maximum is kept on
     ties (as in PyTorch), or when e is NaN (NaN propagates, as in PyTorch).
     """
-    from .window import isnan, reduction_op
+    from ...window import isnan, reduction_op
 
     ip = IndexPrinter()
     node, element = fwd.node(), fwd.element()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from . import ir
-from .backends.numba import element_target, print_block, select_functions
-from .formula_axis import AxisReduction
-from .ir.axis import stages
+from ... import ir
+from ...formula_axis import AxisReduction
+from ...ir.axis import stages
+from . import element_target, print_block, select_functions
 
 #: The value an accumulator starts from, per operation (printed by the template).
 _INIT = {"sum": "T(0)", "mean": "T(0)", "max": "T(-math.inf)", "min": "T(math.inf)"}
