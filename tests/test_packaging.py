@@ -113,3 +113,17 @@ def test_read_only_install_falls_back_to_a_user_cache(installed, tmp_path):
 
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("POSIX venv layout assumed", allow_module_level=True)
+
+
+def test_every_subpackage_of_symdl_ships_in_the_wheel():
+    """A new folder under symdl/ that pyproject.toml's explicit list forgets installs
+    nothing: the editable install hides the miss, a user's `pip install .` fails."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts)
+               for p in (ROOT / "symdl").rglob("__init__.py")}
+    assert on_disk - listed == set()
+    for pkg in on_disk:
+        assert config["package-dir"][pkg] == pkg.replace(".", "/")
