@@ -5,11 +5,15 @@ that uses one is refused in one line (symdl/hygiene.py)."""
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
+from collections.abc import Mapping
 
 import pytest
 import sympy as sp
 
 from symdl import hygiene
+from symdl.backends.numba.lowering import plan
 from symdl.codegen import FormulaModule, builtin_modules, render
 from symdl.errors import FormulaError
 from symdl.formula import RESERVED_NAMES, AxisReduction, Batch, Elementwise, Param, Reduction
@@ -123,3 +127,49 @@ def test_a_name_that_is_the_generated_name_of_another_is_refused():
     f = Elementwise("k2", "S", "K", ".", inputs=[x, ax], outputs={"z": x + ax})
     with pytest.raises(FormulaError, match="'a_x' is the generated code's name for 'x'"):
         _generate(f)
+
+
+def _renamed(v: object, old: str, new: str) -> object:
+    """The formula (or part of it) as a user would write it with ``new`` for ``old``:
+    symbols keep their assumptions, string names and keys follow, and dataclasses are
+    built again through their constructors, so that their own checks run."""
+    if isinstance(v, str):
+        return new if v == old else v
+    if isinstance(v, sp.Basic):
+        return v.xreplace({a: sp.Symbol(new, **a.assumptions0) for a in v.atoms(sp.Symbol)
+                           if a.name == old})
+    if isinstance(v, Mapping):
+        return type(v)((_renamed(k, old, new), _renamed(i, old, new)) for k, i in v.items())
+    if isinstance(v, list | tuple):
+        return type(v)(_renamed(i, old, new) for i in v)
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return dataclasses.replace(v, **{
+            f.name: _renamed(getattr(v, f.name), old, new) for f in dataclasses.fields(v)
+            if f.init and f.name not in ("name", "doc", "title", "section")})
+    return v
+
+
+@functools.cache
+def _first_library_formula_of_each_kind() -> dict[str, object]:
+    firsts = {}
+    for m in builtin_modules():
+        for f in m.formulas:
+            if not getattr(f, "derived_from", None):
+                firsts.setdefault(hygiene.template_key(plan(f).template), f)
+    return firsts
+
+
+@pytest.mark.parametrize("kind", ["contraction", "scalar", "window", "correlation", "masked",
+                                  "batch_reduction", "network"])
+def test_each_reserved_name_of_the_other_kinds_is_refused_in_one_line(kind):
+    """The kinds above have no hand-written sample: their first library formula, with
+    one of its names renamed to each reserved name of the kind in turn. The same
+    renaming to a free name must generate, so that the refusal is the name's doing."""
+    f = _first_library_formula_of_each_kind()[kind]
+    old = sorted(hygiene.user_names(f))[0]
+    _generate(_renamed(f, old, "q_free"))
+    for name in sorted(hygiene.RESERVED[kind] - RESERVED_NAMES):
+        with pytest.raises(FormulaError) as err:
+            _generate(_renamed(f, old, name))
+        assert repr(name) in str(err.value), err.value
+        assert "\n" not in str(err.value)
