@@ -10,6 +10,8 @@ naive sum of 9 terms plus an exp and a division is about 12 such units, so 16.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -306,3 +308,22 @@ def test_a_max_output_shares_its_gradient_among_ties_as_pytorch_amax(K, dtype) -
     close(K.rowmax(x), top.detach(), dtype, 0)
     close(K.rowmax_backward(x, dtop), xt.grad, dtype)
     assert K.rowmax_backward(x, dtop)[0, 0, 2] == dtype(dtop[0, 0] / 3)
+
+
+def test_compiling_a_user_kernel_warns_nothing(K, tmp_path) -> None:
+    """Numba's pedantic SSA check flagged the inlined exp's variables on first compile
+    ("... is not in scope. Please report ..."); a user saw it in their own process.
+    Fresh process, empty Numba cache, every warning an error."""
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "import importlib.util, numpy as np\n"
+            f"spec = importlib.util.spec_from_file_location('k', {K.__file__!r})\n"
+            "k = importlib.util.module_from_spec(spec); spec.loader.exec_module(k)\n"
+            "x = np.random.default_rng(0).normal(size=(3, 40))\n"
+            "y = k.softmax(x); k.softmax_backward(x, y)\n"
+            "k.softmax(x.astype(np.float32))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0 and not r.stderr, r.stderr

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import types
+import warnings
 
 import numba
 import numpy as np
@@ -867,6 +868,13 @@ def _row_result(a, layout):
 # ---- vectorizable elementary functions (symdl/vecmath.py) ------------------
 # Bodies printed from SymPy; only the bit casts are structure, as Numba intrinsics
 # (or numpy views when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python).
+# Numba's SSA pass flags the variables of these functions' typed lambdas once they are
+# inlined into a kernel ("variable '_vexp_typed__locals__...' is not in scope ... please
+# report": numba/numba#7802, #7623). It is a pedantic check of Numba's own IR; the
+# results are right (the tests compare them with mpmath and PyTorch). The filter
+# hides only that warning, and only for variables of these functions (names _v...).
+warnings.filterwarnings("ignore", r"(\x1b\[\d+m)?variable '_v[\w.]+' is not in scope",
+                        numba.core.errors.NumbaIRAssumptionWarning)
 if numba.config.DISABLE_JIT:
 
     def _float_bits(x):
