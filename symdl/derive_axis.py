@@ -88,14 +88,14 @@ class _Row:
 
 
 def axis_backward_formula(fwd: AxisReduction) -> AxisReduction:
-    """``<name>_backward(inputs..., d<element outputs>..., d<row outputs>...,
-    weights..., params, axis)``: the gradient of every input (per element) and weight
-    (summed over the rows)."""
-    if fwd.row_inputs or fwd.summed:
+    """``<name>_backward(inputs..., d<element outputs>..., row inputs...,
+    d<row outputs>..., weights..., params, axis)``: the gradient of every input (per
+    element), row input (summed along the axis) and weight (summed over the rows)."""
+    if fwd.summed:
         raise FormulaError(f"{fwd.name}: backward=True is for formulas written by hand")
     taken = {*fwd.argument_names(), *fwd.stats, *fwd.outputs, fwd.count.name}
     grads = {o: sp.Symbol(f"d{o}", real=True) for o in fwd.outputs}
-    results = [f"d{s.name}" for s in (*fwd.inputs, *fwd.weights)]
+    results = [f"d{s.name}" for s in (*fwd.inputs, *fwd.row_inputs, *fwd.weights)]
     clash = sorted(taken & ({g.name for g in grads.values()} | set(results)))
     if clash:
         raise FormulaError(f"{fwd.name}: backward: gradient name(s) {clash} are taken by the "
@@ -142,6 +142,18 @@ def axis_backward_formula(fwd: AxisReduction) -> AxisReduction:
                 share = selected.get(s, 1 / fwd.count if op == "mean" else 1)
                 g += adjoint[s] * share * local_derivative(term, x)
         outputs[f"d{x.name}"] = g
+    for r in fwd.row_inputs:
+        # One value per row (batch norm's gamma along axis 0): every element's share,
+        # summed along the row, and the row outputs' own.
+        g = row.total(sum((grads[o] * local_derivative(fwd.outputs[o], r) for o in elem),
+                          sp.S.Zero))
+        g += sum((grads[h] * local_derivative(fwd.outputs[h], r) for h in fwd.row_outputs()),
+                 sp.S.Zero)
+        for s, (op, term) in stats:
+            if adjoint[s] != 0:
+                share = selected.get(s, 1 / fwd.count if op == "mean" else 1)
+                g += adjoint[s] * row.total(share * local_derivative(term, r))
+        outputs[f"d{r.name}"] = g
     # Only the sums an output still uses (a vanished max's sums are dropped).
     used = set().union(*(e.free_symbols for e in outputs.values()))
     for s in reversed(list(row.sums)):
@@ -152,9 +164,10 @@ def axis_backward_formula(fwd: AxisReduction) -> AxisReduction:
     return AxisReduction(
         backward_name(fwd.name), fwd.section, f"{fwd.title}: backward",
         f"Gradients of {fwd.name} with respect to "
-        f"{', '.join(s.name for s in (*fwd.inputs, *fwd.weights))}, derived by SymPy.",
+        f"{', '.join(s.name for s in (*fwd.inputs, *fwd.row_inputs, *fwd.weights))}, "
+        "derived by SymPy.",
         inputs=(*fwd.inputs, *(grads[o] for o in elem)),
-        row_inputs=tuple(grads[r] for r in fwd.row_outputs()),
+        row_inputs=(*fwd.row_inputs, *(grads[r] for r in fwd.row_outputs())),
         weights=fwd.weights, params=fwd.params,
         stats={**fwd.stats, **{s.name: ("sum", t) for s, t in row.sums.items()}},
         outputs=outputs, summed=tuple(f"d{w.name}" for w in fwd.weights),

@@ -35,17 +35,19 @@ class AxisReduction(Formula):
 
     ``inputs`` are arrays of one shape (any number of dimensions). ``weights`` are 1-D
     arrays with one value per position along the reduced axis (LayerNorm's gamma and
-    beta). ``stats`` maps each statistic's name, in order, to ``(op, term)``: op is
-    "sum", "mean", "max" or "min" of the per-element ``term`` along the axis; a term
-    may use the inputs, weights, parameters, ``n`` (the length of the axis) and the
-    earlier statistics. ``outputs`` map names to expressions: an output that uses an
-    input or a weight is computed per element (the inputs' shape); one that uses only
-    statistics, parameters and ``n`` is one value per row (the shape without the
-    axis). ``backward=True`` asks SymPy for ``<name>_backward``: the gradients of every
-    input and weight, derived by the chain rule through the statistics
-    (``symdl.derive_axis``). ``row_inputs`` and ``summed`` are for that derived
-    kernel: arrays of the per-row shape (a row output's incoming gradient), and
-    per-element outputs summed over the rows into a weight's gradient.
+    beta). ``row_inputs`` are arrays with one value per row, the inputs' shape without
+    the axis (batch norm's gamma and beta along axis 0; in a derived kernel, a row
+    output's incoming gradient). ``stats`` maps each statistic's name, in order, to
+    ``(op, term)``: op is "sum", "mean", "max" or "min" of the per-element ``term``
+    along the axis; a term may use the inputs, weights, row inputs, parameters, ``n``
+    (the length of the axis) and the earlier statistics. ``outputs`` map names to
+    expressions: an output that uses an input or a weight is computed per element (the
+    inputs' shape); one that uses only statistics, row inputs, parameters and ``n`` is
+    one value per row (the shape without the axis). ``backward=True`` asks SymPy for
+    ``<name>_backward``: the gradients of every input, row input and weight, derived
+    by the chain rule through the statistics (``symdl.derive_axis``). ``summed`` is
+    for that derived kernel: per-element outputs summed over the rows into a weight's
+    gradient.
     """
 
     inputs: tuple[sp.Symbol, ...] = ()

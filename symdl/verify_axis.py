@@ -119,9 +119,9 @@ def _condition(f: AxisReduction, arrays: dict, r: int, params: dict, exact: dict
     return out
 
 
-def _loss(fwd: AxisReduction, elems, weights, params, grads: dict) -> mpmath.mpf:
+def _loss(fwd: AxisReduction, elems, weights, rows, params, grads: dict) -> mpmath.mpf:
     """sum over the row of each output times its incoming gradient."""
-    out = row_values(fwd, elems, weights, {}, params)
+    out = row_values(fwd, elems, weights, rows, params)
     total = mpmath.mpf(0)
     for name, v in out.items():
         if isinstance(v, list):
@@ -141,6 +141,8 @@ def check_derivation(f: AxisReduction, fwd: AxisReduction, arrays: dict, params:
                  for o in fwd.outputs}
         dirs = {s.name: [mpmath.mpf(float(v)) for v in rng.standard_normal(len(
             elems[fwd.inputs[0].name]))] for s in (*fwd.inputs, *fwd.weights)}
+        # (a per-row input, batch norm's gamma along axis 0, moves by one number)
+        row_dirs = {s.name: mpmath.mpf(float(rng.standard_normal())) for s in fwd.row_inputs}
         h = mpmath.mpf(10) ** -40
 
         def moved(sign):
@@ -148,13 +150,14 @@ def check_derivation(f: AxisReduction, fwd: AxisReduction, arrays: dict, params:
                  if k in dirs else v for k, v in elems.items()}
             w = {k: [a + sign * h * d for a, d in zip(v, dirs[k], strict=True)]
                  for k, v in weights.items()}
-            return _loss(fwd, {s.name: e[s.name] for s in fwd.inputs}, w, params, grads)
+            r = {k: rows[k] + sign * h * d for k, d in row_dirs.items()}
+            return _loss(fwd, {s.name: e[s.name] for s in fwd.inputs}, w, r, params, grads)
 
         numeric = (moved(1) - moved(-1)) / (2 * h)
         derived = row_values(f, elems, weights, rows, params)
         analytic = mpmath.fsum(
             mpmath.fsum(g * d for g, d in zip(derived[f"d{k}"], dirs[k], strict=True))
-            for k in dirs)
+            for k in dirs) + mpmath.fsum(derived[f"d{k}"] * d for k, d in row_dirs.items())
         return float(abs(numeric - analytic) / max(abs(numeric), mpmath.mpf(1e-30)))
 
 

@@ -53,7 +53,15 @@ huber_mean = AxisReduction("huber_mean", S, "Huber loss, mean", "Mean Huber loss
     backward=True)
 rowmax = AxisReduction("rowmax", S, "Row max", "The largest element along the axis.",
     inputs=(x,), stats={"m": ("max", x)}, outputs={"top": m}, backward=True)
-FORMULAS = [softmax, log_softmax, cross_entropy, layer_norm, rms_norm, huber_mean, rowmax]
+# Batch norm: the statistics along axis 0, gamma and beta one value per feature (per row
+# of the reduction: row_inputs).
+batch_norm = AxisReduction("batch_norm", S, "Batch norm", "Per feature, over the batch.",
+    inputs=(x,), row_inputs=(gamma, beta), params=(eps,),
+    stats={"mu": ("mean", x), "var": ("mean", (x - mu) ** 2)},
+    outputs={"y": (x - mu) / sp.sqrt(var + eps.symbol) * gamma + beta, "mean": mu,
+             "variance": var}, backward=True)
+FORMULAS = [softmax, log_softmax, cross_entropy, layer_norm, rms_norm, huber_mean, rowmax,
+            batch_norm]
 '''
 
 
@@ -201,7 +209,7 @@ def test_symdl_verify_checks_every_axis_kernel_as_a_user_runs_it(K) -> None:
                        text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = [line.split() for line in r.stdout.splitlines() if " ULP " in line]
-    assert len(rows) == 28 and all(row[-1] == "ok" for row in rows), r.stdout
+    assert len(rows) == 32 and all(row[-1] == "ok" for row in rows), r.stdout
 
 
 def test_verify_fails_a_wrong_kernel_and_a_wrong_derivation(K) -> None:
@@ -327,3 +335,36 @@ def test_compiling_a_user_kernel_warns_nothing(K, tmp_path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=600, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)})
     assert r.returncode == 0 and not r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(6, 11), (4096, 24)])  # (the second: parallel cores)
+def test_batch_norm_along_axis_0_matches_pytorch_and_the_builtin(K, dtype, shape) -> None:
+    """Axis 0 runs in place (the column layout, no transposed copy); gamma and beta are
+    per-row inputs, and their gradients are sums along the axis. The incoming gradients
+    of the mean and variance outputs count too."""
+    import symdl.kernels as builtin
+
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=shape) * 3 + 2).astype(dtype)
+    g, b = (rng.normal(size=shape[1]).astype(dtype) for _ in range(2))
+    dy = rng.normal(size=shape).astype(dtype)
+    dmean, dvar = (rng.normal(size=shape[1]).astype(dtype) for _ in range(2))
+    xt, gt, bt = _t(x), _t(g), _t(b)
+    mean, var = xt.mean(0), xt.var(0, unbiased=False)
+    y = (xt - mean) / torch.sqrt(var + 1e-5) * gt + bt
+    (y * _t(dy)).sum().add((mean * _t(dmean)).sum() + (var * _t(dvar)).sum()).backward()
+    # Every value here rests on sums of m terms, each added in turn (per column, as the
+    # library's batch norm): their rounding errors add up as a random walk, about
+    # sqrt(m) of them (Higham, Accuracy and Stability of Numerical Algorithms, 4.2).
+    walk = np.sqrt(shape[0])
+    ours = K.batch_norm(x, g, b, axis=0)
+    for a, ref in zip(ours, (y, mean, var), strict=True):
+        close(a, ref.detach(), dtype, 0, terms=walk * np.maximum(np.abs(x), x.var(0)))
+    dx, dg, db = K.batch_norm_backward(x, dy, g, b, dmean, dvar, axis=0)
+    close(dx, xt.grad, dtype, 0, terms=walk * dy * g * 4)
+    xhat = (x - x.mean(0, dtype=np.float64)) / x.std(0, dtype=np.float64)
+    close(dg, gt.grad, dtype, 0, terms=walk * np.abs(dy * xhat).sum(0) / shape[0])
+    close(db, bt.grad, dtype, 0, terms=walk * np.abs(dy).sum(0, dtype=np.float64) / shape[0])
+    # the library's batch norm, its own kernels, agrees
+    close(ours[0], builtin.batchnorm_forward(x, g, b)[0].astype(np.float64), dtype, 0, terms=x)

@@ -14,6 +14,7 @@ users assign per kernel module) are rebound onto each kernel module's globals by
 ``_with_globals``; called from here they would not find the setting.
 """
 
+import collections
 import math
 import os
 import sys
@@ -800,16 +801,39 @@ _CORES.__dict__.update(_mac_block=_mac_block, _mac_tile=_mac_tile, MK_ROWS=MK_RO
                        MK_VECTORS=MK_VECTORS, MK_VECTOR_BYTES=MK_VECTOR_BYTES)
 
 
-# ---- reductions along an axis: the (rows, length) layout of the cores --------------
+# ---- reductions along an axis: the layouts of the cores ---------------------------
+class _AxisLayout(collections.namedtuple(
+        "_AxisLayout", "axis shape rows length row_shape outer inner")):
+    """How a kernel's cores see its arrays, C-contiguous and never transposed: the
+    axis last, as (rows, length) (axis=None is one row of all the elements); or an
+    axis that is not last, as (outer, length, inner), the columns (inner) innermost
+    in the cores' loops."""
+
+    __slots__ = ()
+
+    @property
+    def columns(self):
+        return self.inner > 1
+
+    @property
+    def elements(self):
+        return (self.outer, self.length, self.inner) if self.columns else (self.rows,
+                                                                            self.length)
+
+    @property
+    def per_row(self):
+        return (self.outer, self.inner) if self.columns else self.rows
+
+
 def _axis_layout(kernel, axis, shape):
-    """(axis, shape with the axis moved last, rows, length, shape of one value per row)
-    for axis an int (negative counts from the end) or None (all elements, one row)."""
+    """The layout of inputs of this shape, reduced along axis: an int (negative counts
+    from the end) or None (all elements, one row)."""
     if axis is None:
         size = int(np.prod(shape))
         if size == 0:
             raise ValueError(f"{kernel}(): the inputs are empty; axis=None reduces over "
                              "all their elements")
-        return None, tuple(shape), 1, size, ()
+        return _AxisLayout(None, tuple(shape), 1, size, (), 1, 1)
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{kernel}(): argument 'axis' must be an integer or None, "
                         f"got {axis!r}")
@@ -821,48 +845,54 @@ def _axis_layout(kernel, axis, shape):
     if length == 0:
         raise ValueError(f"{kernel}(): the inputs have length 0 along axis {axis}")
     row_shape = shape[:axis] + shape[axis + 1:]
-    rows = int(np.prod(row_shape))
-    return axis, row_shape + (length,), rows, length, row_shape
+    return _AxisLayout(axis, tuple(shape), int(np.prod(row_shape)), length, row_shape,
+                       int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1:])))
 
 
 def _axis_rows(a, layout, dtype):
-    """a as a C-contiguous (rows, length) array, the axis last (a copy unless the axis
-    is already last and a is contiguous of this dtype)."""
-    axis, moved, rows, length, _ = layout
-    if axis is not None:
-        a = np.moveaxis(a, axis, -1)
-    return np.ascontiguousarray(a, dtype=dtype).reshape(rows, length)
+    """a as the cores take it, in either layout: a reshape (a copy only where a is not
+    C-contiguous of this dtype)."""
+    return np.ascontiguousarray(a, dtype=dtype).reshape(layout.elements)
 
 
 def _axis_restore(a, layout):
-    """A (rows, length) result in the inputs' shape."""
-    axis, moved, _, _, _ = layout
-    a = a.reshape(moved)
-    return a if axis is None or axis == len(moved) - 1 else np.ascontiguousarray(
-        np.moveaxis(a, -1, axis))
+    """A per-element result in the inputs' shape."""
+    return a.reshape(layout.shape)
+
+
+def _axis_summed(a, layout):
+    """A per-element result summed over the rows: a weight's gradient."""
+    return a.sum(axis=(0, 2) if layout.columns else 0)
+
+
+def _axis_tile(layout):
+    """Columns per tile of the column layout: as a batch kernel's (_batch_tile), one
+    tile per thread over all the slices' columns. Results do not depend on it: each
+    column is reduced alone."""
+    return min(layout.inner, _batch_tile(layout.outer * layout.inner))
 
 
 def _per_row(kernel, name, value, layout, dtype):
     """An argument with one value per row (the inputs' shape without the axis)."""
     a = _float_array(kernel, name, value)
-    if a.shape != layout[4]:
+    if a.shape != layout.row_shape:
         raise ValueError(f"{kernel}(): argument '{name}' has shape {a.shape}; it must have "
-                         f"one value per row, shape {layout[4]}")
-    return np.ascontiguousarray(a, dtype=dtype).reshape(layout[2])
+                         f"one value per row, shape {layout.row_shape}")
+    return np.ascontiguousarray(a, dtype=dtype).reshape(layout.per_row)
 
 
 def _along(kernel, name, value, layout, dtype):
     """A 1-D argument with one value per position along the axis."""
     a = _float_array(kernel, name, value)
-    if a.shape != (layout[3],):
+    if a.shape != (layout.length,):
         raise ValueError(f"{kernel}(): argument '{name}' has shape {a.shape}; it must be 1-D "
-                         f"with one value per position along the axis, ({layout[3]},)")
+                         f"with one value per position along the axis, ({layout.length},)")
     return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _row_result(a, layout):
     """A per-row result: the inputs' shape without the axis (a 0-d array for None)."""
-    return a.reshape(layout[4])
+    return a.reshape(layout.row_shape)
 
 
 # ---- vectorizable elementary functions (symdl/vecmath.py) ------------------
