@@ -61,7 +61,20 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_BooleanFalse(self, expr: sp.Expr) -> str:
         return "False"
 
+    def _folded(self, expr: sp.Expr) -> str | None:
+        """A constant that SymPy keeps exact (sqrt(2)/sqrt(pi), pi/2) as one literal,
+        evaluated in high precision and rounded once. Printed as it stands, each factor
+        would round in the kernel's dtype and the product again: GELU's gradient in
+        float32 had its 1/sqrt(2 pi) from four roundings (4.5 ULP, where 4 is the bound)."""
+        if expr.is_number and not (expr.is_Rational or expr.is_Float) and \
+                expr.is_extended_real and expr.is_finite:
+            return self._print_Number(sp.Float(expr.evalf(40), 40))
+        return None
+
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        folded = self._folded(expr)
+        if folded is not None:
+            return folded
         base, e = expr.base, expr.exp
         if e.is_Integer and 2 <= abs(int(e)) <= 4:
             prod = "*".join([self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])]
@@ -82,6 +95,13 @@ class NumbaPrinter(PythonCodePrinter):
         # A small power prints as a product (x*x), which binds like a product: so the
         # parent's a/x**2 -> "a/" + "x*x" would be wrong. Such denominators are printed
         # here, parenthesized.
+        numbers = [a for a in expr.args if a.is_number]
+        if len(numbers) > 1 or any(not (a.is_Rational or a.is_Float) for a in numbers):
+            constant = sp.Mul(*numbers)
+            if self._folded(constant) is not None and len(numbers) < len(expr.args):
+                rest = [a for a in expr.args if not a.is_number]
+                folded = sp.Float(constant.evalf(40), 40)
+                return self._print_Mul(sp.Mul(folded, *rest, evaluate=False))
         small = [a for a in expr.args
                  if a.is_Pow and a.exp.is_Integer and -4 <= int(a.exp) <= -2]
         if not small:

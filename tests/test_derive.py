@@ -59,3 +59,23 @@ def test_index_arithmetic_prints_integer_division_and_refuses_fractions():
     assert eval(printer.doprint(m - sp.Mod(m, 4)), {"m": 11}) == 8
     with pytest.raises(ValueError, match="integral"):
         printer.doprint(m / 4)  # (printing 1/4 as int(1/4) = 0 would be silently wrong)
+
+
+def test_an_exact_constant_prints_as_one_literal_rounded_once():
+    """sqrt(2)/sqrt(pi) (GELU's gradient) printed factor by factor rounds each factor
+    in the kernel's dtype and then the product: four roundings in float32. It prints
+    as one literal of the constant's value, which T(...) rounds once; a rational
+    coefficient, a symbol's power and pi alone print as before."""
+    from symdl.printers import numba_code
+
+    x = sp.Symbol("x", real=True)
+    value = float(sp.sqrt(2 / sp.pi))
+    assert numba_code(sp.sqrt(2) * x / sp.sqrt(sp.pi)) == f"T({value!r})*x"
+    assert numba_code(-sp.sqrt(2) * x / (2 * sp.sqrt(sp.pi))) == f"-T({value / 2!r})*x"
+    assert numba_code(sp.sqrt(3)) == f"T({float(sp.sqrt(3))!r})"
+    assert numba_code(sp.log(2) * x) == f"T({float(sp.log(2))!r})*x"
+    assert numba_code(3 * x / x**2) == "T(3)/x"
+    assert numba_code(sp.pi) == f"T({float(sp.pi)!r})"
+    assert numba_code(sp.sqrt(x)) == "math.sqrt(x)"
+    assert (numba_code(sp.exp(-x**2 / 2) * sp.sqrt(2) / sp.sqrt(sp.pi))
+            == f"T({value!r})*math.exp(-T(0.5)*x*x)")

@@ -196,14 +196,20 @@ def test_symdl_torch_wraps_these_user_kernels(generated):
 def test_symdl_verify_checks_user_kernels_that_take_their_inputs(generated, tmp_path):
     """verify used to assume a backward kernel of (y, dy) and crashed on these. It now
     samples the forward's inputs (edges: 0, subnormals, overflow thresholds, inf, nan)
-    and holds a kernel that takes several inputs or parameters to 4 ULP times the
-    formula's condition number. A NaN input gives NaN (Huber's gradient gave 1.0)."""
+    and holds a formula file's kernels to 4 ULP times the formula's condition number.
+    A NaN input gives NaN (Huber's gradient gave 1.0). Before, with 4 ULP alone, the
+    forwards failed where the formula amplifies a rounding (SiLU and Mish 319 ULP near
+    x = -740, where the condition number is about 740; tanh-GELU 1,240 ULP in float64,
+    83 in float32: 113 ULP at x = -9.4, condition 190); GELU's gradient failed in
+    float32 even with the condition (4.5 ULP: its 1/sqrt(2 pi) printed as four
+    roundings, now one constant)."""
     mod, _ = generated
     names = ["relu_backward", "leaky_relu", "leaky_relu_backward", "elu_backward",
              "silu_backward", "hard_sigmoid_backward", "sigmoid_t", "sigmoid_t_backward",
              "huber", "huber_backward",
              # (inf*0 = NaN at large |x| before the stable rewrites' vanishing products)
-             "gelu_tanh_backward", "mish_backward"]
+             "gelu_tanh_backward", "mish_backward",
+             "silu", "mish", "gelu", "gelu_tanh", "gelu_backward"]
     d = Path(mod.__file__).parent.parent.parent
     r = subprocess.run([sys.executable, "-m", "symdl.cli", "verify", "--formulas",
                         "user_acts.py", "--out", "out", *names], cwd=d, capture_output=True,
