@@ -27,7 +27,8 @@ from .timing import SAMPLE_S
 SECTIONS = ("stream", "kernels", "cache", "simd", "small", "threshold", "latency", "torch")
 """What ``symdl bench --sections`` can choose (default: all). ``simd`` inspects the
 serial cores' machine code (slow: each core is compiled once more, uncached), and
-times sigmoid and tanh with 512-bit vectors against the default (an opt-in, README).
+times sigmoid and tanh with 512-bit vectors in every function (an opt-in, README)
+against the default (512-bit in symdl's compute-bound element loops alone).
 ``torch``: the symdl.torch path's overhead over the raw kernel, at 1,000 elements and
 the run's size. ``cache``: elementwise kernels loaded from Numba's on-disk cache
 against the same kernels freshly compiled, each in fresh processes."""

@@ -163,8 +163,8 @@ def terminal(res: Results) -> str:
                   f"fresh {_time(r.fresh_s):>10}  ratio {_cache_ratio(res, r)}"
                   for r in res.cache]
     if res.wide:
-        lines += ["", "512-bit vectors, an opt-in (README, 'Using the kernels'); fresh "
-                  "processes; above 1: 512-bit faster:"]
+        lines += ["", "512-bit vectors everywhere, an opt-in (README, 'Using the kernels'); "
+                  "fresh processes; above 1: the opt-in faster:"]
         lines += [f"  {r.kernel:<28}{r.dtype:<8}{r.n:>12,}  default {_time(r.default_s):>10}  "
                   f"512-bit {_time(r.wide_s):>10}  ratio {_wide_ratio(res, r)}"
                   for r in res.wide]
@@ -327,10 +327,12 @@ def markdown(res: Results, chart: str | None) -> str:
         md += [f"| {r.kernel} | {r.dtype} | {r.n:,} | {_time(r.cached_s)} | "
                f"{_time(r.fresh_s)} | {_cache_ratio(res, r)} |" for r in res.cache]
     if res.wide:
-        md += ["", "## 512-bit vectors (opt-in)", "",
-               "LLVM uses 256-bit vectors on these CPUs by default. With "
-               "`NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit` (README, 'Using the "
-               "kernels') it uses 512-bit ones. Each side in fresh processes, alternating; "
+        md += ["", "## 512-bit vectors everywhere (opt-in)", "",
+               "LLVM uses 256-bit vectors on these CPUs by default; symdl's compute-bound "
+               "element loops, sigmoid's and tanh's among them, ask for 512-bit ones on "
+               "their own functions (README, 'Using the kernels'). With "
+               "`NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit` every function gets "
+               "them: this is what that adds. Each side in fresh processes, alternating; "
                "median over the processes of each one's median call.", "",
                "| kernel | dtype | elements | default | 512-bit | default / 512-bit |",
                "| --- | --- | ---: | ---: | ---: | ---: |"]

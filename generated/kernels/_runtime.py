@@ -1587,6 +1587,47 @@ _CORES.__dict__.update(_stream_store=_stream_store, _store_fence=_store_fence,
                        STREAM_GROUP=STREAM_GROUP)
 
 
+# ---- the vector width of compute-bound element loops ------------------------------
+# LLVM vectorizes with 256-bit vectors on Intel's AVX-512 CPUs unless told otherwise
+# (its prefer-256-bit tuning), to spare the clock drop that 512-bit code caused on the
+# first of them. An element loop that computes exp, tanh, log1p or erf (or a dropout
+# mask's hash) is compute-bound, so there 512-bit vectors pay: the loop calls
+# _wide_vectors(), which gives its function LLVM's "prefer-vector-width"="512" (one
+# function, not the process: NUMBA_CPU_FEATURES would change every function, and the
+# cache key). Not on the Skylake-server family, whose 512-bit code runs at a lower
+# clock; a CPU without AVX-512 ignores it. Results are bit-identical either way (no
+# reassociation). The choice is made when Numba compiles, for the CPU it compiles for,
+# which is part of the on-disk cache's key.
+_NARROW_CPUS = frozenset({"skylake-avx512", "cascadelake", "cooperlake", "cannonlake"})
+
+if numba.config.DISABLE_JIT:
+
+    def _wide_vectors():
+        pass
+
+else:
+
+    def _compile_cpu():
+        import llvmlite.binding as ll
+
+        return numba.config.CPU_NAME or ll.get_host_cpu_name()
+
+    @numba.extending.intrinsic
+    def _wide_vectors(typingctx):
+        """Let LLVM vectorize the loop that calls this with 512-bit vectors."""
+
+        def codegen(context, builder, signature, args):
+            if _compile_cpu() not in _NARROW_CPUS:
+                # (llvmlite's attribute set lists only keyword attributes; LLVM reads
+                # this string attribute from the function's definition)
+                set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+            return context.get_dummy_value()
+
+        return numba.types.none(), codegen
+
+_CORES.__dict__.update(_wide_vectors=_wide_vectors)
+
+
 # ---- operations on 32-bit words (symdl/bitops.py) ---------------------------
 # Numba widens 32-bit integers to 64 bits in arithmetic, and LLVM then keeps a hash
 # in 64-bit lanes (no 64-bit multiply on AVX2); each of these computes in 32 bits and

@@ -11,8 +11,8 @@ printer, functions and loops here -> the template data.
 """
 
 from .functions import select_functions
-from .loops import pointwise_cores, streamable
+from .loops import pointwise_cores, streamable, wide_vectors
 from .printer import Statement, element_target, print_block
 
 __all__ = ["Statement", "element_target", "pointwise_cores", "print_block",
-           "select_functions", "streamable"]
+           "select_functions", "streamable", "wide_vectors"]

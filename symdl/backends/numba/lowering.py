@@ -50,6 +50,7 @@ from . import (
     print_block,
     select_functions,
     streamable,
+    wide_vectors,
 )
 from .lowering_axis import plan_axis_reduction
 from .printer import print_coefficients
@@ -214,7 +215,8 @@ def plan_elementwise(f: Elementwise) -> KernelPlan:
         domains=_checked(f),
         pre=pre,
         body=body,
-        extra={"special": special, "stream": "stream" in pointwise_cores(kernel)},
+        extra={"special": special, "stream": "stream" in pointwise_cores(kernel),
+               "wide": wide_vectors(kernel.outputs)},
     )
 
 
@@ -511,6 +513,8 @@ def plan_masked(f: MaskedElementwise) -> KernelPlan:
                                   _param_wide_names(f.args)),
         "mask": None,
         "stream": m is None and all(_streamable(v) for v in f.variants.values()),
+        # (the mask's counter-based hash is 20 rounds of integer work per element)
+        "wide": m is not None or any(wide_vectors(v) for v in f.variants.values()),
     }
     if m is not None:
         u = sp.Symbol("_u")
@@ -565,7 +569,8 @@ def _per_batch(f: BatchReduction | BatchMap, named: dict[str, sp.Expr], batch_of
         stmts = _cse_statements(mine, target, post=edge_safe)
         body += stmts
         batches.append({"index": k, "count": b.count.name, "nonempty": b.nonempty,
-                        "arrays": [s.name for s in b.inputs], key: list(mine), "body": stmts})
+                        "arrays": [s.name for s in b.inputs], key: list(mine), "body": stmts,
+                        "wide": wide_vectors(mine)})
     return batches, body
 
 
