@@ -740,6 +740,7 @@ def _gan_d_loss_logits_b0_ser(a_l_real, partials, block):
             count = min(256, hi - r)
             _x_l_real = a_l_real[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_real = _x_l_real[i]
                 _t_s_real = -_vlog1p(_vexp(-abs(l_real))) - max(T(0), -l_real)
                 _t_s_real_[i] = _t_s_real
@@ -791,6 +792,7 @@ def _gan_d_loss_logits_b0_par(a_l_real, partials, block):
             count = min(256, hi - r)
             _x_l_real = a_l_real[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_real = _x_l_real[i]
                 _t_s_real = -_vlog1p(_vexp(-abs(l_real))) - max(T(0), -l_real)
                 _t_s_real_[i] = _t_s_real
@@ -842,6 +844,7 @@ def _gan_d_loss_logits_b1_ser(a_l_fake, partials, block):
             count = min(256, hi - r)
             _x_l_fake = a_l_fake[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_fake = _x_l_fake[i]
                 _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
                 _t_s_fake_[i] = _t_s_fake
@@ -893,6 +896,7 @@ def _gan_d_loss_logits_b1_par(a_l_fake, partials, block):
             count = min(256, hi - r)
             _x_l_fake = a_l_fake[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_fake = _x_l_fake[i]
                 _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
                 _t_s_fake_[i] = _t_s_fake
@@ -1061,6 +1065,7 @@ def _gan_g_loss_saturating_logits_b0_ser(a_l_fake, partials, block):
             count = min(256, hi - r)
             _x_l_fake = a_l_fake[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_fake = _x_l_fake[i]
                 _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
                 _t_s_fake_[i] = _t_s_fake
@@ -1112,6 +1117,7 @@ def _gan_g_loss_saturating_logits_b0_par(a_l_fake, partials, block):
             count = min(256, hi - r)
             _x_l_fake = a_l_fake[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_fake = _x_l_fake[i]
                 _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), l_fake)
                 _t_s_fake_[i] = _t_s_fake
@@ -1228,6 +1234,7 @@ def _gan_g_loss_nonsaturating_logits_b0_ser(a_l_fake, partials, block):
             count = min(256, hi - r)
             _x_l_fake = a_l_fake[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_fake = _x_l_fake[i]
                 _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), -l_fake)
                 _t_s_fake_[i] = _t_s_fake
@@ -1279,6 +1286,7 @@ def _gan_g_loss_nonsaturating_logits_b0_par(a_l_fake, partials, block):
             count = min(256, hi - r)
             _x_l_fake = a_l_fake[r:r + count]
             for i in range(count):
+                _wide_vectors()
                 l_fake = _x_l_fake[i]
                 _t_s_fake = -_vlog1p(_vexp(-abs(l_fake))) - max(T(0), -l_fake)
                 _t_s_fake_[i] = _t_s_fake
