@@ -98,10 +98,13 @@ class NumbaPrinter(PythonCodePrinter):
         numbers = [a for a in expr.args if a.is_number]
         if len(numbers) > 1 or any(not (a.is_Rational or a.is_Float) for a in numbers):
             constant = sp.Mul(*numbers)
-            if self._folded(constant) is not None and len(numbers) < len(expr.args):
+            folded = self._folded(constant)
+            if folded is not None and len(numbers) == len(expr.args):
+                return folded  # (a product of constants alone: sqrt(2)*pi)
+            if folded is not None:
                 rest = [a for a in expr.args if not a.is_number]
-                folded = sp.Float(constant.evalf(40), 40)
-                return self._print_Mul(sp.Mul(folded, *rest, evaluate=False))
+                value = sp.Float(constant.evalf(40), 40)
+                return self._print_Mul(sp.Mul(value, *rest, evaluate=False))
         small = [a for a in expr.args
                  if a.is_Pow and a.exp.is_Integer and -4 <= int(a.exp) <= -2]
         if not small:

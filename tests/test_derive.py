@@ -76,6 +76,7 @@ def test_an_exact_constant_prints_as_one_literal_rounded_once():
     assert numba_code(sp.log(2) * x) == f"T({float(sp.log(2))!r})*x"
     assert numba_code(3 * x / x**2) == "T(3)/x"
     assert numba_code(sp.pi) == f"T({float(sp.pi)!r})"
+    assert numba_code(sp.sqrt(2) * sp.pi) == f"T({float(sp.sqrt(2) * sp.pi)!r})"
     assert numba_code(sp.sqrt(x)) == "math.sqrt(x)"
     assert (numba_code(sp.exp(-x**2 / 2) * sp.sqrt(2) / sp.sqrt(sp.pi))
             == f"T({value!r})*math.exp(-T(0.5)*x*x)")
