@@ -1,22 +1,41 @@
 """STREAM's loops (see stream.py), cached on disk: compiling them took 4 s of every run,
 a quick one's included."""
 
+import sys
+import types
+
 import numba
 
+# Numba's cache pickles a core's globals by module name and imports that name again on
+# load; this file is imported as symdl.benchmarks.stream_cores (installed) and as
+# benchmarks.stream_cores (from a checkout). So the cores get globals under one name,
+# as the generated kernels' cores do (_runtime._cores).
+_NAME = "_symdl_bench_stream_cores"
+_GLOBALS = sys.modules.setdefault(_NAME, types.ModuleType(_NAME)).__dict__
+_GLOBALS["numba"] = numba
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+
+def _jit(**flags):
+    def decorate(fn):
+        fn = types.FunctionType(fn.__code__, _GLOBALS, fn.__name__)
+        return numba.njit(parallel=True, nogil=True, cache=True, **flags)(fn)
+
+    return decorate
+
+
+@_jit()
 def copy(a, c):
     for i in numba.prange(a.size):
         c[i] = a[i]
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath={"contract"})
+@_jit(fastmath={"contract"})
 def triad(a, b, c, s):
     for i in numba.prange(a.size):
         a[i] = b[i] + s * c[i]
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+@_jit(fastmath=True)
 def read(a):
     total = 0.0
     for i in numba.prange(a.size):
@@ -24,7 +43,7 @@ def read(a):
     return total
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@_jit()
 def read4(a, y):
     # Blocks indexed from 0 through views: with a[4 * k] over the whole array, LLVM
     # loads the elements one at a time (12% slower, measured).

@@ -6,10 +6,12 @@ every implementation's result was checked, and that the generated kernels passed
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +299,19 @@ def test_wide_vectors_are_reported_as_an_opt_in():
         import llvmlite.binding as llvm
 
         assert features == llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
+
+
+def test_stream_loops_load_from_the_cache_under_either_module_name(tmp_path):
+    """STREAM's loops are cached on disk; a checkout imports them as benchmarks.*, an
+    installed symdl as symdl.benchmarks.*. Each fresh process loads what the other
+    cached (Numba's cache re-imports a core's globals by module name: a cache written
+    under one name used to fail under the other) and measures a positive bandwidth."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    code = ("from {}.stream import measure; s = measure(4096, 1); "
+            "assert s.copy_gbs > 0 and s.triad_gbs > 0")
+    for package in ("benchmarks", "symdl.benchmarks", "benchmarks"):
+        r = subprocess.run([sys.executable, "-c", code.format(package)], env=env,
+                           cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, (package, r.stderr[-2000:])
+    assert list(tmp_path.rglob("stream_cores.copy-*.nbi"))
