@@ -79,6 +79,60 @@ def test_direct_lowering_matches_torch(kernels, monkeypatch, shape, padding, bia
     assert len(dx_calls) == (shape[0] if padding <= f - 1 and width >= cols else 0)
 
 
+# Rows of at least one wide block (64 float32 or 32 float64 columns) take it on CPUs with
+# AVX-512 (4 channels by 4 vectors of 64 bytes): the blocks past the output's channels
+# (O = 5, 9) or columns (Wo = 70, 129) go through the tail buffer, as the narrow ones'.
+WIDE_SHAPES = [(2, 3, 9, 70, 5, 3), (1, 5, 6, 131, 9, 3), (2, 16, 10, 64, 32, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, padding", [(s, p) for s in WIDE_SHAPES for p in (0, 1)])
+def test_wide_block_matches_torch_and_the_narrow_block(kernels, monkeypatch, shape, padding,
+                                                       dtype):
+    """Either block sums each output in the same order: the same bits, forward and
+    backward; and on an AVX-512 CPU rows that span the wide block take it."""
+    conv = importlib.import_module("symdl.kernels.conv")
+    _check_against_torch(kernels, shape, 1, padding, True, dtype)
+    rng = np.random.default_rng(11)
+    nb, c, h, w_, o, f = shape
+    x = rng.standard_normal((nb, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((o, c, f, f)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    chosen = []
+    pick = conv._mk_wide
+    monkeypatch.setattr(conv, "_mk_wide", lambda *a: chosen.append(pick(*a)) or chosen[-1])
+    y = kernels.conv2d(x, w, b, padding=padding)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = kernels.conv2d_backward(x, w, dy, padding=padding)
+    # (forward: rows of Wo outputs; input gradient: rows of W)
+    span = 4 * 64 // np.dtype(dtype).itemsize if conv._runtime.MK_WIDE_VECTORS else np.inf
+    # (the input gradient's parts each pick: one or more calls)
+    assert chosen[0] == (y.shape[3] >= span) and len(chosen) >= 2
+    assert set(chosen[1:]) == {w_ >= span}
+    monkeypatch.setattr(conv, "_mk_wide", lambda *a: False)
+    np.testing.assert_array_equal(kernels.conv2d(x, w, b, padding=padding), y)
+    for got, want in zip(kernels.conv2d_backward(x, w, dy, padding=padding), grads,
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_wide_block_where_numba_compiles_for_avx512():
+    """The wide block exists where the CPU that Numba compiles for has AVX-512 (its
+    features as LLVM names them), and only rows that span it take it."""
+    import llvmlite.binding as ll
+    import numba
+
+    conv = importlib.import_module("symdl.kernels.conv")
+    runtime = conv._runtime
+    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
+        pytest.skip("NUMBA_CPU_NAME/NUMBA_CPU_FEATURES set: the host is not the target")
+    avx512 = "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
+    assert (runtime.MK_WIDE_VECTORS, runtime.MK_WIDE_VECTOR_BYTES) == (
+        (4, 64) if avx512 else (0, 0))
+    assert conv._mk_wide(64, 4) == avx512 and conv._mk_wide(32, 8) == avx512
+    assert not conv._mk_wide(63, 4) and not conv._mk_wide(31, 8)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_direct_lowering_does_not_depend_on_the_parts(kernels, monkeypatch, dtype):
     # The parts cut the (image, block of 4 channels) pairs: a batch of one image is

@@ -682,15 +682,51 @@ def _run_row_groups(run, args, roles, sizes):
 # LLVM IR directly. Measured on conv2d's test shape, one image on one core: float32
 # 0.46 ms (im2col + OpenBLAS sgemm: 0.62 ms), float64 0.93 ms; 4 x 2 vectors was the
 # best of 2 x 4, 4 x 1, 4 x 2 and 8 x 1 in both dtypes.
+# AVX-512 has 32 vector registers: there a block of 4 x 4 vectors of 64 bytes (16
+# accumulators) pays where an output row spans it (conv2d's test shape on the 2-core
+# Xeon, float32: forward 10.7-13.9 -> 6.0-8.9 ms, backward 31 -> 25-29 ms), but it is
+# wider than small images' rows ((64, 16, 16, 16): 1.85 -> 3.3 ms). So _mac_block
+# emits both blocks and the caller picks one per call by the row's width (_mk_wide);
+# each output is summed in the same order by either, so the results are the same bits.
 MK_ROWS = 4
 MK_VECTORS = 2
 MK_VECTOR_BYTES = 32  # (AVX2; a wider or narrower target splits or joins the vectors)
 
+
+def _avx512():
+    """Whether Numba compiles for a CPU with AVX-512 (NUMBA_CPU_FEATURES, else the
+    host's features; a CPU named without features, such as "generic", counts as not)."""
+    if numba.config.CPU_NAME and not numba.config.CPU_FEATURES:
+        return False
+    import llvmlite.binding as ll
+
+    features = numba.config.CPU_FEATURES or ll.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+MK_WIDE_VECTORS, MK_WIDE_VECTOR_BYTES = (4, 64) if _avx512() else (0, 0)
+"""The wide block's vectors and their size (none without AVX-512)."""
+
+
+def _mk_cols(wide, itemsize):
+    """Output columns of a block: the wide one's, or the narrow one's."""
+    if wide:
+        return MK_WIDE_VECTORS * (MK_WIDE_VECTOR_BYTES // itemsize)
+    return MK_VECTORS * (MK_VECTOR_BYTES // itemsize)
+
+
+def _mk_wide(width, itemsize):
+    """Whether rows of `width` outputs take the wide block: where there is one, and a
+    row spans it."""
+    return MK_WIDE_VECTORS > 0 and width >= _mk_cols(True, itemsize)
+
+
 if numba.config.DISABLE_JIT:
 
-    def _mac_block(xp, x_off, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp):
+    def _mac_block(xp, x_off, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp,
+                   wide):
         """Plain Python: the same sums, in the same order (without fused rounding)."""
-        cols = MK_VECTORS * (MK_VECTOR_BYTES // y.itemsize)
+        cols = _mk_cols(wide, y.itemsize)
         for r in range(MK_ROWS):
             for q in range(cols):
                 acc = bias[b_off + r]
@@ -705,8 +741,8 @@ else:
 
     @numba.extending.intrinsic
     def _mac_block(typingctx, xp, x_off, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp,
-                   HpWp):
-        """For r < MK_ROWS and q < MK_VECTORS * lanes (flat, C-contiguous arrays):
+                   HpWp, wide):
+        """For r < MK_ROWS and q < _mk_cols(wide, itemsize) (flat, C-contiguous arrays):
         y[y_off + r*y_rows + q] = bias[b_off + r] + the sum over c < C, a < f, b < f of
         wp[w_off + ((c*f + a)*f + b)*MK_ROWS + r] * xp[x_off + c*HpWp + a*Wp + b + q],
         added in that order with fused multiply-adds."""
@@ -718,77 +754,90 @@ else:
             import llvmlite.ir as ir
             from numba.core import cgutils
 
-            xp_, x_off_, wp_, w_off_, y_, y_off_, y_rows_, bias_, b_off_, C_, f_, Wp_, HpWp_ = args
+            xp_, x_off_, wp_, w_off_, y_, y_off_, y_rows_, bias_, b_off_, C_, f_, Wp_, HpWp_ = args[:13]
             i64 = ir.IntType(64)
             size = dtype.bitwidth // 8
-            lanes = MK_VECTOR_BYTES // size
-            vt = ir.VectorType(context.get_value_type(dtype), lanes)
 
             def base(k, offset):
                 data = context.make_array(signature.args[k])(context, builder, args[k]).data
                 return builder.gep(data, [offset])
 
-            def splat(value):
-                v = builder.insert_element(ir.Constant(vt, ir.Undefined), value, i64(0))
-                return builder.shuffle_vector(
-                    v, v, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
-
-            def vector_at(ptr, k):
-                return builder.bitcast(builder.gep(ptr, [i64(k * lanes)]), vt.as_pointer())
-
             xd, wd, yd, bd = base(0, x_off_), base(2, w_off_), base(4, y_off_), base(7, b_off_)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-                f"llvm.fma.v{lanes}f{dtype.bitwidth}")
-            # Accumulators in stack slots, which LLVM promotes to registers.
-            acc = []
-            for r in range(MK_ROWS):
-                start = splat(builder.load(builder.gep(bd, [i64(r)])))
-                for _ in range(MK_VECTORS):
-                    slot = cgutils.alloca_once(builder, vt)
-                    builder.store(start, slot)
-                    acc.append(slot)
-            with cgutils.for_range(builder, C_) as c:
-                xc = builder.gep(xd, [builder.mul(c.index, HpWp_)])
-                with cgutils.for_range(builder, f_) as a:
-                    xa = builder.gep(xc, [builder.mul(a.index, Wp_)])
-                    row = builder.add(builder.mul(c.index, f_), a.index)
-                    with cgutils.for_range(builder, f_) as b:
-                        xb = builder.gep(xa, [b.index])
-                        k = builder.add(builder.mul(row, f_), b.index)
-                        wk = builder.gep(wd, [builder.mul(k, i64(MK_ROWS))])
-                        xs = [builder.load(vector_at(xb, v), align=size)
-                              for v in range(MK_VECTORS)]
-                        for r in range(MK_ROWS):
-                            w = splat(builder.load(builder.gep(wk, [i64(r)])))
-                            for v in range(MK_VECTORS):
-                                slot = acc[r * MK_VECTORS + v]
-                                builder.store(builder.call(fma, [w, xs[v], builder.load(slot)]),
-                                              slot)
-            for r in range(MK_ROWS):
-                yr = builder.gep(yd, [builder.mul(y_rows_, i64(r))])
-                for v in range(MK_VECTORS):
-                    builder.store(builder.load(acc[r * MK_VECTORS + v]), vector_at(yr, v),
-                                  align=size)
+
+            def block(vectors, vector_bytes):
+                lanes = vector_bytes // size
+                vt = ir.VectorType(context.get_value_type(dtype), lanes)
+
+                def splat(value):
+                    v = builder.insert_element(ir.Constant(vt, ir.Undefined), value, i64(0))
+                    return builder.shuffle_vector(
+                        v, v, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+                def vector_at(ptr, k):
+                    return builder.bitcast(builder.gep(ptr, [i64(k * lanes)]), vt.as_pointer())
+
+                fma = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                    f"llvm.fma.v{lanes}f{dtype.bitwidth}")
+                # Accumulators in stack slots, which LLVM promotes to registers.
+                acc = []
+                for r in range(MK_ROWS):
+                    start = splat(builder.load(builder.gep(bd, [i64(r)])))
+                    for _ in range(vectors):
+                        slot = cgutils.alloca_once(builder, vt)
+                        builder.store(start, slot)
+                        acc.append(slot)
+                with cgutils.for_range(builder, C_) as c:
+                    xc = builder.gep(xd, [builder.mul(c.index, HpWp_)])
+                    with cgutils.for_range(builder, f_) as a:
+                        xa = builder.gep(xc, [builder.mul(a.index, Wp_)])
+                        row = builder.add(builder.mul(c.index, f_), a.index)
+                        with cgutils.for_range(builder, f_) as b:
+                            xb = builder.gep(xa, [b.index])
+                            k = builder.add(builder.mul(row, f_), b.index)
+                            wk = builder.gep(wd, [builder.mul(k, i64(MK_ROWS))])
+                            xs = [builder.load(vector_at(xb, v), align=size)
+                                  for v in range(vectors)]
+                            for r in range(MK_ROWS):
+                                w = splat(builder.load(builder.gep(wk, [i64(r)])))
+                                for v in range(vectors):
+                                    slot = acc[r * vectors + v]
+                                    builder.store(
+                                        builder.call(fma, [w, xs[v], builder.load(slot)]), slot)
+                for r in range(MK_ROWS):
+                    yr = builder.gep(yd, [builder.mul(y_rows_, i64(r))])
+                    for v in range(vectors):
+                        builder.store(builder.load(acc[r * vectors + v]), vector_at(yr, v),
+                                      align=size)
+
+            if MK_WIDE_VECTORS:
+                wide_ = context.cast(builder, args[13], signature.args[13], numba.types.boolean)
+                with builder.if_else(wide_) as (then, otherwise):
+                    with then:
+                        block(MK_WIDE_VECTORS, MK_WIDE_VECTOR_BYTES)
+                    with otherwise:
+                        block(MK_VECTORS, MK_VECTOR_BYTES)
+            else:
+                block(MK_VECTORS, MK_VECTOR_BYTES)
             return context.get_dummy_value()
 
         sig = numba.types.none(xp, numba.types.int64, wp, numba.types.int64, y,
                                numba.types.int64, numba.types.int64, bias, numba.types.int64,
                                numba.types.int64, numba.types.int64, numba.types.int64,
-                               numba.types.int64)
+                               numba.types.int64, wide)
         return sig, codegen
 
 
 
 def _mac_tile(xp, start, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp, rows, cols,
-              tail):
+              tail, wide):
     """_mac_block into y where the block fits (rows >= MK_ROWS output rows left, cols >=
     its width); else into tail (MK_ROWS x width), then its rows x cols corner into y."""
     width = tail.size // MK_ROWS
     if rows >= MK_ROWS and cols >= width:
-        _mac_block(xp, start, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp)
+        _mac_block(xp, start, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpWp, wide)
     else:
-        _mac_block(xp, start, wp, w_off, tail, 0, width, bias, b_off, C, f, Wp, HpWp)
+        _mac_block(xp, start, wp, w_off, tail, 0, width, bias, b_off, C, f, Wp, HpWp, wide)
         for r in range(min(rows, MK_ROWS)):
             for t in range(min(cols, width)):
                 y[y_off + r * y_rows + t] = tail[r * width + t]
@@ -796,9 +845,14 @@ def _mac_tile(xp, start, wp, w_off, y, y_off, y_rows, bias, b_off, C, f, Wp, HpW
 
 if not numba.config.DISABLE_JIT:
     _mac_tile = numba.njit(inline="always")(_mac_tile)
+    _mk_cols_jit = numba.njit(inline="always")(_mk_cols)
+else:
+    _mk_cols_jit = _mk_cols
 
-_CORES.__dict__.update(_mac_block=_mac_block, _mac_tile=_mac_tile, MK_ROWS=MK_ROWS,
-                       MK_VECTORS=MK_VECTORS, MK_VECTOR_BYTES=MK_VECTOR_BYTES)
+_CORES.__dict__.update(_mac_block=_mac_block, _mac_tile=_mac_tile, _mk_cols=_mk_cols_jit,
+                       MK_ROWS=MK_ROWS, MK_VECTORS=MK_VECTORS,
+                       MK_VECTOR_BYTES=MK_VECTOR_BYTES, MK_WIDE_VECTORS=MK_WIDE_VECTORS,
+                       MK_WIDE_VECTOR_BYTES=MK_WIDE_VECTOR_BYTES)
 
 
 # ---- reductions along an axis: the layouts of the cores ---------------------------
