@@ -106,7 +106,7 @@ def _conv2d_unfold(a_x, n, p_size, p_stride, p_padding, xp, cols, Ho, Wo):
 
 
 @_jit(parallel=True)
-def _conv2d_direct(a_x, wp, bias, result, p_size, p_padding, xps, chunks, wide):
+def _conv2d_direct_narrow(a_x, wp, bias, result, p_size, p_padding, xps, chunks):
     # Stride 1 (see _mac_block): the images, each cut into `chunks` runs of output
     # rows, in parts (xps.shape[0]) run in parallel, so that a batch of fewer images
     # than cores is shared out too. A part pads each image it starts into its own copy
@@ -117,6 +117,54 @@ def _conv2d_direct(a_x, wp, bias, result, p_size, p_padding, xps, chunks, wide):
     # and weights that a row needs stay in cache across its blocks (x (1, 64, 112, 112)
     # on two parts, blocks outermost: 10.9 ms). Every output is summed in the same order
     # whatever the parts and chunks, and by either block (`wide`, see _mk_wide).
+    wide = False
+    N, C, H, W = a_x.shape
+    O, Ho, Wo = result.shape[1], result.shape[2], result.shape[3]
+    f = p_size
+    p = p_padding
+    groups, Hp, Wpa = xps.shape[0], xps.shape[2], xps.shape[3]
+    blocks, K = wp.shape[0], wp.shape[1]
+    tasks = N * chunks
+    cols = _mk_cols(wide, result.itemsize)
+    yflat = result.reshape(result.size)
+    wflat = wp.reshape(wp.size)
+    for g in numba.prange(groups):
+        xp = xps[g]
+        xflat = xp.reshape(xp.size)
+        tail = np.empty(MK_ROWS * cols, dtype=result.dtype)
+        padded = -1
+        for task in range(g * tasks // groups, (g + 1) * tasks // groups):
+            n, chunk = task // chunks, task % chunks
+            if n != padded:
+                for c in range(C):
+                    for h in range(H):
+                        for v in range(W):
+                            xp[c, h + p, p + v] = a_x[n, c, h, v]
+                padded = n
+            for i in range(chunk * Ho // chunks, (chunk + 1) * Ho // chunks):
+                for ob in range(blocks):
+                    o0 = ob * MK_ROWS
+                    for j in range(0, Wo, cols):
+                        # The block's first input: x's padded subscripts at a = b = 0.
+                        start = (i) * Wpa + j
+                        _mac_tile(xflat, start, wflat, ob * K * MK_ROWS, yflat,
+                                  ((n * O + o0) * Ho + i) * Wo + j, Ho * Wo, bias, o0,
+                                  C, f, Wpa, Hp * Wpa, O - o0, Wo - j, tail, wide)
+
+
+@_jit(parallel=True)
+def _conv2d_direct_wide(a_x, wp, bias, result, p_size, p_padding, xps, chunks):
+    # Stride 1 (see _mac_block): the images, each cut into `chunks` runs of output
+    # rows, in parts (xps.shape[0]) run in parallel, so that a batch of fewer images
+    # than cores is shared out too. A part pads each image it starts into its own copy
+    # xp = xps[part] (zero border; columns up to Wpa, so that a block reaching past the
+    # output reads inside xp). Per output row, every block of MK_ROWS channels by
+    # `cols` adjacent outputs is summed (_mac_tile: a block reaching past the output's
+    # channels or columns goes through `tail`): rows outermost, so that the input rows
+    # and weights that a row needs stay in cache across its blocks (x (1, 64, 112, 112)
+    # on two parts, blocks outermost: 10.9 ms). Every output is summed in the same order
+    # whatever the parts and chunks, and by either block (`wide`, see _mk_wide).
+    wide = True
     N, C, H, W = a_x.shape
     O, Ho, Wo = result.shape[1], result.shape[2], result.shape[3]
     f = p_size
@@ -174,7 +222,8 @@ def _conv2d_run_direct(x, w2, bias, result, f, padding):
     p = padding
     xps = _scratch(("conv2d_xps", padding, H, W), (groups, C, H + 2*p, Wpa),
                    result.dtype, zeros=True)
-    _conv2d_direct(x, wp, bp, result, f, padding, xps, chunks, wide)
+    core = _conv2d_direct_wide if wide else _conv2d_direct_narrow
+    core(x, wp, bp, result, f, padding, xps, chunks)
 
 
 @_jit(parallel=False)
@@ -327,12 +376,13 @@ def _conv2d_backward_fold(n, dcols, dxp, a_dx, p_size, p_stride, p_padding, Ho, 
 
 
 @_jit(parallel=False)
-def _conv2d_backward_dx_direct(n, a_dy, wfp, zero, dyp, tail, a_dx, p_size, p_padding, wide):
+def _conv2d_backward_dx_direct_narrow(n, a_dy, wfp, zero, dyp, tail, a_dx, p_size, p_padding):
     # At stride 1 the input gradient is a correlation of dy, padded by f - 1 - p, with
     # the flipped weights (see the planner's _direct_input_gradient), summed in
     # register blocks (_mac_block) of MK_ROWS input channels by `cols` columns, as the
     # forward's direct lowering (blocks past C or W go through `tail`; `wide`: which
     # block, see _mk_wide).
+    wide = False
     O, Ho, Wo = a_dy.shape[1], a_dy.shape[2], a_dy.shape[3]
     C, H, W = a_dx.shape[1], a_dx.shape[2], a_dx.shape[3]
     f = p_size
@@ -356,6 +406,45 @@ def _conv2d_backward_dx_direct(n, a_dy, wfp, zero, dyp, tail, a_dx, p_size, p_pa
                 _mac_tile(dyflat, start, wflat, cb * K * MK_ROWS, dxflat,
                           ((n * C + c0) * H + h) * W + v, H * W, zero, 0, O,
                           f, Wpa, Hq * Wpa, C - c0, W - v, tail, wide)
+
+
+@_jit(parallel=False)
+def _conv2d_backward_dx_direct_wide(n, a_dy, wfp, zero, dyp, tail, a_dx, p_size, p_padding):
+    # At stride 1 the input gradient is a correlation of dy, padded by f - 1 - p, with
+    # the flipped weights (see the planner's _direct_input_gradient), summed in
+    # register blocks (_mac_block) of MK_ROWS input channels by `cols` columns, as the
+    # forward's direct lowering (blocks past C or W go through `tail`; `wide`: which
+    # block, see _mk_wide).
+    wide = True
+    O, Ho, Wo = a_dy.shape[1], a_dy.shape[2], a_dy.shape[3]
+    C, H, W = a_dx.shape[1], a_dx.shape[2], a_dx.shape[3]
+    f = p_size
+    p = p_padding
+    q = f - p - 1
+    for o in range(O):
+        for i in range(Ho):
+            for j in range(Wo):
+                dyp[o, i + q, j + q] = a_dy[n, o, i, j]
+    Hq, Wpa = dyp.shape[1], dyp.shape[2]
+    K = wfp.shape[1]
+    cols = _mk_cols(wide, a_dx.itemsize)
+    dyflat = dyp.reshape(dyp.size)
+    wflat = wfp.reshape(wfp.size)
+    dxflat = a_dx.reshape(a_dx.size)
+    for cb in range(wfp.shape[0]):
+        c0 = cb * MK_ROWS
+        for h in range(H):
+            for v in range(0, W, cols):
+                start = (h) * Wpa + v
+                _mac_tile(dyflat, start, wflat, cb * K * MK_ROWS, dxflat,
+                          ((n * C + c0) * H + h) * W + v, H * W, zero, 0, O,
+                          f, Wpa, Hq * Wpa, C - c0, W - v, tail, wide)
+
+
+def _conv2d_backward_dx_direct(n, dy, wfp, zero, dyp, tail, dx, f, p, wide):
+    """Image n's input gradient by the core with the chosen block (see _mk_wide)."""
+    core = _conv2d_backward_dx_direct_wide if wide else _conv2d_backward_dx_direct_narrow
+    core(n, dy, wfp, zero, dyp, tail, dx, f, p)
 
 
 @_jit(parallel=False, reassoc=True)
