@@ -685,9 +685,10 @@ def _run_row_groups(run, args, roles, sizes):
 # AVX-512 has 32 vector registers: there a block of 4 x 4 vectors of 64 bytes (16
 # accumulators) pays where an output row spans it (conv2d's test shape on the 2-core
 # Xeon, float32: forward 10.7-13.9 -> 6.0-8.9 ms, backward 31 -> 25-29 ms), but it is
-# wider than small images' rows ((64, 16, 16, 16): 1.85 -> 3.3 ms). So _mac_block
-# emits both blocks and the caller picks one per call by the row's width (_mk_wide);
-# each output is summed in the same order by either, so the results are the same bits.
+# wider than small images' rows ((64, 16, 16, 16): 1.85 -> 3.3 ms). So the callers
+# pick one per call by the row's width (_mk_wide): _mac_block emits the block that its
+# `wide` names, and a core that passes a constant holds that block alone (LLVM drops
+# the other). Each output is summed in the same order by either: the same bits.
 MK_ROWS = 4
 MK_VECTORS = 2
 MK_VECTOR_BYTES = 32  # (AVX2; a wider or narrower target splits or joins the vectors)
