@@ -147,8 +147,10 @@ def test_serial_and_parallel_cores_agree_bitwise(kernels):
 
 
 def test_streaming_cores_write_what_the_others_write(kernels):
-    """The non-temporal cores (float64 outputs beyond STREAM_BYTES) give the same bits,
-    into every element of out, at any alignment and length (tasks not full)."""
+    """The non-temporal cores (outputs beyond STREAM_BYTES) give the same bits, into
+    every element of out, at every alignment of out within a 64-byte line (the core
+    stores the ordinary way up to the first line boundary, then in aligned vectors) and
+    at lengths shorter than that head, or ending within a task."""
     from symdl.kernels import activations, regularization
 
     rng = np.random.default_rng(5)
@@ -164,22 +166,51 @@ def test_streaming_cores_write_what_the_others_write(kernels):
     }
     assert activations._sigmoid_backward_stream  # (a streaming core exists)
     try:
-        for n in (1, 7, (1 << 16) + 3, 3 * (1 << 16)):
-            x, y = rng.standard_normal(n), rng.random(n)
-            for name, call in calls.items():
-                for m in modules:
-                    m.STREAM_BYTES, m.PARALLEL_THRESHOLD = 10**15, 0
-                want = call(y, x, np.empty(n))
-                for m in modules:
-                    m.STREAM_BYTES = 0
-                for offset in (0, 1, 3):  # (outs at three alignments)
-                    out = np.full(n + offset, np.nan)[offset:]
-                    assert activations._streams(out)
-                    assert call(y, x, out) is out
-                    np.testing.assert_array_equal(out, want, err_msg=f"{name}, n={n}")
+        for dtype in (np.float64, np.float32):
+            lanes = 64 // np.dtype(dtype).itemsize
+            for n in (1, 7, 40, (1 << 16) + 3, 3 * (1 << 16)):
+                x = rng.standard_normal(n).astype(dtype)
+                y = rng.random(n).astype(dtype)
+                for name, call in calls.items():
+                    for m in modules:
+                        m.STREAM_BYTES, m.PARALLEL_THRESHOLD = 10**15, 0
+                    want = call(y, x, np.empty(n, dtype))
+                    for m in modules:
+                        m.STREAM_BYTES = 0
+                    line = np.full(n + 2 * lanes, np.nan, dtype)
+                    start = (-line.ctypes.data) % 64 // line.itemsize  # (a line boundary)
+                    for offset in range(lanes):
+                        out = line[start + offset:start + offset + n]
+                        out[:] = np.nan
+                        assert activations._streams(out)
+                        assert call(y, x, out) is out
+                        np.testing.assert_array_equal(
+                            out, want, err_msg=f"{name}, {dtype.__name__}, n={n}, {offset=}")
     finally:
         for m, (stream, threshold) in zip(modules, saved, strict=True):
             m.STREAM_BYTES, m.PARALLEL_THRESHOLD = stream, threshold
+
+
+def test_streaming_cores_refuse_an_output_off_its_itemsize():
+    """An output whose address is not a multiple of its itemsize has no element on a
+    64-byte boundary: it is written by the ordinary core, and still correctly."""
+    from symdl.kernels import activations
+
+    saved = activations.STREAM_BYTES, activations.PARALLEL_THRESHOLD
+    try:
+        activations.STREAM_BYTES, activations.PARALLEL_THRESHOLD = 0, 0
+        n = 1000
+        raw = np.zeros(n * 8 + 8, np.uint8)
+        skip = (1 - raw.ctypes.data) % 8  # (to an address 1 past a multiple of 8)
+        out = raw[skip:skip + n * 8].view(np.float64)
+        assert out.ctypes.data % 8 == 1 and not out.flags.aligned
+        assert not activations._streams(out)
+        y, dy = np.linspace(-1, 1, n), np.linspace(2, 3, n)
+        got = np.empty(n)
+        got[:] = np.asarray(activations.tanh_backward(y, dy, out=out))
+        np.testing.assert_array_equal(got, dy * (1 - y) * (y + 1))
+    finally:
+        activations.STREAM_BYTES, activations.PARALLEL_THRESHOLD = saved
 
 
 def test_matvec_against_exact_sum(kernels):
