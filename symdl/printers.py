@@ -145,6 +145,9 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_VecExp(self, expr: sp.Expr) -> str:
         return f"_vexp({self._print(expr.args[0])})"
 
+    def _print_VecExpNonpositive(self, expr: sp.Expr) -> str:
+        return f"_vexp_nonpos({self._print(expr.args[0])})"
+
     def _print_VecTanh(self, expr: sp.Expr) -> str:
         return f"_vtanh({self._print(expr.args[0])})"
 

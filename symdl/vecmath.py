@@ -36,6 +36,22 @@ class VecExp(sp.Function):
         return sp.exp(arg)
 
 
+class VecExpNonpositive(sp.Function):
+    """exp(x) for an x that SymPy proves <= 0 (a logistic curve's exp(-|x|)): its
+    result is at most 1, which lets one power of two scale it (exp_steps)."""
+
+    nargs = 1
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.exp(self.args[0]))
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self
+
+    def _eval_rewrite_as_exp(self, arg, **kwargs) -> sp.Expr:
+        return sp.exp(arg)
+
+
 class VecTanh(sp.Function):
     """tanh(x), computed by the vectorizable algorithm of the kernel's dtype."""
 
@@ -239,23 +255,36 @@ def _power_of_two(fmt: FloatFormat, k: sp.Expr) -> sp.Expr:
     return BitsFloat(ShiftLeft(k + fmt.bias, fmt.mantissa), fmt.width)
 
 
-def exp_steps(fmt: FloatFormat, x: sp.Expr, small: sp.Expr | None = None, prefix: str = ""
+def exp_steps(fmt: FloatFormat, x: sp.Expr, small: sp.Expr | None = None, prefix: str = "",
+              nonpositive: bool = False
               ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
     """exp(x + small), small a correction below 1 in magnitude that is added to the
     reduced argument, not to x (erfc's exp(-x**2 + ...), whose x**2 is split in two:
     their sum would round to x's ulp, 500 ulps of the result at x = 27). ``prefix``
-    names the statements apart from the caller's."""
-    # The clamp keeps k within the two-step scaling's reach; beyond it the result is
-    # 0 or inf anyway. NaN fails both comparisons and passes through unchanged.
+    names the statements apart from the caller's. ``nonpositive``: x + small <= 0."""
+    # The clamp keeps k within the scaling's reach; beyond it the result is 0 or inf
+    # anyway. NaN fails both comparisons and passes through unchanged.
     hi = sp.Integer(int(mpmath.ceil(fmt.emax * mpmath.log(2))) + 1)
     lo = sp.Integer(int(mpmath.floor((fmt.emin - 1) * mpmath.log(2))) - 1)
     xc, p, ki, k1, s1, s2, y = sp.symbols([prefix + n for n in "xc p ki k1 s1 s2 y".split()],
                                           real=True)
     reduce, t, r, tail = _reduction(fmt, xc, small, prefix)
     steps = [
-        (xc, sp.Piecewise((hi, x > hi), (lo, x < lo), (x, True)), "float"),
+        (xc, sp.Piecewise((lo, x < lo), (x, True)) if nonpositive else
+         sp.Piecewise((hi, x > hi), (lo, x < lo), (x, True)), "float"),
         *reduce,
         (p, 1 + r * (1 + r * tail), "float"),
+    ]
+    if nonpositive:
+        # k <= 0: 2**(k + c) is a normal number for every k down to the clamp's, and p
+        # times it is exact; the product with 2**-c rounds once, as the two-step
+        # scaling's last product does (the same results, bit for bit), with three
+        # vector instructions fewer.
+        c = -(fmt.bias - 1) - (int(mpmath.floor(lo / mpmath.log(2))) - 1)
+        return [*steps, (ki, _k_bits(fmt, t), "int"),
+                (s1, _power_of_two(fmt, ki + c), "float"), (s2, p * s1, "float"),
+                (y, s2 * sp.Rational(1, 2**c), "float")], y
+    steps += [
         # 2**k in two factors, so that a result below the normal range is scaled right
         (ki, _k_bits(fmt, t), "int"),
         (k1, ShiftRightArith(ki, 1), "int"),
@@ -264,6 +293,12 @@ def exp_steps(fmt: FloatFormat, x: sp.Expr, small: sp.Expr | None = None, prefix
         (y, p * s1 * s2, "float"),
     ]
     return steps, y
+
+
+def exp_nonpositive_algorithm(fmt: FloatFormat
+                              ) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
+    """exp(x) for x <= 0 (VecExpNonpositive): one power of two scales the result."""
+    return exp_steps(fmt, sp.Symbol("x", real=True), nonpositive=True)
 
 
 def tanh_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, str]], sp.Symbol]:
@@ -560,6 +595,7 @@ def gauss_algorithm(fmt: FloatFormat) -> tuple[list[tuple[sp.Symbol, sp.Expr, st
 
 #: The vectorizable functions: SymPy function -> (node, printed name, algorithm).
 ALGORITHMS = {sp.exp: (VecExp, "vexp", exp_algorithm),
+              VecExpNonpositive: (VecExpNonpositive, "vexp_nonpos", exp_nonpositive_algorithm),
               sp.tanh: (VecTanh, "vtanh", tanh_algorithm),
               log1p: (VecLog1p, "vlog1p", log1p_algorithm),
               sp.erf: (VecErf, "verf", erf_algorithm),
@@ -590,7 +626,9 @@ def _special(expr: sp.Expr) -> sp.Expr:
         return None
 
     expr = expr.replace(lambda e: erfc_half(e) is not None, erfc_half)
-    return expr.replace(lambda e: gauss(e) is not None, gauss)
+    expr = expr.replace(lambda e: gauss(e) is not None, gauss)
+    return expr.replace(lambda e: isinstance(e, sp.exp) and e.args[0].is_nonpositive is True,
+                        lambda e: VecExpNonpositive(e.args[0]))
 
 
 def vectorize(expr: sp.Expr) -> sp.Expr:

@@ -1064,6 +1064,57 @@ def _vexp_typed(x):
 
 
 @numba.njit(inline="always")
+def _vexp_nonpos_f64(x):
+    T = np.float64
+    xc = ((-T(747)) if (x < -T(747)) else (x))
+    t = T(1.4426950408889634)*xc + T(6755399441055744)
+    k = t - T(6755399441055744)
+    r1 = -T(0.6931471806019545)*k + xc
+    r = T(4.2009150726810846e-11)*k + r1
+    r2 = r*r
+    r4 = r2*r2
+    r8 = r4*r4
+    p = r*(r*(r8*(r2*((T(1.6059043836821613e-10))*r + T(2.08767569878681e-09)) + ((T(2.505210838544172e-08))*r + T(2.755731922398589e-07))) + (r4*(r2*((T(2.7557319223985893e-06))*r + T(2.48015873015873e-05)) + ((T(0.0001984126984126984))*r + T(0.001388888888888889))) + (r2*((T(0.008333333333333333))*r + T(0.041666666666666664)) + ((T(0.16666666666666666))*r + T(0.5))))) + T(1)) + T(1)
+    ki = _float_bits(t) - 4843621399236968448
+    s1 = _bits_f64((ki + 1080 << 52))
+    s2 = p*s1
+    y = (T(6.938893903907228e-18))*s2
+    return y
+
+
+@numba.njit(inline="always")
+def _vexp_nonpos_f32(x):
+    T = np.float32
+    xc = ((-T(105)) if (x < -T(105)) else (x))
+    t = T(1.4426950408889634)*xc + T(12582912)
+    k = t - T(12582912)
+    r1 = -T(0.693115234375)*k + xc
+    r = -T(3.1946184945309415e-05)*k + r1
+    r2 = r*r
+    r4 = r2*r2
+    p = r*(r*(r4*((T(0.0001984126984126984))*r + T(0.001388888888888889)) + (r2*((T(0.008333333333333333))*r + T(0.041666666666666664)) + ((T(0.16666666666666666))*r + T(0.5)))) + T(1)) + T(1)
+    ki = _float_bits(t) - 1262485504
+    s1 = _bits_f32((ki + 154 << 23))
+    s2 = p*s1
+    y = (T(7.450580596923828e-09))*s2
+    return y
+
+
+def _vexp_nonpos(x):
+    """The vectorizable algorithm of x's dtype (compiled: the overload below)."""
+    return _vexp_nonpos_f32(x) if np.asarray(x).dtype == np.float32 else _vexp_nonpos_f64(x)
+
+
+@numba.extending.overload(_vexp_nonpos, inline="always")
+def _vexp_nonpos_typed(x):
+    if isinstance(x, numba.types.Float):
+        if x.bitwidth == 32:
+            return lambda x: _vexp_nonpos_f32(x)
+        return lambda x: _vexp_nonpos_f64(x)
+    return None
+
+
+@numba.njit(inline="always")
 def _vtanh_f64(x):
     T = np.float64
     a = ((T(20)) if (abs(x) > T(20)) else (abs(x)))
@@ -1567,7 +1618,7 @@ def _vgauss_typed(x):
     return None
 
 
-_CORES.__dict__.update(_vexp=_vexp, _vtanh=_vtanh, _vlog1p=_vlog1p, _verf=_verf, _verfc=_verfc, _verfc_half=_verfc_half, _vgauss=_vgauss)
+_CORES.__dict__.update(_vexp=_vexp, _vexp_nonpos=_vexp_nonpos, _vtanh=_vtanh, _vlog1p=_vlog1p, _verf=_verf, _verfc=_verfc, _verfc_half=_verfc_half, _vgauss=_vgauss)
 
 
 # ---- non-temporal stores for outputs that would not stay in cache ----------------
