@@ -36,20 +36,9 @@ class VecExp(sp.Function):
         return sp.exp(arg)
 
 
-class VecExpNonpositive(sp.Function):
+class VecExpNonpositive(VecExp):
     """exp(x) for an x that SymPy proves <= 0 (a logistic curve's exp(-|x|)): its
     result is at most 1, which lets one power of two scale it (exp_steps)."""
-
-    nargs = 1
-
-    def _latex(self, printer) -> str:
-        return printer._print(sp.exp(self.args[0]))
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return self
-
-    def _eval_rewrite_as_exp(self, arg, **kwargs) -> sp.Expr:
-        return sp.exp(arg)
 
 
 class VecTanh(sp.Function):
