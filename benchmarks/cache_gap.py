@@ -7,6 +7,12 @@ runs in fresh processes: "cached" with the user's cache (filled by a first, unti
 process), "fresh" with NUMBA_CACHE_DIR set to an empty directory, so that every core
 is compiled in the process that times it. The two alternate, and each figure is the
 median over the processes of each process's median call.
+
+Processes differ in more than their code (a fresh one has just spent seconds in LLVM),
+so each cached process also times the same kernel with its cores compiled anew in that
+process, the two alternating call by call: the same data, the same process, only the
+machine code differs. That pair is what the target checks; the pair of processes is
+reported beside it.
 """
 
 from __future__ import annotations
@@ -35,12 +41,22 @@ class CacheRow:
     kernel: str
     dtype: str
     n: int
-    cached_s: float
-    fresh_s: float
+    cached_s: float  # in processes that load the cores from the cache
+    fresh_s: float  # in processes that compile them
+    here_cached_s: float | None = None  # in one process, alternating call by call
+    here_fresh_s: float | None = None
 
     @property
     def ratio(self) -> float:
-        """Cached time / fresh time: above 1, the cached kernel is slower."""
+        """Cached time / fresh time, in one process where measured (the machine code
+        alone), else in separate processes: above 1, the cached kernel is slower."""
+        if self.here_cached_s is not None and self.here_fresh_s is not None:
+            return self.here_cached_s / self.here_fresh_s
+        return self.process_ratio
+
+    @property
+    def process_ratio(self) -> float:
+        """Cached time / fresh time in separate fresh processes."""
         return self.cached_s / self.fresh_s
 
 
@@ -48,9 +64,22 @@ class CacheRow:
 # would) after a warm-up call, which loads the core from the cache or compiles it.
 _TIMER = textwrap.dedent("""
     import json, sys, time
+    import numba
     import numpy as np
     import symdl.kernels as k
-    n, names, dtypes, calls = json.loads(sys.argv[1])
+    n, names, dtypes, calls, here = json.loads(sys.argv[1])
+
+    def fresh_cores(fn):
+        # fn's module, and a fresh, uncached compile of each of its cores (the
+        # dispatchers named _<kernel>_...), to swap in for the cached ones
+        module = sys.modules[fn.__module__]
+        fresh = {}
+        for name, core in vars(module).items():
+            if name.startswith("_" + fn.__name__ + "_") and hasattr(core, "py_func"):
+                options = {o: v for o, v in core.targetoptions.items()
+                           if o not in ("cache", "nopython")}
+                fresh[name] = numba.njit(**options)(core.py_func)
+        return module, fresh
     rng = np.random.default_rng(0)
     x, dy = rng.standard_normal(n) * 4, rng.standard_normal(n)
     y = rng.uniform(0.0, 1.0, n)
@@ -76,18 +105,38 @@ _TIMER = textwrap.dedent("""
                 fn(*args, **kw)
                 times.append(time.perf_counter() - t)
             out[name + " " + dtype] = sorted(times)[len(times) // 2]
+            if not here:
+                continue
+            module, fresh = fresh_cores(fn)
+            cached = {c: getattr(module, c) for c in fresh}
+            vars(module).update(fresh)
+            fn(*args, **kw)  # compiles the fresh cores that this call uses
+            if not any(core.signatures for core in fresh.values()):
+                sys.exit(f"{name}: its cores could not be swapped for fresh ones")
+            pairs = {"cached": [], "fresh": []}
+            for i in range(4 * calls):  # 2 x calls on each side
+                side = ("cached", "fresh")[i % 2]
+                vars(module).update(cached if side == "cached" else fresh)
+                t = time.perf_counter()
+                fn(*args, **kw)
+                pairs[side].append(time.perf_counter() - t)
+            vars(module).update(cached)
+            for side, times in pairs.items():
+                out[f"{name} {dtype} here {side}"] = sorted(times)[len(times) // 2]
     print(json.dumps(out))
 """)
 
 
 def _process(n: int, names: list[str], dtypes: list[str], calls: int,
-             cache_dir: str | None, extra_env: dict[str, str] | None = None
-             ) -> dict[str, float]:
-    """Each kernel's median call in one fresh process: {"name dtype": seconds}."""
+             cache_dir: str | None, extra_env: dict[str, str] | None = None,
+             here: bool = False) -> dict[str, float]:
+    """Each kernel's median call in one fresh process: {"name dtype": seconds}; with
+    ``here``, also its cores compiled anew in that process against those it loaded,
+    alternating call by call ("name dtype here fresh", "name dtype here cached")."""
     env = {**os.environ, **(extra_env or {})}
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
-    r = subprocess.run([sys.executable, "-c", _TIMER, json.dumps([n, names, dtypes, calls])],
+    r = subprocess.run([sys.executable, "-c", _TIMER, json.dumps([n, names, dtypes, calls, here])],
                        capture_output=True, text=True, env=env, timeout=900)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr else "failed")
@@ -110,7 +159,7 @@ def measure(n: int, dtypes: list[str], repeats: int, names: tuple[str, ...] = KE
         order = ("cached", "fresh") if i % 2 == 0 else ("fresh", "cached")
         for side in order:
             if side == "cached":
-                runs[side].append(_process(n, names_, dtypes_, calls, None))
+                runs[side].append(_process(n, names_, dtypes_, calls, None, here=True))
             else:
                 with tempfile.TemporaryDirectory(prefix="symdl-fresh-") as empty:
                     runs[side].append(_process(n, names_, dtypes_, calls, empty))
@@ -118,7 +167,9 @@ def measure(n: int, dtypes: list[str], repeats: int, names: tuple[str, ...] = KE
     for dtype in dtypes_:
         for name in names_:
             key = f"{name} {dtype}"
-            rows.append(CacheRow(name, dtype, n,
-                                 statistics.median(r[key] for r in runs["cached"]),
-                                 statistics.median(r[key] for r in runs["fresh"])))
+            rows.append(CacheRow(
+                name, dtype, n, statistics.median(r[key] for r in runs["cached"]),
+                statistics.median(r[key] for r in runs["fresh"]),
+                statistics.median(r[key + " here cached"] for r in runs["cached"]),
+                statistics.median(r[key + " here fresh"] for r in runs["cached"])))
     return rows
