@@ -157,6 +157,8 @@ def test_streaming_cores_write_what_the_others_write(kernels):
     modules = (activations, regularization)
     saved = [(m.STREAM_BYTES, m.PARALLEL_THRESHOLD) for m in modules]
     calls = {
+        "sigmoid": lambda y, x, out: kernels.sigmoid(x * 30, out=out),
+        "tanh": lambda y, x, out: kernels.tanh(x * 10, out=out),
         "sigmoid_backward": lambda y, x, out: kernels.sigmoid_backward(y, x, out=out),
         "tanh_backward": lambda y, x, out: kernels.tanh_backward(y, x, out=out),
         "dropout_inference": lambda y, x, out: kernels.dropout_inference(x, 0.3, False,
@@ -164,7 +166,8 @@ def test_streaming_cores_write_what_the_others_write(kernels):
         "dropout_inference inverted": lambda y, x, out: kernels.dropout_inference(x, 0.3,
                                                                                  out=out),
     }
-    assert activations._sigmoid_backward_stream  # (a streaming core exists)
+    # (streaming cores exist: memory-bound loops and those of exp and tanh)
+    assert activations._sigmoid_backward_stream and activations._tanh_stream
     try:
         for dtype in (np.float64, np.float32):
             lanes = 64 // np.dtype(dtype).itemsize

@@ -97,6 +97,31 @@ def _sigmoid_par(a_x, a_y):
         a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
 
 
+@_jit(parallel=True)
+def _sigmoid_stream(a_x, a_y):
+    T = a_y.dtype.type
+    n = a_x.size
+    # Ordinary stores up to the output's first STREAM_ALIGN-byte boundary; from there
+    # every task starts on one, so the vector stores of its loop are aligned (see
+    # _stream_store). Unsigned indices: a signed one makes LLVM guard against negative
+    # wraparound with gathers.
+    _head = _stream_head(a_y)
+    for i in range(_head):
+        x = a_x[i]
+        _c0 = _vexp_nonpos(-abs(x))
+        _c1 = (T(1)/(_c0 + T(1)))
+        a_y[i] = ((_c0*_c1) if (x < T(0)) else (_c1))
+    for _g in numba.prange((n - _head + STREAM_GROUP - 1) // STREAM_GROUP):
+        _lo = np.uint64(_head + _g * STREAM_GROUP)
+        for i in range(_lo, min(np.uint64(n), _lo + np.uint64(STREAM_GROUP))):
+            _wide_vectors()
+            x = a_x[i]
+            _c0 = _vexp_nonpos(-abs(x))
+            _c1 = (T(1)/(_c0 + T(1)))
+            _stream_store(a_y, i, ((_c0*_c1) if (x < T(0)) else (_c1)))
+        _store_fence()
+
+
 def sigmoid(x, out=None):
     """Sigmoid. Squashes any real number into (0, 1); the output of a binary classifier.
 
@@ -109,7 +134,8 @@ def sigmoid(x, out=None):
     result = (_new(x.size, dtype) if out is None else
               _output("sigmoid", out, shape, dtype, inputs=[x]))
     parallel = x.size >= PARALLEL_THRESHOLD
-    core = _sigmoid_par if parallel else _sigmoid_ser
+    streamed = parallel and _streams(result)
+    core = (_sigmoid_stream if streamed else _sigmoid_par) if parallel else _sigmoid_ser
     core(_flat(x, dtype), result)
     return result.reshape(shape) if out is None else _deliver(out, result, shape)
 
@@ -194,6 +220,27 @@ def _tanh_par(a_x, a_y):
         a_y[i] = _vtanh(x)
 
 
+@_jit(parallel=True)
+def _tanh_stream(a_x, a_y):
+    T = a_y.dtype.type
+    n = a_x.size
+    # Ordinary stores up to the output's first STREAM_ALIGN-byte boundary; from there
+    # every task starts on one, so the vector stores of its loop are aligned (see
+    # _stream_store). Unsigned indices: a signed one makes LLVM guard against negative
+    # wraparound with gathers.
+    _head = _stream_head(a_y)
+    for i in range(_head):
+        x = a_x[i]
+        a_y[i] = _vtanh(x)
+    for _g in numba.prange((n - _head + STREAM_GROUP - 1) // STREAM_GROUP):
+        _lo = np.uint64(_head + _g * STREAM_GROUP)
+        for i in range(_lo, min(np.uint64(n), _lo + np.uint64(STREAM_GROUP))):
+            _wide_vectors()
+            x = a_x[i]
+            _stream_store(a_y, i, _vtanh(x))
+        _store_fence()
+
+
 def tanh(x, out=None):
     """Hyperbolic tangent. Squashes any real number into (-1, 1), centred at zero.
 
@@ -206,7 +253,8 @@ def tanh(x, out=None):
     result = (_new(x.size, dtype) if out is None else
               _output("tanh", out, shape, dtype, inputs=[x]))
     parallel = x.size >= PARALLEL_THRESHOLD
-    core = _tanh_par if parallel else _tanh_ser
+    streamed = parallel and _streams(result)
+    core = (_tanh_stream if streamed else _tanh_par) if parallel else _tanh_ser
     core(_flat(x, dtype), result)
     return result.reshape(shape) if out is None else _deliver(out, result, shape)
 
