@@ -63,7 +63,7 @@ class CacheRow:
 # One process: times each kernel (writing into a preallocated output, as a training loop
 # would) after a warm-up call, which loads the core from the cache or compiles it.
 _TIMER = textwrap.dedent("""
-    import json, sys, time
+    import json, sys, time, types
     import numba
     import numpy as np
     import symdl.kernels as k
@@ -73,12 +73,19 @@ _TIMER = textwrap.dedent("""
         # fn's module, and a fresh, uncached compile of each of its cores (the
         # dispatchers named _<kernel>_...), to swap in for the cached ones
         module = sys.modules[fn.__module__]
+        cores = [(name, core) for name, core in vars(module).items()
+                 if name.startswith("_" + fn.__name__ + "_") and hasattr(core, "py_func")]
         fresh = {}
-        for name, core in vars(module).items():
-            if name.startswith("_" + fn.__name__ + "_") and hasattr(core, "py_func"):
-                options = {o: v for o, v in core.targetoptions.items()
-                           if o not in ("cache", "nopython")}
-                fresh[name] = numba.njit(**options)(core.py_func)
+        # Serial cores first: a parallel one calls its kernel's serial loops, found in
+        # its globals (the cores' namespace), and gets the fresh ones in a copy of them.
+        for name, core in sorted(cores, key=lambda c: bool(c[1].targetoptions.get("parallel"))):
+            options = {o: v for o, v in core.targetoptions.items()
+                       if o not in ("cache", "nopython")}
+            func = core.py_func
+            if options.get("parallel"):
+                func = types.FunctionType(func.__code__, {**func.__globals__, **fresh},
+                                          func.__name__)
+            fresh[name] = numba.njit(**options)(func)
         return module, fresh
     rng = np.random.default_rng(0)
     x, dy = rng.standard_normal(n) * 4, rng.standard_normal(n)

@@ -248,8 +248,9 @@ def test_compute_bound_element_loops_ask_for_512_bit_vectors(tmp_path):
     """An element loop that computes exp (sigmoid) or a dropout mask's hash carries
     LLVM's "prefer-vector-width"="512" on its function, so that on an AVX-512 CPU it
     vectorizes with zmm registers (LLVM's default there is 256 bits); a memory-bound
-    loop (sigmoid's backward, y*(1 - y)*dy) does not. A fresh Numba cache, so that the
-    cores compile here and their IR can be read."""
+    loop (sigmoid's backward, y*(1 - y)*dy) does not, and keeps LLVM's default for the
+    CPU (256 bits on Intel's AVX-512 CPUs, 512 on AMD's Zen 4). A fresh Numba cache, so
+    that the cores compile here and their IR can be read."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     r = subprocess.run([sys.executable, "-c", WIDTH_PROBE], env=env, capture_output=True,
                        text=True, timeout=600)
@@ -257,6 +258,10 @@ def test_compute_bound_element_loops_ask_for_512_bit_vectors(tmp_path):
     got = __import__("json").loads(r.stdout.strip().splitlines()[-1])
     narrow = got["cpu"] in ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake")
     assert got["sigmoid"][0] is not narrow and got["dropout"][0] is not narrow, got
-    assert got["sigmoid_backward"] == [False, False], got
+    assert got["sigmoid_backward"][0] is False, got
+    if got["cpu"].startswith(("skylake", "cascadelake", "cooperlake", "icelake", "tigerlake",
+                              "sapphirerapids", "emeraldrapids", "graniterapids",
+                              "rocketlake")):
+        assert got["sigmoid_backward"][1] is False, got  # (LLVM's prefer-256-bit tuning)
     if got["avx512"] and not narrow:
         assert got["sigmoid"][1] and got["dropout"][1], got

@@ -1735,8 +1735,14 @@ else:
 
         return numba.types.none(), codegen
 
+PAR_BLOCK = 1 << 13
+"""Elements per task of a parallel elementwise core (templates/numba/element_loop.py.j2,
+blocked_core): small enough that a few times the threshold of the parallel core keeps
+every thread busy, large enough that the call per task is lost in its loop."""
+
 _CORES.__dict__.update(_stream_store=_stream_store, _store_fence=_store_fence,
-                       _stream_head=_stream_head, STREAM_GROUP=STREAM_GROUP)
+                       _stream_head=_stream_head, STREAM_GROUP=STREAM_GROUP,
+                       PAR_BLOCK=PAR_BLOCK)
 
 
 # ---- the vector width of compute-bound element loops ------------------------------
