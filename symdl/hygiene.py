@@ -43,7 +43,7 @@ RESERVED: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
                     "task", "tasks", "threads", "v", "w2", "w2t", "wf", "wflat", "wfp", "wide",
                     "wp", "xflat", "xp", "xps", "y2", "yflat", "zero", "p_stride", "p_padding",
                     "p_size", "a_y2"],
-    "elementwise": ["T", "abs", "dtype", "i", "max", "min", "n", "out", "range",
+    "elementwise": ["PAR_BLOCK", "T", "abs", "dtype", "i", "max", "min", "n", "out", "range",
                     "result", "shape", "streamed"],
     "masked": ["T", "TypeError", "U", "ValueError", "bool", "dtype", "float", "i",
                "inverted", "isinstance", "mask", "min", "n", "out", "range", "shape",
