@@ -59,6 +59,7 @@ _memo_reuse = _runtime._memo_reuse
 _memo_spare = _runtime._memo_spare
 _memo_store = _runtime._memo_store
 _memo_take = _runtime._memo_take
+_new = _runtime._new
 _run_parts = _runtime._run_parts
 _run_row_groups = _runtime._with_globals(_runtime._run_row_groups, globals())
 _vexp_nonpos = _runtime._vexp_nonpos
@@ -132,7 +133,7 @@ def mlp_forward(X, W1, W2, w3):
     W1 = np.ascontiguousarray(W1, dtype=dtype)
     W2 = np.ascontiguousarray(W2, dtype=dtype)
     w3 = np.ascontiguousarray(w3, dtype=dtype)
-    o_f = np.empty((sizes["m"], ), dtype=dtype)
+    o_f = _new(sizes["m"], dtype).reshape((sizes["m"], ))
     spare_copies, spare = _memo_spare("mlp_forward")
     s_A1, s_A2, = _memo_reuse(spare, [(sizes["m"], sizes["n1"], ), (sizes["m"], sizes["n2"], )], dtype)
     _run_row_groups(_mlp_forward_run, (X, W1, W2, w3, s_A1, s_A2, o_f),
@@ -299,10 +300,10 @@ def mlp_backward(X, W1, W2, w3, df):
     W2 = np.ascontiguousarray(W2, dtype=dtype)
     w3 = np.ascontiguousarray(w3, dtype=dtype)
     df = np.ascontiguousarray(df, dtype=dtype)
-    o_dX = np.empty((sizes["m"], sizes["n0"], ), dtype=dtype)
-    o_dW1 = np.empty((sizes["n1"], sizes["n0"], ), dtype=dtype)
-    o_dW2 = np.empty((sizes["n2"], sizes["n1"], ), dtype=dtype)
-    o_dw3 = np.empty((sizes["n2"], ), dtype=dtype)
+    o_dX = _new(sizes["m"] * sizes["n0"], dtype).reshape((sizes["m"], sizes["n0"], ))
+    o_dW1 = _new(sizes["n1"] * sizes["n0"], dtype).reshape((sizes["n1"], sizes["n0"], ))
+    o_dW2 = _new(sizes["n2"] * sizes["n1"], dtype).reshape((sizes["n2"], sizes["n1"], ))
+    o_dw3 = _new(sizes["n2"], dtype).reshape((sizes["n2"], ))
     saved = _memo_take("mlp_forward", (X, W1, W2, w3,))
     if saved is None:
         _run_row_groups(_mlp_backward_run, (X, W1, W2, w3, df, o_dX, o_dW1, o_dW2, o_dw3), "bsssbb+++",

@@ -67,6 +67,7 @@ _combine = _runtime._combine
 _common_dtype = _runtime._common_dtype
 _flat = _runtime._flat
 _float_array = _runtime._float_array
+_new = _runtime._new
 _vexp_nonpos = _runtime._vexp_nonpos
 _vlog1p = _runtime._vlog1p
 _wide_vectors = _runtime._wide_vectors
@@ -380,10 +381,10 @@ def gan_d_loss_grad(d_real, d_fake):
     dtype = _common_dtype([d_real, d_fake])
     m_real = d_real.size
     m_fake = d_fake.size
-    grad_d_real = np.empty(m_real, dtype=dtype)
+    grad_d_real = _new(m_real, dtype)
     core = _gan_d_loss_grad_b0_par if m_real >= PARALLEL_THRESHOLD else _gan_d_loss_grad_b0_ser
     core(_flat(d_real, dtype), grad_d_real, m_real, m_fake)
-    grad_d_fake = np.empty(m_fake, dtype=dtype)
+    grad_d_fake = _new(m_fake, dtype)
     core = _gan_d_loss_grad_b1_par if m_fake >= PARALLEL_THRESHOLD else _gan_d_loss_grad_b1_ser
     core(_flat(d_fake, dtype), grad_d_fake, m_real, m_fake)
     return grad_d_real, grad_d_fake
@@ -546,7 +547,7 @@ def gan_g_loss_saturating_grad(d_fake):
     _check_domain("gan_g_loss_saturating_grad", "d_fake", d_fake, "probability")
     dtype = _common_dtype([d_fake])
     m_fake = d_fake.size
-    grad_d_fake = np.empty(m_fake, dtype=dtype)
+    grad_d_fake = _new(m_fake, dtype)
     core = _gan_g_loss_saturating_grad_b0_par if m_fake >= PARALLEL_THRESHOLD else _gan_g_loss_saturating_grad_b0_ser
     core(_flat(d_fake, dtype), grad_d_fake, m_fake)
     return grad_d_fake
@@ -709,7 +710,7 @@ def gan_g_loss_nonsaturating_grad(d_fake):
     _check_domain("gan_g_loss_nonsaturating_grad", "d_fake", d_fake, "probability")
     dtype = _common_dtype([d_fake])
     m_fake = d_fake.size
-    grad_d_fake = np.empty(m_fake, dtype=dtype)
+    grad_d_fake = _new(m_fake, dtype)
     core = _gan_g_loss_nonsaturating_grad_b0_par if m_fake >= PARALLEL_THRESHOLD else _gan_g_loss_nonsaturating_grad_b0_ser
     core(_flat(d_fake, dtype), grad_d_fake, m_fake)
     return grad_d_fake
@@ -1031,10 +1032,10 @@ def gan_d_loss_logits_grad(l_real, l_fake):
     dtype = _common_dtype([l_real, l_fake])
     m_real = l_real.size
     m_fake = l_fake.size
-    grad_l_real = np.empty(m_real, dtype=dtype)
+    grad_l_real = _new(m_real, dtype)
     core = _gan_d_loss_logits_grad_b0_par if m_real >= PARALLEL_THRESHOLD else _gan_d_loss_logits_grad_b0_ser
     core(_flat(l_real, dtype), grad_l_real, m_real, m_fake)
-    grad_l_fake = np.empty(m_fake, dtype=dtype)
+    grad_l_fake = _new(m_fake, dtype)
     core = _gan_d_loss_logits_grad_b1_par if m_fake >= PARALLEL_THRESHOLD else _gan_d_loss_logits_grad_b1_ser
     core(_flat(l_fake, dtype), grad_l_fake, m_real, m_fake)
     return grad_l_real, grad_l_fake
@@ -1203,7 +1204,7 @@ def gan_g_loss_saturating_logits_grad(l_fake):
     _check_nonempty("gan_g_loss_saturating_logits_grad", "l_fake", l_fake)
     dtype = _common_dtype([l_fake])
     m_fake = l_fake.size
-    grad_l_fake = np.empty(m_fake, dtype=dtype)
+    grad_l_fake = _new(m_fake, dtype)
     core = _gan_g_loss_saturating_logits_grad_b0_par if m_fake >= PARALLEL_THRESHOLD else _gan_g_loss_saturating_logits_grad_b0_ser
     core(_flat(l_fake, dtype), grad_l_fake, m_fake)
     return grad_l_fake
@@ -1372,7 +1373,7 @@ def gan_g_loss_nonsaturating_logits_grad(l_fake):
     _check_nonempty("gan_g_loss_nonsaturating_logits_grad", "l_fake", l_fake)
     dtype = _common_dtype([l_fake])
     m_fake = l_fake.size
-    grad_l_fake = np.empty(m_fake, dtype=dtype)
+    grad_l_fake = _new(m_fake, dtype)
     core = _gan_g_loss_nonsaturating_logits_grad_b0_par if m_fake >= PARALLEL_THRESHOLD else _gan_g_loss_nonsaturating_logits_grad_b0_ser
     core(_flat(l_fake, dtype), grad_l_fake, m_fake)
     return grad_l_fake
