@@ -452,7 +452,10 @@ def chart(res: Results, path: Path) -> str | None:
 
     groups = _groups(res.rows)
     dtypes = sorted({k[1] for k in groups}, reverse=True)
-    fig, axes = plt.subplots(len(dtypes), 1, figsize=(12, 3.6 * len(dtypes)), squeeze=False)
+    # (one inch per two kernels and modes, so that the rotated labels do not overlap)
+    width_in = max(12.0, 0.5 * max(sum(k[1] == d for k in groups) for d in dtypes))
+    fig, axes = plt.subplots(len(dtypes), 1, figsize=(width_in, 5.2 * len(dtypes)),
+                             squeeze=False)
     peers = list(PEERS[1:])
     width = 0.8 / len(peers)
     for ax, dtype in zip(axes[:, 0], dtypes, strict=True):
@@ -467,7 +470,9 @@ def chart(res: Results, path: Path) -> str | None:
             ax.bar(xs, ys, width, label=p)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(keys)), [f"{k[0]}\n{k[2]}" for k in keys], fontsize=8)
+        ax.set_xticks(range(len(keys)), [f"{k[0]} {k[2]}" for k in keys], fontsize=8,
+                      rotation=55, ha="right", rotation_mode="anchor")
+        ax.set_xlim(-0.6, len(keys) - 0.4)
         ax.set_ylabel("peer time / symdl time")
         ax.set_title(f"{dtype}, {res.settings['n']:,} elements (above 1: symdl faster)")
         ax.legend(fontsize=8, ncol=len(peers))
