@@ -84,6 +84,13 @@ def _np_precision_recall(y_true, y_pred):
     return _precision_recall(np.sum(y_true * y_pred), np.sum(y_pred), np.sum(y_true))
 
 
+def _torch_compile_precision_recall(torch):
+    """The three sums compiled (Inductor fuses them), finished in Python as eager's."""
+    sums = torch.compile(lambda y_true, y_pred: (torch.dot(y_true, y_pred), y_pred.sum(),
+                                                 y_true.sum()))
+    return lambda y_true, y_pred: _precision_recall(*sums(y_true, y_pred))
+
+
 def _jax_precision_recall(jnp, y_true, y_pred):
     tp, selected, relevant = jnp.dot(y_true, y_pred), y_pred.sum(), y_true.sum()
     return (jnp.where(selected > 0, tp / selected, 0.0),
@@ -158,6 +165,7 @@ CASES: list[Case] = [
             ne.evaluate("sum(y_true)"))),
         torch=lambda t: Variants(lambda y_true, y_pred: _precision_recall(
             t.dot(y_true, y_pred), y_pred.sum(), y_true.sum())),
+        torch_compile=_torch_compile_precision_recall,
         jax=lambda jax: lambda y_true, y_pred: _jax_precision_recall(jax.numpy, y_true, y_pred),
         notes=("Labels are passed as 0/1 floats of the benchmarked dtype; symdl also checks "
                "that they are binary (two extra passes over the inputs).",),

@@ -509,12 +509,14 @@ TRAINING_CASES += [
         _logits("x"),
         numpy=Variants(_np_dropout),
         torch=_torch_dropout,
+        torch_compile=lambda t: t.compile(lambda x, p: t.ops.aten.native_dropout(x, p, True)),
         jax=_jax_dropout,
         params=DROPOUT,
         validate=_dropout_valid,
         notes=("p = 0.2, inverted; masks are random and differ between peers, so each "
                "result is checked against its own mask (kept fraction within 6 sigma of q); "
-               "bytes: read x, write out and a bool mask. PyTorch: aten.native_dropout.",),
+               "bytes: read x, write out and a bool mask. PyTorch: aten.native_dropout (eager "
+               "and compiled).",),
     ),
     Case(
         "dropout_inference",
