@@ -168,7 +168,7 @@ CASES: list[Case] = [
         torch_compile=_torch_compile_precision_recall,
         jax=lambda jax: lambda y_true, y_pred: _jax_precision_recall(jax.numpy, y_true, y_pred),
         notes=("Labels are passed as 0/1 floats of the benchmarked dtype; symdl also checks "
-               "that they are binary (two extra passes over the inputs).",),
+               "that they are binary, in the same pass as its sums.",),
     ),
 ]
 CASES += TRAINING_CASES
